@@ -1,0 +1,153 @@
+// Value types exchanged with a fleet::Coordinator. Plain structs, copyable,
+// no backend types. See coordinator.hpp for the operations that use them.
+#ifndef FLEET_TYPES_HPP_
+#define FLEET_TYPES_HPP_
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "fleet/clock.hpp"
+
+namespace fleet {
+
+// ---- membership -----------------------------------------------------------
+
+// What an instance says about itself when it joins the fleet.
+struct InstanceInfo {
+  std::string id;        // a name (see names.hpp), unique among live members
+  std::string hostname;  // free text, may be empty
+  std::string version;   // free text, may be empty
+  // Wall time the instance started. Default (epoch): join() fills in now.
+  Clock::WallTime started_at{};
+  std::map<std::string, std::string> metadata;  // free-form, any bytes
+};
+
+// A live member as seen by everyone.
+struct Member {
+  InstanceInfo info;
+  std::string session_id;  // the Coordinator session that joined it
+  Clock::WallTime last_heartbeat{};
+};
+
+enum class MemberEventType {
+  kJoined,   // a session called join()
+  kLeft,     // a session called leave()
+  kExpired,  // a session stopped heartbeating for longer than its TTL
+};
+
+struct MemberEvent {
+  MemberEventType type;
+  Member member;
+};
+
+// ---- node state -----------------------------------------------------------
+
+// How the views of several instances of one metric combine.
+enum class Aggregation { kSum, kAvg, kMin, kMax };
+
+// Declares, per metric name, how to aggregate it. Metrics not listed use
+// `default_aggregation`.
+struct AggregationSpec {
+  std::map<std::string, Aggregation> metrics;
+  Aggregation default_aggregation = Aggregation::kAvg;
+};
+
+struct AggregatedMetric {
+  double value = 0;
+  std::uint32_t reporters = 0;  // live sessions that reported this metric
+};
+
+// One node's metrics combined over every live session's view of it.
+struct NodeAggregate {
+  std::string node_id;
+  std::map<std::string, AggregatedMetric> metrics;
+  std::uint32_t reporters = 0;  // live sessions with a view of this node
+};
+
+// ---- locks and leader election --------------------------------------------
+
+enum class LeaseKind { kLock, kLeadership };
+
+// A granted lock or leadership. The pair (owner, fence) identifies the grant.
+struct Lease {
+  LeaseKind kind = LeaseKind::kLock;
+  std::string name;   // lock or election name
+  std::string owner;  // session id of the holder
+  // Fencing token: strictly greater than the token of every earlier grant of
+  // this name, across all holders and backends' restarts of the holder. Pass
+  // it to the protected resource, which rejects tokens lower than one seen.
+  std::uint64_t fence = 0;
+  std::chrono::milliseconds ttl{0};
+  // The holder's conservative estimate of the expiry, on its own Clock
+  // (measured from before the request was sent).
+  Clock::TimePoint expires_at{};
+};
+
+// The current holder of an election.
+struct Leader {
+  std::string election;
+  std::string value;  // what the leader campaigned with (e.g. its address)
+  std::string owner;  // session id of the leader
+  std::uint64_t fence = 0;
+};
+
+// ---- maps -------------------------------------------------------------------
+
+struct Entry {
+  std::string value;
+  // The map's revision at the entry's last write: strictly increasing over
+  // all writes to one map (never reused, even after a delete).
+  std::uint64_t version = 0;
+};
+
+struct MapEntry {
+  std::string key;
+  Entry entry;
+};
+
+struct ClaimResult {
+  bool claimed = false;  // true when this call created the entry
+  Entry entry;           // the entry now in place (ours, or the winner's)
+};
+
+enum class WatchEventType { kSet, kDeleted, kExpired };
+
+struct WatchEvent {
+  WatchEventType type;
+  std::string map;
+  std::string key;
+  std::string value;          // new value for kSet; empty otherwise
+  std::uint64_t version = 0;  // map revision of this change
+};
+
+// ---- messaging --------------------------------------------------------------
+
+struct Message {
+  std::string channel;
+  std::string payload;
+  std::string publisher;  // session id of the publisher
+  // 1, 2, 3, ... per publisher session: a gap means messages were lost.
+  std::uint64_t sequence = 0;
+};
+
+// ---- connection -------------------------------------------------------------
+
+enum class ConnectionState {
+  kConnected,    // the backend is reachable
+  kSuspended,    // unreachable; our leases and membership may still be valid
+  kLost,         // unreachable for longer than our TTLs: drop all ownership
+  kReconnected,  // reachable again; membership re-established
+};
+
+std::string_view to_string(MemberEventType type);
+std::string_view to_string(Aggregation aggregation);
+std::string_view to_string(LeaseKind kind);
+std::string_view to_string(WatchEventType type);
+std::string_view to_string(ConnectionState state);
+
+}  // namespace fleet
+
+#endif  // FLEET_TYPES_HPP_

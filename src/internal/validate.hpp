@@ -1,0 +1,41 @@
+// Argument checks shared by every backend, so that both return the same
+// InvalidArgument for the same bad call (the conformance suite checks it).
+#ifndef FLEET_SRC_INTERNAL_VALIDATE_HPP_
+#define FLEET_SRC_INTERNAL_VALIDATE_HPP_
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "fleet/types.hpp"
+
+#define FLEET_RETURN_IF_ERROR(expr)                                           \
+  do {                                                                        \
+    if (::absl::Status fleet_st_ = (expr); !fleet_st_.ok()) return fleet_st_; \
+  } while (0)
+
+namespace fleet::internal {
+
+absl::Status validate_instance_info(const InstanceInfo& info);
+absl::Status validate_metrics(const std::map<std::string, double>& metrics);
+absl::Status validate_spec(const AggregationSpec& spec);
+absl::Status validate_lease_ttl(std::chrono::milliseconds ttl);
+absl::Status validate_timeout(std::chrono::milliseconds timeout);
+absl::Status validate_lease(const Lease& lease);
+absl::Status validate_map_key(std::string_view map, std::string_view key);
+absl::Status validate_entry(std::string_view map, std::string_view key,
+                            std::string_view value, std::chrono::milliseconds ttl);
+absl::Status validate_prefix(std::string_view prefix);
+
+template <typename F>
+absl::Status validate_callback(const std::function<F>& callback) {
+  if (!callback) return absl::InvalidArgumentError("callback must not be empty");
+  return absl::OkStatus();
+}
+
+}  // namespace fleet::internal
+
+#endif  // FLEET_SRC_INTERNAL_VALIDATE_HPP_

@@ -1,0 +1,249 @@
+// The in-process backend's shared state. Every operation takes the session
+// id of the caller; LocalSession (local_session.cpp) validates arguments and
+// forwards here. One mutex guards everything: the in-process backend is for
+// one process, where a contention-free design would buy nothing measurable.
+#ifndef FLEET_SRC_LOCAL_LOCAL_STORE_HPP_
+#define FLEET_SRC_LOCAL_LOCAL_STORE_HPP_
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "fleet/local_coordinator.hpp"
+#include "fleet/subscription.hpp"
+#include "fleet/types.hpp"
+#include "internal/dispatcher.hpp"
+#include "internal/logger.hpp"
+
+namespace fleet::internal {
+
+class LocalStoreImpl final : public LocalStore,
+                             public std::enable_shared_from_this<LocalStoreImpl> {
+ public:
+  using TimePoint = Clock::TimePoint;
+  using Ms = std::chrono::milliseconds;
+
+  explicit LocalStoreImpl(const LocalOptions& options);  // options validated
+  ~LocalStoreImpl() override;
+
+  Clock* clock() const { return clock_; }
+  const Logger& logger() const { return logger_; }
+
+  std::string open_session();
+  // Crash semantics: the session's owned state expires session_ttl later.
+  void close_session(const std::string& sid);
+
+  // membership
+  absl::Status join(const std::string& sid, const InstanceInfo& info);
+  absl::Status leave(const std::string& sid);
+  std::vector<Member> members();
+  Subscription watch_members(const std::string& sid,
+                             std::function<void(const MemberEvent&)> cb);
+
+  // node state
+  void publish_node_state(const std::string& sid, const std::string& node,
+                          const std::map<std::string, double>& metrics);
+  void remove_node_state(const std::string& sid, const std::string& node);
+  std::optional<NodeAggregate> aggregate(const std::string& node,
+                                         const AggregationSpec& spec);
+  std::vector<NodeAggregate> aggregate_all(const AggregationSpec& spec);
+
+  // counters
+  absl::StatusOr<std::int64_t> counter_add(const std::string& name, std::int64_t delta);
+  std::int64_t counter_get(const std::string& name);
+  absl::StatusOr<std::int64_t> owned_counter_add(const std::string& sid,
+                                                 const std::string& name,
+                                                 std::int64_t delta);
+  std::int64_t owned_counter_get(const std::string& name);
+
+  // locks and elections
+  std::optional<Lease> acquire(const std::string& sid, LeaseKind kind,
+                               const std::string& name, const std::string& value, Ms ttl,
+                               Ms timeout);
+  absl::Status release(const std::string& sid, const Lease& lease);
+  absl::StatusOr<Lease> renew(const std::string& sid, const Lease& lease);
+  std::optional<Leader> leader(const std::string& election);
+  Subscription observe_leader(const std::string& sid, const std::string& election,
+                              std::function<void(const std::optional<Leader>&)> cb);
+
+  // maps and watches
+  ClaimResult claim(const std::string& map, const std::string& key,
+                    const std::string& value, Ms ttl);
+  Entry put(const std::string& map, const std::string& key, const std::string& value,
+            Ms ttl);
+  std::optional<Entry> get(const std::string& map, const std::string& key);
+  bool compare_and_set(const std::string& map, const std::string& key,
+                       const std::string& expected, const std::string& value, Ms ttl);
+  bool compare_and_delete(const std::string& map, const std::string& key,
+                          const std::string* expected);
+  std::vector<MapEntry> scan(const std::string& map, const std::string& prefix,
+                             std::size_t limit);
+  Subscription watch(const std::string& sid, const std::string& map,
+                     const std::string& prefix,
+                     std::function<void(const WatchEvent&)> cb);
+
+  // messaging and connection state
+  void publish(const std::string& sid, const std::string& channel,
+               const std::string& payload);
+  Subscription subscribe(const std::string& sid, const std::string& channel,
+                         std::function<void(const Message&)> cb);
+  Subscription watch_connection(const std::string& sid,
+                                std::function<void(ConnectionState)> cb);
+
+ private:
+  template <typename Event>
+  struct Subscriber {
+    std::shared_ptr<Dispatcher::Slot> slot;
+    std::function<void(const Event&)> callback;
+    std::string filter;  // key prefix for map watches
+  };
+  template <typename Event>
+  using Subscribers = std::vector<Subscriber<Event>>;
+
+  struct Session {
+    bool open = true;
+    TimePoint expires_at{};         // meaningful once !open
+    Clock::WallTime closed_wall{};  // last heartbeat of a closed session
+    std::optional<Member> member;
+    std::uint64_t next_sequence = 1;
+    std::vector<std::weak_ptr<Dispatcher::Slot>> slots;
+  };
+
+  struct LockState {
+    bool held = false;
+    std::string owner;
+    std::string value;
+    std::uint64_t fence = 0;       // fence of the current grant
+    std::uint64_t last_fence = 0;  // survives releases: tokens never repeat
+    TimePoint expires_at{};
+  };
+
+  struct StoredEntry {
+    std::string value;
+    std::uint64_t version = 0;
+    std::optional<TimePoint> expires_at;
+  };
+
+  struct MapState {
+    std::uint64_t revision = 0;
+    std::map<std::string, StoredEntry, std::less<>> entries;
+  };
+
+  enum class ExpiryKind { kSession, kLock, kEntry };
+  struct Expiry {
+    TimePoint at;
+    ExpiryKind kind;
+    LeaseKind lease_kind;
+    std::string a;  // session id, lock name, or map name
+    std::string b;  // map key
+    bool operator>(const Expiry& o) const { return at > o.at; }
+  };
+
+  using LockKey = std::pair<LeaseKind, std::string>;
+
+  // All *_locked methods require mu_.
+  void expire_due_locked();
+  void schedule_locked(Expiry e);
+  void drop_session_state_locked(const std::string& sid);
+  void remove_member_locked(const std::string& sid, MemberEventType why);
+  std::optional<Lease> try_grant_locked(const std::string& sid, LeaseKind kind,
+                                        const std::string& name, const std::string& value,
+                                        Ms ttl);
+  void emit_leader_locked(const std::string& election);
+  std::optional<Leader> leader_locked(const std::string& election) const;
+  Entry write_entry_locked(const std::string& map, const std::string& key,
+                           const std::string& value, Ms ttl);
+  void emit_watch_locked(const WatchEvent& event);
+  void sweep_loop();
+
+  template <typename Event>
+  void emit_locked(Subscribers<Event>& subs, const Event& event);
+  template <typename Event>
+  Subscription add_subscriber_locked(const std::string& sid, Subscribers<Event>& subs,
+                                     std::function<void(const Event&)> cb,
+                                     std::string filter,
+                                     std::function<Subscribers<Event>*()> find_list);
+
+  Clock* const clock_;
+  const Logger logger_;
+  const Ms session_ttl_;
+
+  std::mutex mu_;
+  std::condition_variable sweep_cv_;
+  std::condition_variable lock_cv_;
+  bool stop_ = false;
+  std::uint64_t next_session_ = 1;
+
+  std::map<std::string, Session> sessions_;
+  std::map<std::string, std::string> member_index_;  // instance id -> session id
+  // node -> session -> metric -> value
+  std::map<std::string, std::map<std::string, std::map<std::string, double>>> nodes_;
+  std::map<std::string, std::int64_t, std::less<>> counters_;
+  // counter -> session -> contribution
+  std::map<std::string, std::map<std::string, std::int64_t>, std::less<>> owned_;
+  std::map<LockKey, LockState> locks_;
+  std::map<std::string, MapState, std::less<>> maps_;
+  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries_;
+
+  Subscribers<MemberEvent> member_watchers_;
+  std::map<std::string, Subscribers<std::optional<Leader>>> leader_watchers_;
+  std::map<std::string, Subscribers<WatchEvent>> map_watchers_;
+  std::map<std::string, Subscribers<Message>> channels_;
+  Subscribers<ConnectionState> connection_watchers_;
+
+  Dispatcher dispatcher_;
+  std::thread sweeper_;
+};
+
+// ---- subscriber helpers (used by both local_store*.cpp) ----
+
+template <typename Event>
+inline void LocalStoreImpl::emit_locked(Subscribers<Event>& subs, const Event& event) {
+  for (const auto& sub : subs) {
+    if (!sub.filter.empty()) {
+      if constexpr (std::is_same_v<Event, WatchEvent>) {
+        if (event.key.compare(0, sub.filter.size(), sub.filter) != 0) continue;
+      }
+    }
+    dispatcher_.post(sub.slot, [cb = sub.callback, event] { cb(event); });
+  }
+}
+
+template <typename Event>
+inline Subscription LocalStoreImpl::add_subscriber_locked(
+    const std::string& sid, Subscribers<Event>& subs,
+    std::function<void(const Event&)> cb, std::string filter,
+    std::function<Subscribers<Event>*()> find_list) {
+  auto slot = dispatcher_.new_slot();
+  subs.push_back(Subscriber<Event>{slot, std::move(cb), std::move(filter)});
+  sessions_.at(sid).slots.push_back(slot);
+  std::weak_ptr<LocalStoreImpl> weak = weak_from_this();
+  return Subscription([weak, slot, find_list = std::move(find_list)] {
+    auto self = weak.lock();
+    if (!self) return;
+    self->dispatcher_.cancel(slot);
+    std::lock_guard<std::mutex> lock(self->mu_);
+    if (Subscribers<Event>* list = find_list()) {
+      list->erase(std::remove_if(list->begin(), list->end(),
+                                 [&](const auto& s) { return s.slot == slot; }),
+                  list->end());
+    }
+  });
+}
+
+}  // namespace fleet::internal
+
+#endif  // FLEET_SRC_LOCAL_LOCAL_STORE_HPP_

@@ -1,0 +1,280 @@
+// LocalStoreImpl: locks, leader election, maps, watches, messaging and
+// connection state.
+#include <algorithm>
+
+#include "fmt/format.h"
+#include "local/local_store.hpp"
+
+namespace fleet::internal {
+
+// ---- locks and elections --------------------------------------------------------
+
+std::optional<Lease> LocalStoreImpl::try_grant_locked(const std::string& sid,
+                                                      LeaseKind kind,
+                                                      const std::string& name,
+                                                      const std::string& value, Ms ttl) {
+  LockState& l = locks_[{kind, name}];
+  if (l.held) return std::nullopt;  // expire_due_locked() ran: held means valid
+  l.held = true;
+  l.owner = sid;
+  l.value = value;
+  l.fence = ++l.last_fence;
+  l.expires_at = clock_->now() + ttl;
+  schedule_locked(Expiry{l.expires_at, ExpiryKind::kLock, kind, name, {}});
+  if (kind == LeaseKind::kLeadership) emit_leader_locked(name);
+  Lease lease;
+  lease.kind = kind;
+  lease.name = name;
+  lease.owner = sid;
+  lease.fence = l.fence;
+  lease.ttl = ttl;
+  lease.expires_at = l.expires_at;
+  return lease;
+}
+
+std::optional<Lease> LocalStoreImpl::acquire(const std::string& sid, LeaseKind kind,
+                                             const std::string& name,
+                                             const std::string& value, Ms ttl,
+                                             Ms timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const TimePoint deadline = clock_->now() + timeout;
+  for (;;) {
+    expire_due_locked();
+    if (auto lease = try_grant_locked(sid, kind, name, value, ttl)) return lease;
+    const TimePoint now = clock_->now();
+    if (now >= deadline || stop_) return std::nullopt;
+    // Woken by release() or by expiry of the holder's lease, whichever first.
+    const TimePoint holder_expiry = locks_.at({kind, name}).expires_at;
+    clock_->wait_until(lock, lock_cv_, std::min(deadline, holder_expiry));
+  }
+}
+
+absl::Status LocalStoreImpl::release(const std::string& sid, const Lease& lease) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  if (lease.owner != sid) {
+    return absl::FailedPreconditionError(
+        fmt::format("{} '{}' (fence {}) belongs to another session",
+                    to_string(lease.kind), lease.name, lease.fence));
+  }
+  auto it = locks_.find({lease.kind, lease.name});
+  if (it == locks_.end() || !it->second.held || it->second.owner != sid ||
+      it->second.fence != lease.fence) {
+    return absl::AbortedError(
+        fmt::format("{} '{}' (fence {}) is no longer held: it expired or was released",
+                    to_string(lease.kind), lease.name, lease.fence));
+  }
+  it->second.held = false;
+  lock_cv_.notify_all();
+  if (lease.kind == LeaseKind::kLeadership) emit_leader_locked(lease.name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Lease> LocalStoreImpl::renew(const std::string& sid, const Lease& lease) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  if (lease.owner != sid) {
+    return absl::FailedPreconditionError(
+        fmt::format("{} '{}' (fence {}) belongs to another session",
+                    to_string(lease.kind), lease.name, lease.fence));
+  }
+  auto it = locks_.find({lease.kind, lease.name});
+  if (it == locks_.end() || !it->second.held || it->second.owner != sid ||
+      it->second.fence != lease.fence) {
+    return absl::AbortedError(
+        fmt::format("{} '{}' (fence {}) is no longer held: it expired or was released",
+                    to_string(lease.kind), lease.name, lease.fence));
+  }
+  it->second.expires_at = clock_->now() + lease.ttl;
+  schedule_locked(
+      Expiry{it->second.expires_at, ExpiryKind::kLock, lease.kind, lease.name, {}});
+  Lease renewed = lease;
+  renewed.expires_at = it->second.expires_at;
+  return renewed;
+}
+
+std::optional<Leader> LocalStoreImpl::leader_locked(const std::string& election) const {
+  auto it = locks_.find({LeaseKind::kLeadership, election});
+  if (it == locks_.end() || !it->second.held) return std::nullopt;
+  return Leader{election, it->second.value, it->second.owner, it->second.fence};
+}
+
+std::optional<Leader> LocalStoreImpl::leader(const std::string& election) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  return leader_locked(election);
+}
+
+void LocalStoreImpl::emit_leader_locked(const std::string& election) {
+  auto it = leader_watchers_.find(election);
+  if (it != leader_watchers_.end()) emit_locked(it->second, leader_locked(election));
+}
+
+Subscription LocalStoreImpl::observe_leader(
+    const std::string& sid, const std::string& election,
+    std::function<void(const std::optional<Leader>&)> cb) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  auto& subs = leader_watchers_[election];
+  auto sub = add_subscriber_locked<std::optional<Leader>>(
+      sid, subs, std::move(cb), {},
+      [this, election]() -> Subscribers<std::optional<Leader>>* {
+        auto it = leader_watchers_.find(election);
+        return it == leader_watchers_.end() ? nullptr : &it->second;
+      });
+  // The current state first, queued under mu_ so no change can overtake it.
+  const auto& added = subs.back();
+  dispatcher_.post(added.slot,
+                   [cb = added.callback, now = leader_locked(election)] { cb(now); });
+  return sub;
+}
+
+// ---- maps ----------------------------------------------------------------------------
+
+Entry LocalStoreImpl::write_entry_locked(const std::string& map, const std::string& key,
+                                         const std::string& value, Ms ttl) {
+  MapState& m = maps_[map];
+  StoredEntry& e = m.entries[key];
+  e.value = value;
+  e.version = ++m.revision;
+  e.expires_at.reset();
+  if (ttl.count() > 0) {
+    e.expires_at = clock_->now() + ttl;
+    schedule_locked(
+        Expiry{*e.expires_at, ExpiryKind::kEntry, LeaseKind::kLock, map, key});
+  }
+  emit_watch_locked(WatchEvent{WatchEventType::kSet, map, key, value, e.version});
+  return Entry{e.value, e.version};
+}
+
+void LocalStoreImpl::emit_watch_locked(const WatchEvent& event) {
+  auto it = map_watchers_.find(event.map);
+  if (it != map_watchers_.end()) emit_locked(it->second, event);
+}
+
+ClaimResult LocalStoreImpl::claim(const std::string& map, const std::string& key,
+                                  const std::string& value, Ms ttl) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  auto m = maps_.find(map);
+  if (m != maps_.end()) {
+    auto it = m->second.entries.find(key);
+    if (it != m->second.entries.end()) {
+      return ClaimResult{false, Entry{it->second.value, it->second.version}};
+    }
+  }
+  return ClaimResult{true, write_entry_locked(map, key, value, ttl)};
+}
+
+Entry LocalStoreImpl::put(const std::string& map, const std::string& key,
+                          const std::string& value, Ms ttl) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  return write_entry_locked(map, key, value, ttl);
+}
+
+std::optional<Entry> LocalStoreImpl::get(const std::string& map, const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  auto m = maps_.find(map);
+  if (m == maps_.end()) return std::nullopt;
+  auto it = m->second.entries.find(key);
+  if (it == m->second.entries.end()) return std::nullopt;
+  return Entry{it->second.value, it->second.version};
+}
+
+bool LocalStoreImpl::compare_and_set(const std::string& map, const std::string& key,
+                                     const std::string& expected,
+                                     const std::string& value, Ms ttl) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  auto m = maps_.find(map);
+  if (m == maps_.end()) return false;
+  auto it = m->second.entries.find(key);
+  if (it == m->second.entries.end() || it->second.value != expected) return false;
+  write_entry_locked(map, key, value, ttl);
+  return true;
+}
+
+bool LocalStoreImpl::compare_and_delete(const std::string& map, const std::string& key,
+                                        const std::string* expected) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  auto m = maps_.find(map);
+  if (m == maps_.end()) return false;
+  auto it = m->second.entries.find(key);
+  if (it == m->second.entries.end()) return false;
+  if (expected != nullptr && it->second.value != *expected) return false;
+  m->second.entries.erase(it);
+  emit_watch_locked(
+      WatchEvent{WatchEventType::kDeleted, map, key, {}, ++m->second.revision});
+  return true;
+}
+
+std::vector<MapEntry> LocalStoreImpl::scan(const std::string& map,
+                                           const std::string& prefix, std::size_t limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  std::vector<MapEntry> out;
+  auto m = maps_.find(map);
+  if (m == maps_.end()) return out;
+  for (auto it = m->second.entries.lower_bound(prefix); it != m->second.entries.end();
+       ++it) {
+    if (it->first.compare(0, prefix.size(), prefix) != 0) break;
+    if (limit != 0 && out.size() >= limit) break;
+    out.push_back(MapEntry{it->first, Entry{it->second.value, it->second.version}});
+  }
+  return out;
+}
+
+Subscription LocalStoreImpl::watch(const std::string& sid, const std::string& map,
+                                   const std::string& prefix,
+                                   std::function<void(const WatchEvent&)> cb) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  return add_subscriber_locked<WatchEvent>(
+      sid, map_watchers_[map], std::move(cb), prefix,
+      [this, map]() -> Subscribers<WatchEvent>* {
+        auto it = map_watchers_.find(map);
+        return it == map_watchers_.end() ? nullptr : &it->second;
+      });
+}
+
+// ---- messaging and connection state
+// ----------------------------------------------------
+
+void LocalStoreImpl::publish(const std::string& sid, const std::string& channel,
+                             const std::string& payload) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Session& s = sessions_.at(sid);
+  Message msg{channel, payload, sid, s.next_sequence++};
+  auto it = channels_.find(channel);
+  if (it != channels_.end()) emit_locked(it->second, msg);
+}
+
+Subscription LocalStoreImpl::subscribe(const std::string& sid, const std::string& channel,
+                                       std::function<void(const Message&)> cb) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return add_subscriber_locked<Message>(sid, channels_[channel], std::move(cb), {},
+                                        [this, channel]() -> Subscribers<Message>* {
+                                          auto it = channels_.find(channel);
+                                          return it == channels_.end() ? nullptr
+                                                                       : &it->second;
+                                        });
+}
+
+Subscription LocalStoreImpl::watch_connection(const std::string& sid,
+                                              std::function<void(ConnectionState)> cb) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto sub = add_subscriber_locked<ConnectionState>(
+      sid, connection_watchers_,
+      [cb = std::move(cb)](const ConnectionState& s) { cb(s); }, {},
+      [this] { return &connection_watchers_; });
+  // In-process there is no connection to lose: always CONNECTED.
+  const auto& added = connection_watchers_.back();
+  dispatcher_.post(added.slot,
+                   [cb = added.callback] { cb(ConnectionState::kConnected); });
+  return sub;
+}
+
+}  // namespace fleet::internal

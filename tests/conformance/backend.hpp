@@ -1,0 +1,34 @@
+// What the conformance suite needs from a backend under test. Each test
+// executable (conformance_local, later conformance_redis) defines
+// make_backend(); the cases in this directory are shared verbatim.
+#ifndef FLEET_TESTS_CONFORMANCE_BACKEND_HPP_
+#define FLEET_TESTS_CONFORMANCE_BACKEND_HPP_
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "fleet/coordinator.hpp"
+
+namespace fleet::testing {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // A new session: one more instance of the fleet, sharing the backend.
+  virtual std::unique_ptr<Coordinator> connect() = 0;
+  // Lets `d` of backend time pass: advances a ManualClock, or sleeps when
+  // the backend keeps real (server) time.
+  virtual void advance(std::chrono::milliseconds d) = 0;
+  // The session TTL the sessions were created with.
+  virtual std::chrono::milliseconds session_ttl() const = 0;
+  // A lease TTL that suits this backend's time scale.
+  virtual std::chrono::milliseconds lease_ttl() const = 0;
+};
+
+// Defined once per conformance executable. Each call: a fresh, empty backend.
+std::unique_ptr<Backend> make_backend();
+
+}  // namespace fleet::testing
+
+#endif  // FLEET_TESTS_CONFORMANCE_BACKEND_HPP_
