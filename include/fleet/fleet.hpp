@@ -8,6 +8,7 @@
 #include "fleet/local_coordinator.hpp"
 #include "fleet/log.hpp"
 #include "fleet/names.hpp"
+#include "fleet/redis_coordinator.hpp"
 #include "fleet/subscription.hpp"
 #include "fleet/types.hpp"
 #include "fleet/version.hpp"

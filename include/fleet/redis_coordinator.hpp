@@ -1,0 +1,94 @@
+// fleet::RedisCoordinator — the Coordinator contract on a real Redis.
+//
+// Separate processes on separate machines become one fleet by pointing at
+// the same Redis and namespace. Every coordination decision is one atomic
+// Lua script run with EVALSHA: one round trip, no client-side lock.
+// Liveness is decided by Redis server time (TIME inside the scripts), never
+// by comparing client clocks.
+//
+//   fleet::RedisOptions options;
+//   options.url = "redis://127.0.0.1:6379/0";    // password: FLEET_REDIS_PASSWORD
+//   options.namespace_name = "sfu-eu";
+//   auto coordinator = fleet::create_coordinator(options);
+//   if (!coordinator.ok()) return coordinator.status();   // Unavailable, ...
+//   (*coordinator)->join(me);
+//
+// Threads: besides the caller's threads, each RedisCoordinator runs one
+// heartbeat thread (heartbeat, expiry sweep, reconnection), one pub/sub
+// thread on a dedicated connection, and one event thread for callbacks.
+// Keys are listed in docs/redis-keys.md.
+#ifndef FLEET_REDIS_COORDINATOR_HPP_
+#define FLEET_REDIS_COORDINATOR_HPP_
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "fleet/clock.hpp"
+#include "fleet/coordinator.hpp"
+#include "fleet/log.hpp"
+
+namespace fleet {
+
+struct RedisOptions {
+  // redis://[user:password@]host:port/db or unix:///path/to/socket?db=N.
+  // Default port 6379, default db 0. The password is never logged.
+  std::string url = "redis://127.0.0.1:6379/0";
+  // Used when the URL carries no password. Default (nullopt): the
+  // environment variable FLEET_REDIS_PASSWORD, if set.
+  std::optional<std::string> password;
+  // Keys live under fleet:{<namespace_name>}: — the braces are a Redis
+  // Cluster hash tag, so every key of a namespace is in one slot. A name
+  // (see names.hpp) without '{' or '}'.
+  std::string namespace_name = "default";
+
+  // 0 is not allowed for any of these durations.
+  std::chrono::milliseconds connect_timeout{1000};  // per connection attempt
+  std::chrono::milliseconds command_timeout{1000};  // per command round trip
+  std::chrono::milliseconds heartbeat_interval{1000};
+  // How long this session's membership, node views and owned counter
+  // contributions outlive its last heartbeat. Must exceed
+  // heartbeat_interval; three intervals or more is wise.
+  std::chrono::milliseconds session_ttl{5000};
+
+  // Connections for commands (pub/sub has its own). 1 to 64.
+  int pool_size = 4;
+
+  // Reconnection backoff: doubles from min to max, with jitter.
+  std::chrono::milliseconds reconnect_backoff_min{50};
+  std::chrono::milliseconds reconnect_backoff_max{2000};
+
+  // For create_coordinator(): when Redis cannot be reached, return an
+  // in-process LocalCoordinator (with a warning line) instead of Unavailable.
+  bool fallback_to_local = false;
+
+  // Measures timeouts, backoff and lease estimates (liveness itself is
+  // Redis server time). Default: real_clock().
+  Clock* clock = nullptr;
+  LogSink* log_sink = nullptr;  // Default: stderr_log_sink().
+  LogLevel log_level = LogLevel::kInfo;
+};
+
+class RedisCoordinator {
+ public:
+  // Connects, authenticates, loads the scripts and starts the session.
+  // InvalidArgument for bad options or URL; Unavailable when Redis cannot
+  // be reached within connect_timeout; Unauthenticated for a wrong
+  // password; PermissionDenied when the ACL user may not run what fleet
+  // needs.
+  static absl::StatusOr<std::unique_ptr<Coordinator>> connect(
+      const RedisOptions& options);
+};
+
+// RedisCoordinator::connect(), or — when options.fallback_to_local is set
+// and Redis is unreachable — a LocalCoordinator with the same session_ttl,
+// clock and log sink, after logging a warning. Errors other than
+// Unavailable (bad URL, wrong password) are returned in both cases.
+absl::StatusOr<std::unique_ptr<Coordinator>> create_coordinator(
+    const RedisOptions& options);
+
+}  // namespace fleet
+
+#endif  // FLEET_REDIS_COORDINATOR_HPP_

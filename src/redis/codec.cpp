@@ -1,0 +1,208 @@
+#include "redis/codec.hpp"
+
+#include <charconv>
+
+#include "fmt/format.h"
+
+namespace fleet::internal {
+namespace {
+
+void put_field(std::string& out, std::string_view s) {
+  out.append(std::to_string(s.size())).push_back(':');
+  out.append(s);
+}
+
+// Reads one "<len>:<bytes>" field from the front of `in`.
+bool take_field(std::string_view& in, std::string_view* field) {
+  const auto colon = in.find(':');
+  if (colon == std::string_view::npos || colon == 0 || colon > 10) return false;
+  std::uint64_t len = 0;
+  if (!parse_u64(in.substr(0, colon), &len)) return false;
+  if (len > in.size() - colon - 1) return false;
+  *field = in.substr(colon + 1, len);
+  in.remove_prefix(colon + 1 + len);
+  return true;
+}
+
+}  // namespace
+
+bool parse_u64(std::string_view s, std::uint64_t* out) {
+  if (s.empty()) return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+bool parse_i64(std::string_view s, std::int64_t* out) {
+  if (s.empty()) return false;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+std::string encode_member(const InstanceInfo& info, std::string_view session_id) {
+  std::string out;
+  put_field(out, info.id);
+  put_field(out, info.hostname);
+  put_field(out, info.version);
+  const auto started = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           info.started_at.time_since_epoch())
+                           .count();
+  put_field(out, std::to_string(started));
+  put_field(out, session_id);
+  put_field(out, std::to_string(info.metadata.size()));
+  for (const auto& [k, v] : info.metadata) {
+    put_field(out, k);
+    put_field(out, v);
+  }
+  return out;
+}
+
+std::optional<Member> decode_member(std::string_view in) {
+  std::string_view id, host, version, started, sid, count;
+  if (!take_field(in, &id) || !take_field(in, &host) || !take_field(in, &version) ||
+      !take_field(in, &started) || !take_field(in, &sid) || !take_field(in, &count)) {
+    return std::nullopt;
+  }
+  std::int64_t started_ms = 0;
+  std::uint64_t n = 0;
+  if (id.empty() || !parse_i64(started, &started_ms) || !parse_u64(count, &n)) {
+    return std::nullopt;
+  }
+  Member m;
+  m.info.id = std::string(id);
+  m.info.hostname = std::string(host);
+  m.info.version = std::string(version);
+  m.info.started_at = Clock::WallTime(std::chrono::milliseconds(started_ms));
+  m.session_id = std::string(sid);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    std::string_view k, v;
+    if (!take_field(in, &k) || !take_field(in, &v)) return std::nullopt;
+    m.info.metadata.emplace(std::string(k), std::string(v));
+  }
+  if (!in.empty()) return std::nullopt;
+  return m;
+}
+
+std::string encode_metrics(const std::map<std::string, double>& metrics) {
+  std::string out;
+  for (const auto& [name, value] : metrics) {
+    out.append(name).push_back('\t');
+    out.append(fmt::format("{:.17g}", value)).push_back('\n');
+  }
+  return out;
+}
+
+std::string encode_ops(const AggregationSpec& spec) {
+  std::string out;
+  for (const auto& [name, op] : spec.metrics) {
+    out.append(name).push_back('\t');
+    out.append(to_string(op)).push_back('\n');
+  }
+  return out;
+}
+
+std::optional<Entry> decode_entry(std::string_view stored) {
+  const auto colon = stored.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  Entry e;
+  if (!parse_u64(stored.substr(0, colon), &e.version) || e.version == 0)
+    return std::nullopt;
+  e.value = std::string(stored.substr(colon + 1));
+  return e;
+}
+
+std::optional<WatchEvent> decode_watch(std::string_view map, std::string_view in) {
+  // "<S|D|E>\n<version>\n<key length>\n<key><value>"
+  if (in.size() < 2 || in[1] != '\n') return std::nullopt;
+  WatchEvent ev;
+  switch (in[0]) {
+    case 'S':
+      ev.type = WatchEventType::kSet;
+      break;
+    case 'D':
+      ev.type = WatchEventType::kDeleted;
+      break;
+    case 'E':
+      ev.type = WatchEventType::kExpired;
+      break;
+    default:
+      return std::nullopt;
+  }
+  in.remove_prefix(2);
+  const auto nl1 = in.find('\n');
+  if (nl1 == std::string_view::npos || !parse_u64(in.substr(0, nl1), &ev.version)) {
+    return std::nullopt;
+  }
+  in.remove_prefix(nl1 + 1);
+  const auto nl2 = in.find('\n');
+  std::uint64_t key_len = 0;
+  if (nl2 == std::string_view::npos || !parse_u64(in.substr(0, nl2), &key_len)) {
+    return std::nullopt;
+  }
+  in.remove_prefix(nl2 + 1);
+  if (key_len > in.size()) return std::nullopt;
+  ev.map = std::string(map);
+  ev.key = std::string(in.substr(0, key_len));
+  ev.value = std::string(in.substr(key_len));
+  return ev;
+}
+
+std::string encode_message(std::string_view session_id, std::uint64_t sequence,
+                           std::string_view payload) {
+  std::string out;
+  out.reserve(session_id.size() + payload.size() + 24);
+  out.append(session_id).push_back('\n');
+  out.append(std::to_string(sequence)).push_back('\n');
+  out.append(payload);
+  return out;
+}
+
+std::optional<Message> decode_message(std::string_view channel, std::string_view in) {
+  const auto nl1 = in.find('\n');
+  if (nl1 == std::string_view::npos || nl1 == 0) return std::nullopt;
+  const auto nl2 = in.find('\n', nl1 + 1);
+  if (nl2 == std::string_view::npos) return std::nullopt;
+  Message m;
+  if (!parse_u64(in.substr(nl1 + 1, nl2 - nl1 - 1), &m.sequence)) return std::nullopt;
+  m.channel = std::string(channel);
+  m.publisher = std::string(in.substr(0, nl1));
+  m.payload = std::string(in.substr(nl2 + 1));
+  return m;
+}
+
+std::optional<std::optional<Leader>> decode_leader(std::string_view election,
+                                                   std::string_view in) {
+  if (in.empty()) return std::optional<Leader>();
+  const auto nl1 = in.find('\n');
+  if (nl1 == std::string_view::npos) return std::nullopt;
+  const auto nl2 = in.find('\n', nl1 + 1);
+  if (nl2 == std::string_view::npos) return std::nullopt;
+  Leader l;
+  if (!parse_u64(in.substr(0, nl1), &l.fence)) return std::nullopt;
+  l.election = std::string(election);
+  l.owner = std::string(in.substr(nl1 + 1, nl2 - nl1 - 1));
+  l.value = std::string(in.substr(nl2 + 1));
+  return std::optional<Leader>(std::move(l));
+}
+
+std::optional<MemberEvent> decode_member_event(std::string_view in) {
+  if (in.size() < 2 || in[1] != '\n') return std::nullopt;
+  MemberEventType type;
+  switch (in[0]) {
+    case 'J':
+      type = MemberEventType::kJoined;
+      break;
+    case 'L':
+      type = MemberEventType::kLeft;
+      break;
+    case 'E':
+      type = MemberEventType::kExpired;
+      break;
+    default:
+      return std::nullopt;
+  }
+  auto m = decode_member(in.substr(2));
+  if (!m) return std::nullopt;
+  return MemberEvent{type, std::move(*m)};
+}
+
+}  // namespace fleet::internal

@@ -1,0 +1,320 @@
+#include "redis/connection.hpp"
+
+#include <hiredis/hiredis.h>
+#include <sys/time.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "fmt/format.h"
+
+namespace fleet::internal {
+namespace {
+
+timeval to_timeval(std::chrono::milliseconds ms) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
+  return tv;
+}
+
+Reply convert(const redisReply* r) {
+  Reply out;
+  switch (r->type) {
+    case REDIS_REPLY_STRING:
+      out.type = Reply::Type::kString;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_STATUS:
+      out.type = Reply::Type::kStatus;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_ERROR:
+      out.type = Reply::Type::kError;
+      out.str.assign(r->str, r->len);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.type = Reply::Type::kInteger;
+      out.integer = r->integer;
+      break;
+    case REDIS_REPLY_ARRAY:
+      out.type = Reply::Type::kArray;
+      out.elements.reserve(r->elements);
+      for (std::size_t i = 0; i < r->elements; ++i)
+        out.elements.push_back(convert(r->element[i]));
+      break;
+    default:  // REDIS_REPLY_NIL, and RESP3 types we never ask for
+      out.type = Reply::Type::kNil;
+      break;
+  }
+  return out;
+}
+
+bool starts_with(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
+
+}  // namespace
+
+absl::Status status_from_error(std::string_view e) {
+  if (starts_with(e, "WRONGPASS") || starts_with(e, "NOAUTH") ||
+      e.find("invalid password") != std::string_view::npos ||
+      e.find("invalid username-password") != std::string_view::npos ||
+      e.find("without any password configured") != std::string_view::npos) {
+    return absl::UnauthenticatedError(
+        fmt::format("Redis rejected the credentials: {}", e));
+  }
+  if (starts_with(e, "NOPERM")) {
+    return absl::PermissionDeniedError(fmt::format("Redis ACL denied fleet: {}", e));
+  }
+  if (starts_with(e, "WRONGTYPE") || e.find("WRONGTYPE") != std::string_view::npos) {
+    return absl::DataLossError(
+        fmt::format("malformed data in Redis (a fleet key holds the wrong type): {}", e));
+  }
+  if (e.find("is not an integer") != std::string_view::npos ||
+      e.find("not a valid float") != std::string_view::npos) {
+    return absl::DataLossError(fmt::format("malformed number in a fleet key: {}", e));
+  }
+  if (e.find("would overflow") != std::string_view::npos) {
+    return absl::OutOfRangeError(fmt::format("counter overflow: {}", e));
+  }
+  if (starts_with(e, "LOADING") || starts_with(e, "BUSY") || starts_with(e, "READONLY") ||
+      starts_with(e, "MASTERDOWN") || starts_with(e, "TRYAGAIN") ||
+      starts_with(e, "CLUSTERDOWN")) {
+    return absl::UnavailableError(fmt::format("Redis is not ready: {}", e));
+  }
+  if (starts_with(e, "OOM")) {
+    return absl::ResourceExhaustedError(fmt::format("Redis is out of memory: {}", e));
+  }
+  return absl::InternalError(fmt::format("Redis error: {}", e));
+}
+
+// ---- RedisConnection ------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
+    const RedisEndpoint& ep, Timeouts timeouts) {
+  const timeval ctv = to_timeval(timeouts.connect);
+  redisContext* ctx = ep.unix_path.empty()
+                          ? redisConnectWithTimeout(ep.host.c_str(), ep.port, ctv)
+                          : redisConnectUnixWithTimeout(ep.unix_path.c_str(), ctv);
+  if (ctx == nullptr)
+    return absl::ResourceExhaustedError("cannot allocate a Redis context");
+  if (ctx->err != 0) {
+    std::string why = ctx->errstr;
+    redisFree(ctx);
+    return absl::UnavailableError(
+        fmt::format("cannot connect to Redis at {}: {}", ep.redacted(), why));
+  }
+  std::unique_ptr<RedisConnection> conn(new RedisConnection(ctx));
+  if (redisSetTimeout(ctx, to_timeval(timeouts.command)) != REDIS_OK) {
+    return conn->io_error("setting the command timeout");
+  }
+  redisEnableKeepAlive(ctx);
+  if (ep.password) {
+    Argv auth = {"AUTH"};
+    if (!ep.user.empty()) auth.push_back(ep.user);
+    auth.push_back(*ep.password);
+    auto reply = conn->command(auth);
+    if (!reply.ok()) return reply.status();
+    if (reply->is_error()) {
+      absl::Status st = status_from_error(reply->str);
+      if (st.code() == absl::StatusCode::kInternal) {
+        st = absl::UnauthenticatedError(
+            fmt::format("Redis rejected the credentials: {}", reply->str));
+      }
+      return st;
+    }
+  }
+  if (ep.db != 0) {
+    const std::string db = std::to_string(ep.db);
+    auto reply = conn->command({"SELECT", db});
+    if (!reply.ok()) return reply.status();
+    if (reply->is_error()) {
+      absl::Status st = status_from_error(reply->str);
+      if (st.code() == absl::StatusCode::kInternal) {
+        return absl::InvalidArgumentError(
+            fmt::format("cannot select database {}: {}", ep.db, reply->str));
+      }
+      return st;
+    }
+  }
+  // Fail early (and clearly) when a password is required but missing.
+  auto ping = conn->command({"PING"});
+  if (!ping.ok()) return ping.status();
+  if (ping->is_error()) {
+    absl::Status st = status_from_error(ping->str);
+    if (st.code() == absl::StatusCode::kUnauthenticated) {
+      return absl::UnauthenticatedError(
+          "Redis requires a password: put it in the URL or in FLEET_REDIS_PASSWORD");
+    }
+    return st;
+  }
+  return conn;
+}
+
+RedisConnection::~RedisConnection() { redisFree(ctx_); }
+
+int RedisConnection::fd() const { return ctx_->fd; }
+
+absl::Status RedisConnection::io_error(std::string_view during) {
+  broken_ = true;
+  const std::string why = ctx_->errstr;
+  const bool timed_out =
+      (ctx_->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) ||
+      why.find("temporarily unavailable") != std::string::npos ||
+      why.find("imeout") != std::string::npos;
+  if (timed_out) {
+    return absl::DeadlineExceededError(fmt::format(
+        "Redis did not answer in time ({}); the command may have run", during));
+  }
+  return absl::UnavailableError(
+      fmt::format("Redis connection failed ({}): {}", during, why));
+}
+
+absl::StatusOr<Reply> RedisConnection::command(const Argv& argv) {
+  if (broken_) return absl::UnavailableError("Redis connection is broken");
+  auto st = append(argv);
+  if (!st.ok()) return st;
+  return read();
+}
+
+absl::Status RedisConnection::append(const Argv& argv) {
+  if (broken_) return absl::UnavailableError("Redis connection is broken");
+  std::vector<const char*> ptrs;
+  std::vector<std::size_t> lens;
+  ptrs.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (auto a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  if (redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), ptrs.data(),
+                             lens.data()) != REDIS_OK) {
+    return io_error("queueing a command");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RedisConnection::flush() {
+  int done = 0;
+  while (!done) {
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) return io_error("sending");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Reply> RedisConnection::read() {
+  if (broken_) return absl::UnavailableError("Redis connection is broken");
+  void* raw = nullptr;
+  // redisGetReply flushes pending output, then blocks (up to the command
+  // timeout) until a whole reply is parsed.
+  if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
+    return io_error("waiting for a reply");
+  }
+  Reply out = convert(static_cast<redisReply*>(raw));
+  freeReplyObject(raw);
+  return out;
+}
+
+absl::StatusOr<std::optional<Reply>> RedisConnection::buffered() {
+  void* raw = nullptr;
+  if (redisGetReplyFromReader(ctx_, &raw) != REDIS_OK) return io_error("parsing a reply");
+  if (raw == nullptr) return std::optional<Reply>();
+  Reply out = convert(static_cast<redisReply*>(raw));
+  freeReplyObject(raw);
+  return std::optional<Reply>(std::move(out));
+}
+
+absl::Status RedisConnection::fill() {
+  if (redisBufferRead(ctx_) != REDIS_OK) return io_error("reading");
+  return absl::OkStatus();
+}
+
+// ---- ConnectionPool ---------------------------------------------------------------
+
+ConnectionPool::ConnectionPool(Options options, Clock* clock, const Logger* logger)
+    : options_(std::move(options)), clock_(clock), logger_(logger) {
+  slots_.resize(static_cast<std::size_t>(options_.size));
+}
+
+absl::Status ConnectionPool::open_one() {
+  auto lease = acquire();
+  if (!lease.ok()) return lease.status();
+  release(**lease);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ConnectionPool::Slot*> ConnectionPool::acquire() {
+  std::unique_lock<std::mutex> lock(mu_);
+  Slot* slot = nullptr;
+  for (;;) {
+    Slot* idle_broken = nullptr;
+    for (auto& s : slots_) {
+      if (s.busy) continue;
+      if (s.conn && !s.conn->broken()) {
+        slot = &s;
+        break;
+      }
+      if (idle_broken == nullptr) idle_broken = &s;
+    }
+    if (slot == nullptr) slot = idle_broken;
+    if (slot != nullptr) break;
+    cv_.wait(lock);  // every slot busy: each frees within a command timeout
+  }
+  slot->busy = true;
+  if (slot->conn && !slot->conn->broken()) return slot;
+  absl::Status st = reopen_locked(*slot, lock);
+  if (!st.ok()) {
+    slot->busy = false;
+    cv_.notify_one();
+    return st;
+  }
+  return slot;
+}
+
+absl::Status ConnectionPool::reopen_locked(Slot& slot,
+                                           std::unique_lock<std::mutex>& lock) {
+  const auto now = clock_->now();
+  if (now < next_attempt_) {
+    return absl::UnavailableError(fmt::format(
+        "Redis at {} is unreachable; next attempt in {} ms", options_.endpoint.redacted(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt_ - now)
+            .count()));
+  }
+  slot.conn.reset();
+  lock.unlock();
+  auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
+  lock.lock();
+  if (!conn.ok()) {
+    if (conn.status().code() == absl::StatusCode::kUnavailable ||
+        conn.status().code() == absl::StatusCode::kDeadlineExceeded) {
+      backoff_ = backoff_.count() == 0 ? options_.backoff_min
+                                       : std::min(backoff_ * 2, options_.backoff_max);
+      // Full jitter in [backoff/2, backoff]: instances restarting together
+      // do not reconnect in lockstep.
+      std::uniform_int_distribution<long long> jitter(backoff_.count() / 2,
+                                                      backoff_.count());
+      next_attempt_ = clock_->now() + std::chrono::milliseconds(jitter(rng_));
+      if (!down_logged_) {
+        down_logged_ = true;
+        logger_->warn("{}", std::string(conn.status().message()));
+      }
+    }
+    return conn.status();
+  }
+  if (down_logged_) {
+    down_logged_ = false;
+    logger_->info("reconnected to Redis at {}", options_.endpoint.redacted());
+  }
+  backoff_ = std::chrono::milliseconds(0);
+  slot.conn = *std::move(conn);
+  return absl::OkStatus();
+}
+
+void ConnectionPool::release(Slot& slot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  slot.busy = false;
+  cv_.notify_one();
+}
+
+}  // namespace fleet::internal

@@ -1,0 +1,140 @@
+// One hiredis connection (synchronous API, identical in hiredis 0.14 and
+// 1.x), and the pool of them that commands and scripts run on. hiredis
+// types do not leave this file pair: replies are copied into Reply.
+#ifndef FLEET_SRC_REDIS_CONNECTION_HPP_
+#define FLEET_SRC_REDIS_CONNECTION_HPP_
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fleet/clock.hpp"
+#include "internal/logger.hpp"
+#include "redis/url.hpp"
+
+struct redisContext;
+
+namespace fleet::internal {
+
+struct Reply {
+  enum class Type { kString, kArray, kInteger, kNil, kStatus, kError };
+  Type type = Type::kNil;
+  std::string str;  // kString, kStatus, kError
+  long long integer = 0;
+  std::vector<Reply> elements;
+
+  bool is_error() const { return type == Type::kError; }
+  bool is_nil() const { return type == Type::kNil; }
+};
+
+// Maps a Redis error reply to the status a fleet caller should see.
+absl::Status status_from_error(std::string_view error);
+
+using Argv = std::vector<std::string_view>;
+
+class RedisConnection {
+ public:
+  struct Timeouts {
+    std::chrono::milliseconds connect;
+    std::chrono::milliseconds command;
+  };
+
+  // Connects, authenticates and selects the database.
+  static absl::StatusOr<std::unique_ptr<RedisConnection>> open(const RedisEndpoint& ep,
+                                                               Timeouts timeouts);
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // One round trip. A Redis error reply is a Reply of type kError, not an
+  // error status; a status means the connection failed (and is now broken).
+  absl::StatusOr<Reply> command(const Argv& argv);
+
+  // Pipelining and pub/sub: queue, flush, read.
+  absl::Status append(const Argv& argv);
+  absl::Status flush();
+  absl::StatusOr<Reply> read();  // blocks up to the command timeout
+  // A reply already in the input buffer, if any; never blocks.
+  absl::StatusOr<std::optional<Reply>> buffered();
+  // Reads what the socket has into the input buffer (after poll() said so).
+  absl::Status fill();
+
+  int fd() const;
+  bool broken() const { return broken_; }
+
+ private:
+  explicit RedisConnection(redisContext* ctx) : ctx_(ctx) {}
+  absl::Status io_error(std::string_view during);
+
+  redisContext* ctx_;
+  bool broken_ = false;
+};
+
+// A fixed number of connections, each used by one thread at a time. A
+// broken connection is reopened on its next use, but not before the
+// backoff (doubling from min to max, with jitter) since the last failed
+// attempt: while Redis is down, callers get Unavailable at once.
+class ConnectionPool {
+ public:
+  struct Options {
+    RedisEndpoint endpoint;
+    RedisConnection::Timeouts timeouts;
+    int size = 4;
+    std::chrono::milliseconds backoff_min{50};
+    std::chrono::milliseconds backoff_max{2000};
+  };
+
+  ConnectionPool(Options options, Clock* clock, const Logger* logger);
+
+  // Runs fn(RedisConnection&) on a healthy pooled connection.
+  template <typename F>
+  auto with_connection(F&& fn) -> decltype(fn(std::declval<RedisConnection&>())) {
+    auto lease = acquire();
+    if (!lease.ok()) return lease.status();
+    Slot& slot = **lease;
+    auto result = fn(*slot.conn);
+    release(slot);
+    return result;
+  }
+
+  absl::StatusOr<Reply> command(const Argv& argv) {
+    return with_connection([&](RedisConnection& c) { return c.command(argv); });
+  }
+
+  // Opens a connection now (used at start-up to report errors early).
+  absl::Status open_one();
+
+  const RedisEndpoint& endpoint() const { return options_.endpoint; }
+
+ private:
+  struct Slot {
+    std::unique_ptr<RedisConnection> conn;
+    bool busy = false;
+  };
+
+  absl::StatusOr<Slot*> acquire();
+  void release(Slot& slot);
+  absl::Status reopen_locked(Slot& slot, std::unique_lock<std::mutex>& lock);
+
+  const Options options_;
+  Clock* const clock_;
+  const Logger* const logger_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Slot> slots_;
+  Clock::TimePoint next_attempt_{};
+  std::chrono::milliseconds backoff_{0};
+  bool down_logged_ = false;
+  std::minstd_rand rng_{std::random_device{}()};
+};
+
+}  // namespace fleet::internal
+
+#endif  // FLEET_SRC_REDIS_CONNECTION_HPP_

@@ -1,0 +1,62 @@
+-- common.lua: prepended to every fleet script; defines shared helpers only.
+-- Liveness and TTLs use Redis server time (TIME), never a client clock.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Integers as exact decimal strings (tostring() would print 1.7e+12).
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function alive(sessions, sid, now)
+  local exp = redis.call('ZSCORE', sessions, sid)
+  return exp ~= false and tonumber(exp) > now
+end
+
+-- Map entries are stored as "<version>:<value>".
+local function split_entry(s)
+  local c = string.find(s, ':', 1, true)
+  if not c then return nil end
+  local v = tonumber(string.sub(s, 1, c - 1))
+  if not v then return nil end
+  return v, string.sub(s, c + 1)
+end
+
+-- Watch event payload: "<S|D|E>\n<version>\n<key length>\n<key><value>".
+local function watch_event(channel, kind, version, key, value)
+  redis.call('PUBLISH', channel,
+    kind .. '\n' .. int(version) .. '\n' .. int(#key) .. '\n' .. key .. (value or ''))
+end
+
+-- The stored entry for key, or nil; an entry whose TTL has passed is
+-- deleted here (and announced) so that no read ever sees it.
+local function live_entry(h, ttlz, rev, map, key, channel, now)
+  local member = map .. '\n' .. key
+  local exp = redis.call('ZSCORE', ttlz, member)
+  if exp and tonumber(exp) <= now then
+    redis.call('ZREM', ttlz, member)
+    if redis.call('HDEL', h, key) == 1 then
+      watch_event(channel, 'E', redis.call('HINCRBY', rev, map, 1), key)
+    end
+    return nil
+  end
+  local s = redis.call('HGET', h, key)
+  if s == false then return nil end
+  return s
+end
+
+local function write_entry(h, ttlz, rev, map, key, value, ttl, channel, now)
+  local version = redis.call('HINCRBY', rev, map, 1)
+  redis.call('HSET', h, key, int(version) .. ':' .. value)
+  local member = map .. '\n' .. key
+  if ttl > 0 then
+    redis.call('ZADD', ttlz, now + ttl, member)
+  else
+    redis.call('ZREM', ttlz, member)
+  end
+  watch_event(channel, 'S', version, key, value)
+  return version
+end

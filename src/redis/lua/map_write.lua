@@ -1,0 +1,21 @@
+-- map_write: claim (set if absent), put, or compare-and-set one entry.
+-- KEYS[1] map hash (key -> "<version>:<value>")  KEYS[2] entry TTL zset
+-- KEYS[3] map revisions hash (map -> last version)
+-- ARGV[1] map  ARGV[2] key  ARGV[3] value  ARGV[4] TTL ms (0: none)
+-- ARGV[5] watch channel  ARGV[6] mode: claim | put | cas
+-- ARGV[7] expected value (cas)
+-- Reply: {1, version} written; claim lost: {0, stored entry};
+-- cas failed: {0}; stored entry malformed: {-1}.
+local now = now_ms()
+local map, key, mode = ARGV[1], ARGV[2], ARGV[6]
+local cur = live_entry(KEYS[1], KEYS[2], KEYS[3], map, key, ARGV[5], now)
+if mode == 'claim' then
+  if cur then return {0, cur} end
+elseif mode == 'cas' then
+  if not cur then return {0} end
+  local v, value = split_entry(cur)
+  if not v then return {-1} end
+  if value ~= ARGV[7] then return {0} end
+end
+return {1, write_entry(KEYS[1], KEYS[2], KEYS[3], map, key, ARGV[3],
+                       tonumber(ARGV[4]), ARGV[5], now)}

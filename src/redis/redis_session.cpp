@@ -1,0 +1,503 @@
+// RedisSession: construction, heartbeat and connection state, membership,
+// node state and counters; the factory functions of redis_coordinator.hpp.
+#include "redis/redis_session.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+
+#include "fleet/local_coordinator.hpp"
+#include "fleet/names.hpp"
+#include "fmt/format.h"
+#include "internal/validate.hpp"
+#include "redis/codec.hpp"
+
+namespace fleet::internal {
+namespace {
+
+std::string random_session_id() {
+  std::random_device rd;
+  std::uniform_int_distribution<unsigned long long> dist;
+  const unsigned long long hi = dist(rd), lo = dist(rd);
+  return fmt::format("r-{:016x}{:016x}", hi, lo);
+}
+
+absl::Status validate_options(const RedisOptions& o) {
+  FLEET_RETURN_IF_ERROR(validate_name("namespace", o.namespace_name));
+  if (o.namespace_name.find_first_of("{}") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "namespace must not contain '{' or '}': it is a Redis Cluster hash tag");
+  }
+  for (auto [what, d] : {std::pair{"connect_timeout", o.connect_timeout},
+                         std::pair{"command_timeout", o.command_timeout},
+                         std::pair{"heartbeat_interval", o.heartbeat_interval},
+                         std::pair{"session_ttl", o.session_ttl},
+                         std::pair{"reconnect_backoff_min", o.reconnect_backoff_min},
+                         std::pair{"reconnect_backoff_max", o.reconnect_backoff_max}}) {
+    if (d.count() <= 0) {
+      return absl::InvalidArgumentError(
+          fmt::format("RedisOptions::{} must be positive (got {} ms)", what, d.count()));
+    }
+  }
+  if (o.session_ttl <= o.heartbeat_interval) {
+    return absl::InvalidArgumentError(fmt::format(
+        "RedisOptions::session_ttl ({} ms) must exceed heartbeat_interval ({} ms)",
+        o.session_ttl.count(), o.heartbeat_interval.count()));
+  }
+  if (o.reconnect_backoff_max < o.reconnect_backoff_min) {
+    return absl::InvalidArgumentError(
+        "reconnect_backoff_max is below reconnect_backoff_min");
+  }
+  if (o.pool_size < 1 || o.pool_size > 64) {
+    return absl::InvalidArgumentError(
+        fmt::format("RedisOptions::pool_size must be 1 to 64 (got {})", o.pool_size));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RedisEndpoint> resolve_endpoint(const RedisOptions& o) {
+  auto ep = parse_redis_url(o.url);
+  if (!ep.ok()) return ep.status();
+  if (!ep->password) {
+    if (o.password) {
+      ep->password = *o.password;
+    } else if (const char* env = std::getenv("FLEET_REDIS_PASSWORD"); env && *env) {
+      ep->password = std::string(env);
+    }
+  }
+  return ep;
+}
+
+}  // namespace
+
+// ---- lifecycle ------------------------------------------------------------------
+
+RedisSession::RedisSession(const RedisOptions& options, RedisEndpoint endpoint)
+    : options_(options),
+      clock_(options.clock != nullptr ? options.clock : real_clock()),
+      logger_(options.log_sink, options.log_level, "fleet.redis"),
+      keys_(options.namespace_name),
+      sid_(random_session_id()),
+      pool_(ConnectionPool::Options{endpoint,
+                                    {options.connect_timeout, options.command_timeout},
+                                    options.pool_size,
+                                    options.reconnect_backoff_min,
+                                    options.reconnect_backoff_max},
+            clock_, &logger_),
+      events_(std::make_shared<Events>(
+          Subscriber::Options{endpoint,
+                              {options.connect_timeout, options.command_timeout},
+                              options.reconnect_backoff_min,
+                              options.reconnect_backoff_max},
+          clock_, &logger_, [this] { state_cv_.notify_all(); })) {}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> RedisSession::open(
+    const RedisOptions& options, RedisEndpoint endpoint) {
+  std::unique_ptr<RedisSession> s(new RedisSession(options, std::move(endpoint)));
+  FLEET_RETURN_IF_ERROR(s->start());
+  return std::unique_ptr<Coordinator>(std::move(s));
+}
+
+absl::Status RedisSession::start() {
+  FLEET_RETURN_IF_ERROR(
+      pool_.with_connection([&](RedisConnection& c) { return scripts_.load(c); }));
+  FLEET_RETURN_IF_ERROR(events_->subscriber.start());
+  auto hb = heartbeat();
+  if (!hb.ok()) return hb.status();
+  last_heartbeat_ok_ = clock_->now();
+  heartbeat_thread_ = std::thread([this] { heartbeat_loop(); });
+  logger_.log(LogLevel::kDebug, "session {} started on {}", sid_,
+              pool_.endpoint().redacted());
+  return absl::OkStatus();
+}
+
+RedisSession::~RedisSession() {
+  decltype(state_watchers_) watchers;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    stop_ = true;
+    watchers.swap(state_watchers_);
+  }
+  state_cv_.notify_all();
+  for (auto& [slot, cb] : watchers) events_->dispatcher.cancel(slot);
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  // Crash semantics, as documented: no leave(); our state expires by TTL.
+  // Drop the events (subscriber thread, event thread) now; Subscription
+  // handles that outlive us find the weak_ptr empty.
+  events_.reset();
+}
+
+absl::StatusOr<Reply> RedisSession::run(Script script, const Argv& keys,
+                                        const Argv& args) {
+  return pool_.with_connection(
+      [&](RedisConnection& c) { return scripts_.run(c, script, keys, args); });
+}
+
+absl::StatusOr<Reply> RedisSession::command(const Argv& argv) {
+  auto reply = pool_.command(argv);
+  if (reply.ok() && reply->is_error()) return status_from_error(reply->str);
+  return reply;
+}
+
+// ---- heartbeat and connection state -------------------------------------------------
+
+absl::StatusOr<bool> RedisSession::heartbeat() {
+  const std::string ttl = std::to_string(options_.session_ttl.count());
+  auto r = run(Script::kHeartbeat, {keys_.sessions, keys_.heartbeats}, {sid_, ttl});
+  if (!r.ok()) return r.status();
+  return r->integer == 1;
+}
+
+void RedisSession::set_state_locked(ConnectionState state) {
+  if (state == state_) return;
+  state_ = state;
+  logger_.log(
+      state == ConnectionState::kConnected || state == ConnectionState::kReconnected
+          ? LogLevel::kInfo
+          : LogLevel::kWarning,
+      "session {}: connection state {}", sid_, to_string(state));
+  for (auto& [slot, cb] : state_watchers_) {
+    events_->dispatcher.post(slot, [cb = cb, state] { cb(state); });
+  }
+}
+
+// One heartbeat (and one sweep) per interval. While Redis is unreachable:
+// SUSPENDED at the first failure, LOST once a whole session TTL has passed
+// without a successful heartbeat (our membership and owned state have
+// expired: modules must drop what they own), then on recovery — once the
+// pub/sub connection has resubscribed too — RECONNECTED, with membership
+// re-established.
+void RedisSession::heartbeat_loop() {
+  const std::string limit = "100";
+  std::unique_lock<std::mutex> lock(state_mu_);
+  Clock::TimePoint next = clock_->now() + options_.heartbeat_interval;
+  while (!stop_) {
+    if (clock_->now() < next) {
+      clock_->wait_until(lock, state_cv_, next);
+      continue;
+    }
+    lock.unlock();
+    auto hb = heartbeat();
+    lock.lock();
+    if (stop_) break;
+    const auto now = clock_->now();
+    if (!hb.ok()) {
+      if (state_ == ConnectionState::kConnected ||
+          state_ == ConnectionState::kReconnected) {
+        set_state_locked(ConnectionState::kSuspended);
+      }
+      if (state_ == ConnectionState::kSuspended &&
+          now - last_heartbeat_ok_ >= options_.session_ttl) {
+        set_state_locked(ConnectionState::kLost);
+      }
+      next = now + options_.reconnect_backoff_min;
+      continue;
+    }
+    last_heartbeat_ok_ = now;
+    const bool recovering =
+        state_ == ConnectionState::kSuspended || state_ == ConnectionState::kLost;
+    if (!*hb || recovering) {
+      // The session had expired (or Redis lost it in a restart): others
+      // saw us die. Report LOST before anything else, then rejoin.
+      if (!*hb) set_state_locked(ConnectionState::kLost);
+      if (joined_) {
+        absl::Status st = join_locked(*joined_);
+        if (!st.ok())
+          logger_.warn("session {}: re-joining failed: {}", sid_,
+                       std::string(st.message()));
+      }
+      if (!events_->subscriber.healthy()) {
+        next = now + options_.reconnect_backoff_min;  // wait for pub/sub to resubscribe
+        continue;
+      }
+      set_state_locked(ConnectionState::kReconnected);
+    }
+    lock.unlock();
+    auto swept =
+        run(Script::kSweep,
+            {keys_.sessions, keys_.heartbeats, keys_.members, keys_.member_session,
+             keys_.session_member, keys_.node_index, keys_.owned_index, keys_.leases,
+             keys_.entry_ttl, keys_.map_revisions},
+            {keys_.prefix, keys_.member_channel, limit});
+    lock.lock();
+    if (!swept.ok()) {
+      logger_.log(LogLevel::kDebug, "sweep failed: {}",
+                  std::string(swept.status().message()));
+    }
+    next = clock_->now() + options_.heartbeat_interval;
+  }
+}
+
+ConnectionState RedisSession::connection_state() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return state_;
+}
+
+absl::StatusOr<Subscription> RedisSession::watch_connection(
+    std::function<void(ConnectionState)> callback) {
+  FLEET_RETURN_IF_ERROR(validate_callback(callback));
+  std::lock_guard<std::mutex> lock(state_mu_);
+  auto slot = events_->dispatcher.new_slot();
+  std::function<void(const ConnectionState&)> cb = [callback](const ConnectionState& s) {
+    callback(s);
+  };
+  state_watchers_.emplace_back(slot, cb);
+  events_->dispatcher.post(slot, [cb, s = state_] { cb(s); });
+  std::weak_ptr<Events> weak = events_;
+  return Subscription([this, weak, slot] {
+    auto events = weak.lock();
+    if (!events) return;
+    events->dispatcher.cancel(slot);
+    std::lock_guard<std::mutex> l(state_mu_);
+    state_watchers_.erase(std::remove_if(state_watchers_.begin(), state_watchers_.end(),
+                                         [&](const auto& w) { return w.first == slot; }),
+                          state_watchers_.end());
+  });
+}
+
+// ---- membership -------------------------------------------------------------------
+
+absl::Status RedisSession::join_locked(const InstanceInfo& info) {
+  const std::string record = encode_member(info, sid_);
+  const std::string ttl = std::to_string(options_.session_ttl.count());
+  auto r = run(Script::kJoin,
+               {keys_.sessions, keys_.heartbeats, keys_.members, keys_.member_session,
+                keys_.session_member},
+               {sid_, info.id, record, ttl, keys_.member_channel});
+  if (!r.ok()) return r.status();
+  if (r->type != Reply::Type::kArray || r->elements.empty()) {
+    return absl::InternalError("join: unexpected reply from Redis");
+  }
+  switch (r->elements[0].integer) {
+    case -1:
+      return absl::AlreadyExistsError(
+          fmt::format("instance id '{}' is held by another live session", info.id));
+    case -2:
+      return absl::FailedPreconditionError(fmt::format(
+          "this session already joined as '{}'; leave() before joining as '{}'",
+          r->elements.size() > 1 ? r->elements[1].str : "?", info.id));
+    default:
+      return absl::OkStatus();
+  }
+}
+
+absl::Status RedisSession::join(const InstanceInfo& info) {
+  FLEET_RETURN_IF_ERROR(validate_instance_info(info));
+  InstanceInfo stamped = info;
+  std::lock_guard<std::mutex> lock(state_mu_);
+  if (stamped.started_at == Clock::WallTime{}) {
+    stamped.started_at =
+        joined_ && joined_->id == info.id ? joined_->started_at : clock_->wall_now();
+  }
+  FLEET_RETURN_IF_ERROR(join_locked(stamped));
+  joined_ = stamped;
+  return absl::OkStatus();
+}
+
+absl::Status RedisSession::leave() {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  auto r = run(Script::kLeave,
+               {keys_.members, keys_.member_session, keys_.session_member,
+                keys_.node_index, keys_.owned_index},
+               {keys_.prefix, sid_, keys_.member_channel});
+  if (!r.ok()) return r.status();
+  joined_.reset();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<Member>> RedisSession::members() {
+  auto r =
+      run(Script::kMembers,
+          {keys_.sessions, keys_.heartbeats, keys_.members, keys_.member_session}, {});
+  if (!r.ok()) return r.status();
+  std::vector<Member> out;
+  for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+    auto m = decode_member(r->elements[i].str);
+    std::int64_t hb = 0;
+    if (!m || !parse_i64(r->elements[i + 1].str, &hb)) {
+      logger_.warn("skipping a malformed member record in {}", keys_.members);
+      continue;
+    }
+    m->last_heartbeat = Clock::WallTime(std::chrono::milliseconds(hb));
+    out.push_back(std::move(*m));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Member& a, const Member& b) { return a.info.id < b.info.id; });
+  return out;
+}
+
+absl::StatusOr<Subscription> RedisSession::watch_members(
+    std::function<void(const MemberEvent&)> callback) {
+  FLEET_RETURN_IF_ERROR(validate_callback(callback));
+  std::weak_ptr<Events> weak = events_;
+  const Logger* logger = &logger_;
+  return listen(keys_.member_channel, [weak, callback, logger](
+                                          const auto& slot, const std::string& payload) {
+    auto ev = decode_member_event(payload);
+    if (!ev) {
+      logger->warn("skipping a malformed membership event");
+      return;
+    }
+    if (auto events = weak.lock()) {
+      events->dispatcher.post(slot, [callback, e = std::move(*ev)] { callback(e); });
+    }
+  });
+}
+
+// ---- node state
+// ------------------------------------------------------------------------
+
+absl::Status RedisSession::publish_node_state(
+    std::string_view node_id, const std::map<std::string, double>& metrics) {
+  FLEET_RETURN_IF_ERROR(validate_name("node id", node_id));
+  FLEET_RETURN_IF_ERROR(validate_metrics(metrics));
+  const std::string encoded = encode_metrics(metrics);
+  FLEET_RETURN_IF_ERROR(validate_value("node state", encoded));
+  auto r = run(Script::kNodeState, {keys_.node(node_id), keys_.node_index},
+               {sid_, node_id, encoded, "1"});
+  return r.status();
+}
+
+absl::Status RedisSession::remove_node_state(std::string_view node_id) {
+  FLEET_RETURN_IF_ERROR(validate_name("node id", node_id));
+  auto r = run(Script::kNodeState, {keys_.node(node_id), keys_.node_index},
+               {sid_, node_id, "", "0"});
+  return r.status();
+}
+
+namespace {
+
+std::optional<NodeAggregate> decode_aggregate(const Reply& r) {
+  if (r.type != Reply::Type::kArray || r.elements.size() < 2) return std::nullopt;
+  NodeAggregate agg;
+  agg.node_id = r.elements[0].str;
+  agg.reporters = static_cast<std::uint32_t>(r.elements[1].integer);
+  for (std::size_t i = 2; i + 2 < r.elements.size(); i += 3) {
+    AggregatedMetric m;
+    char* end = nullptr;
+    const std::string& text = r.elements[i + 1].str;
+    m.value = std::strtod(text.c_str(), &end);
+    if (end == text.c_str()) return std::nullopt;
+    m.reporters = static_cast<std::uint32_t>(r.elements[i + 2].integer);
+    agg.metrics.emplace(r.elements[i].str, m);
+  }
+  return agg;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<NodeAggregate>> RedisSession::aggregate_all(
+    const AggregationSpec& spec) {
+  FLEET_RETURN_IF_ERROR(validate_spec(spec));
+  auto r = run(Script::kAggregate, {keys_.sessions, keys_.node_index},
+               {keys_.prefix, encode_ops(spec), to_string(spec.default_aggregation), ""});
+  if (!r.ok()) return r.status();
+  std::vector<NodeAggregate> out;
+  if (r->elements.empty()) return out;
+  if (r->elements[0].integer > 0) {
+    logger_.warn("aggregate: skipped {} malformed node views or values",
+                 r->elements[0].integer);
+  }
+  for (std::size_t i = 1; i < r->elements.size(); ++i) {
+    if (auto agg = decode_aggregate(r->elements[i])) out.push_back(std::move(*agg));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.node_id < b.node_id; });
+  return out;
+}
+
+absl::StatusOr<std::optional<NodeAggregate>> RedisSession::aggregate(
+    std::string_view node_id, const AggregationSpec& spec) {
+  FLEET_RETURN_IF_ERROR(validate_name("node id", node_id));
+  FLEET_RETURN_IF_ERROR(validate_spec(spec));
+  auto r =
+      run(Script::kAggregate, {keys_.sessions, keys_.node_index},
+          {keys_.prefix, encode_ops(spec), to_string(spec.default_aggregation), node_id});
+  if (!r.ok()) return r.status();
+  if (!r->elements.empty() && r->elements[0].integer > 0) {
+    logger_.warn("aggregate: skipped {} malformed views or values of node '{}'",
+                 r->elements[0].integer, node_id);
+  }
+  if (r->elements.size() < 2) return std::optional<NodeAggregate>();
+  return decode_aggregate(r->elements[1]);
+}
+
+// ---- counters
+// -------------------------------------------------------------------------------
+
+absl::StatusOr<std::int64_t> RedisSession::counter_add(std::string_view name,
+                                                       std::int64_t delta) {
+  FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
+  const std::string d = std::to_string(delta);
+  auto r = command({"HINCRBY", keys_.counters, name, d});
+  if (!r.ok()) return r.status();
+  return static_cast<std::int64_t>(r->integer);
+}
+
+absl::StatusOr<std::int64_t> RedisSession::counter_get(std::string_view name) {
+  FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
+  auto r = command({"HGET", keys_.counters, name});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return 0;
+  std::int64_t v = 0;
+  if (!parse_i64(r->str, &v)) {
+    return absl::DataLossError(
+        fmt::format("counter '{}' holds a malformed value in {}", name, keys_.counters));
+  }
+  return v;
+}
+
+absl::StatusOr<std::int64_t> RedisSession::owned_counter_add(std::string_view name,
+                                                             std::int64_t delta) {
+  FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
+  const std::string d = std::to_string(delta);
+  auto r = run(Script::kOwnedCounter,
+               {keys_.owned(name), keys_.owned_index, keys_.sessions}, {sid_, name, d});
+  if (!r.ok()) return r.status();
+  return static_cast<std::int64_t>(r->integer);
+}
+
+absl::StatusOr<std::int64_t> RedisSession::owned_counter_get(std::string_view name) {
+  FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
+  auto r = run(Script::kOwnedCounter,
+               {keys_.owned(name), keys_.owned_index, keys_.sessions}, {sid_, name, ""});
+  if (!r.ok()) return r.status();
+  return static_cast<std::int64_t>(r->integer);
+}
+
+}  // namespace fleet::internal
+
+// ---- factories
+// -----------------------------------------------------------------------------
+
+namespace fleet {
+
+absl::StatusOr<std::unique_ptr<Coordinator>> RedisCoordinator::connect(
+    const RedisOptions& options) {
+  FLEET_RETURN_IF_ERROR(internal::validate_options(options));
+  auto endpoint = internal::resolve_endpoint(options);
+  if (!endpoint.ok()) return endpoint.status();
+  return internal::RedisSession::open(options, *std::move(endpoint));
+}
+
+absl::StatusOr<std::unique_ptr<Coordinator>> create_coordinator(
+    const RedisOptions& options) {
+  auto redis = RedisCoordinator::connect(options);
+  if (redis.ok() || !options.fallback_to_local ||
+      redis.status().code() != absl::StatusCode::kUnavailable) {
+    return redis;
+  }
+  internal::Logger logger(options.log_sink, options.log_level, "fleet");
+  logger.warn(
+      "Redis is unreachable ({}); falling back to the in-process backend: this instance "
+      "now coordinates with nobody else",
+      std::string(redis.status().message()));
+  LocalOptions local;
+  local.clock = options.clock;
+  local.log_sink = options.log_sink;
+  local.log_level = options.log_level;
+  local.session_ttl = options.session_ttl;
+  return LocalCoordinator::create(local);
+}
+
+}  // namespace fleet

@@ -1,0 +1,407 @@
+// RedisSession: locks, leader election, maps, watches and messaging.
+#include <algorithm>
+
+#include "fleet/names.hpp"
+#include "fmt/format.h"
+#include "internal/validate.hpp"
+#include "redis/codec.hpp"
+#include "redis/redis_session.hpp"
+
+namespace fleet::internal {
+
+absl::StatusOr<Subscription> RedisSession::listen(
+    const std::string& channel,
+    std::function<void(const std::shared_ptr<Dispatcher::Slot>&, const std::string&)>
+        on_payload,
+    std::shared_ptr<Dispatcher::Slot> slot) {
+  if (!slot) slot = events_->dispatcher.new_slot();
+  auto id = events_->subscriber.add(
+      channel, [on_payload = std::move(on_payload), slot](const std::string& payload) {
+        on_payload(slot, payload);
+      });
+  if (!id.ok()) return id.status();
+  std::weak_ptr<Events> weak = events_;
+  return Subscription([weak, slot, id = *id] {
+    auto events = weak.lock();
+    if (!events) return;
+    events->subscriber.remove(id);
+    events->dispatcher.cancel(slot);
+  });
+}
+
+// ---- locks and elections ----------------------------------------------------------
+
+absl::StatusOr<std::optional<Lease>> RedisSession::acquire(
+    LeaseKind kind, const std::string& name, std::string_view value, Ttl ttl,
+    std::chrono::milliseconds timeout) {
+  const auto deadline = clock_->now() + timeout;
+  const std::string member = Keys::lease_member(kind, name);
+  const std::string lock_key = keys_.lock(kind, name);
+  const std::string lock_channel = keys_.lock_channel(kind, name);
+  const std::string leader_channel =
+      kind == LeaseKind::kLeadership ? keys_.leader_channel(name) : std::string();
+  const std::string ttl_ms = std::to_string(ttl.count());
+
+  // Waiters listen on the lock's channel, where release (and the sweeper,
+  // on expiry) publish: they sleep until woken or until the holder's lease
+  // runs out, never polling.
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool woken = false;
+  };
+  std::shared_ptr<Waiter> waiter;
+  Subscription wake_sub;
+
+  for (;;) {
+    const auto sent = clock_->now();
+    auto r = run(Script::kAcquire, {lock_key, keys_.fences, keys_.leases},
+                 {sid_, member, value, ttl_ms, leader_channel, lock_channel});
+    if (!r.ok()) return r.status();
+    if (r->type != Reply::Type::kArray || r->elements.size() != 2) {
+      return absl::InternalError("acquire: unexpected reply from Redis");
+    }
+    if (r->elements[0].integer == 1) {
+      Lease lease;
+      lease.kind = kind;
+      lease.name = name;
+      lease.owner = sid_;
+      lease.fence = static_cast<std::uint64_t>(r->elements[1].integer);
+      lease.ttl = ttl;
+      lease.expires_at = sent + ttl;
+      return std::optional<Lease>(std::move(lease));
+    }
+    const auto now = clock_->now();
+    if (now >= deadline) return std::optional<Lease>();
+    if (!waiter) {
+      waiter = std::make_shared<Waiter>();
+      auto sub = listen(lock_channel, [waiter](const auto&, const std::string&) {
+        std::lock_guard<std::mutex> lock(waiter->mu);
+        waiter->woken = true;
+        waiter->cv.notify_all();
+      });
+      if (!sub.ok()) return sub.status();
+      wake_sub = *std::move(sub);
+      continue;  // it may have been released before we listened
+    }
+    auto wake = deadline;
+    // PTTL: 0 means under a millisecond left; -1 a holder without expiry
+    // (planted data), which only a release notification can end.
+    const long long holder_left = r->elements[1].integer;
+    if (holder_left >= 0) {
+      wake = std::min(wake, now + std::chrono::milliseconds(std::max(holder_left, 1LL)));
+    }
+    std::unique_lock<std::mutex> lock(waiter->mu);
+    while (!waiter->woken && clock_->now() < wake)
+      clock_->wait_until(lock, waiter->cv, wake);
+    waiter->woken = false;
+  }
+}
+
+absl::StatusOr<std::optional<Lease>> RedisSession::try_lock(std::string_view name,
+                                                            Ttl ttl) {
+  return lock(name, ttl, std::chrono::milliseconds::zero());
+}
+
+absl::StatusOr<std::optional<Lease>> RedisSession::lock(
+    std::string_view name, Ttl ttl, std::chrono::milliseconds timeout) {
+  FLEET_RETURN_IF_ERROR(validate_name("lock name", name));
+  FLEET_RETURN_IF_ERROR(validate_lease_ttl(ttl));
+  FLEET_RETURN_IF_ERROR(validate_timeout(timeout));
+  return acquire(LeaseKind::kLock, std::string(name), {}, ttl, timeout);
+}
+
+absl::StatusOr<std::optional<Lease>> RedisSession::campaign(
+    std::string_view election, std::string_view value, Ttl ttl,
+    std::chrono::milliseconds timeout) {
+  FLEET_RETURN_IF_ERROR(validate_name("election name", election));
+  FLEET_RETURN_IF_ERROR(validate_value("leader value", value));
+  FLEET_RETURN_IF_ERROR(validate_lease_ttl(ttl));
+  FLEET_RETURN_IF_ERROR(validate_timeout(timeout));
+  return acquire(LeaseKind::kLeadership, std::string(election), value, ttl, timeout);
+}
+
+absl::Status RedisSession::check_lease(const Lease& lease) const {
+  FLEET_RETURN_IF_ERROR(validate_lease(lease));
+  if (lease.owner != sid_) {
+    return absl::FailedPreconditionError(
+        fmt::format("{} '{}' (fence {}) belongs to another session",
+                    to_string(lease.kind), lease.name, lease.fence));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status no_longer_held(const Lease& lease) {
+  return absl::AbortedError(
+      fmt::format("{} '{}' (fence {}) is no longer held: it expired or was released",
+                  to_string(lease.kind), lease.name, lease.fence));
+}
+
+}  // namespace
+
+absl::Status RedisSession::release(const Lease& lease) {
+  FLEET_RETURN_IF_ERROR(check_lease(lease));
+  const std::string fence = std::to_string(lease.fence);
+  auto r = run(Script::kRelease, {keys_.lock(lease.kind, lease.name), keys_.leases},
+               {sid_, fence, Keys::lease_member(lease.kind, lease.name),
+                keys_.lock_channel(lease.kind, lease.name),
+                lease.kind == LeaseKind::kLeadership ? keys_.leader_channel(lease.name)
+                                                     : std::string()});
+  if (!r.ok()) return r.status();
+  return r->integer == 1 ? absl::OkStatus() : no_longer_held(lease);
+}
+
+absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
+  FLEET_RETURN_IF_ERROR(check_lease(lease));
+  const std::string fence = std::to_string(lease.fence);
+  const std::string ttl_ms = std::to_string(lease.ttl.count());
+  const auto sent = clock_->now();
+  auto r = run(Script::kRenew, {keys_.lock(lease.kind, lease.name), keys_.leases},
+               {sid_, fence, Keys::lease_member(lease.kind, lease.name), ttl_ms});
+  if (!r.ok()) return r.status();
+  if (r->integer != 1) return no_longer_held(lease);
+  Lease renewed = lease;
+  renewed.expires_at = sent + lease.ttl;
+  return renewed;
+}
+
+absl::StatusOr<std::optional<Leader>> RedisSession::leader(std::string_view election) {
+  FLEET_RETURN_IF_ERROR(validate_name("election name", election));
+  auto r = command(
+      {"HMGET", keys_.lock(LeaseKind::kLeadership, election), "owner", "fence", "value"});
+  if (!r.ok()) return r.status();
+  if (r->elements.size() != 3 || r->elements[0].is_nil()) return std::optional<Leader>();
+  Leader l;
+  l.election = std::string(election);
+  l.owner = r->elements[0].str;
+  l.value = r->elements[2].str;
+  if (!parse_u64(r->elements[1].str, &l.fence)) {
+    return absl::DataLossError(
+        fmt::format("election '{}' holds a malformed leader record", election));
+  }
+  return std::optional<Leader>(std::move(l));
+}
+
+absl::StatusOr<Subscription> RedisSession::observe_leader(
+    std::string_view election,
+    std::function<void(const std::optional<Leader>&)> callback) {
+  FLEET_RETURN_IF_ERROR(validate_name("election name", election));
+  FLEET_RETURN_IF_ERROR(validate_callback(callback));
+  // Changes that arrive before the initial state was read are held back
+  // and delivered after it, so the observer always starts from the state.
+  struct Gate {
+    std::mutex mu;
+    bool open = false;
+    std::vector<std::optional<Leader>> held;
+  };
+  auto gate = std::make_shared<Gate>();
+  auto slot = events_->dispatcher.new_slot();
+  std::weak_ptr<Events> weak = events_;
+  const Logger* logger = &logger_;
+  const std::string name(election);
+  auto sub = listen(
+      keys_.leader_channel(election),
+      [gate, weak, callback, logger, name](const auto& s, const std::string& payload) {
+        auto change = decode_leader(name, payload);
+        if (!change) {
+          logger->warn("skipping a malformed leader event for '{}'", name);
+          return;
+        }
+        std::lock_guard<std::mutex> lock(gate->mu);
+        if (!gate->open) {
+          gate->held.push_back(std::move(*change));
+          return;
+        }
+        if (auto events = weak.lock()) {
+          events->dispatcher.post(s, [callback, c = std::move(*change)] { callback(c); });
+        }
+      },
+      slot);
+  if (!sub.ok()) return sub.status();
+  auto now = leader(election);
+  if (!now.ok()) return now.status();
+  std::lock_guard<std::mutex> lock(gate->mu);
+  events_->dispatcher.post(slot, [callback, c = *now] { callback(c); });
+  for (auto& c : gate->held) {
+    events_->dispatcher.post(slot, [callback, c = std::move(c)] { callback(c); });
+  }
+  gate->held.clear();
+  gate->open = true;
+  return sub;
+}
+
+// ---- maps and watches -----------------------------------------------------------------
+
+absl::StatusOr<ClaimResult> RedisSession::claim(std::string_view map,
+                                                std::string_view key,
+                                                std::string_view value, Ttl ttl) {
+  FLEET_RETURN_IF_ERROR(validate_entry(map, key, value, ttl));
+  const std::string ttl_ms = std::to_string(ttl.count());
+  auto r = run(Script::kMapWrite, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+               {map, key, value, ttl_ms, keys_.watch_channel(map), "claim", ""});
+  if (!r.ok()) return r.status();
+  if (r->elements.size() == 2 && r->elements[0].integer == 1) {
+    return ClaimResult{true, Entry{std::string(value),
+                                   static_cast<std::uint64_t>(r->elements[1].integer)}};
+  }
+  if (r->elements.size() == 2) {
+    if (auto e = decode_entry(r->elements[1].str))
+      return ClaimResult{false, std::move(*e)};
+  }
+  return absl::DataLossError(
+      fmt::format("map '{}' holds a malformed entry for the claimed key", map));
+}
+
+absl::StatusOr<Entry> RedisSession::put(std::string_view map, std::string_view key,
+                                        std::string_view value, Ttl ttl) {
+  FLEET_RETURN_IF_ERROR(validate_entry(map, key, value, ttl));
+  const std::string ttl_ms = std::to_string(ttl.count());
+  auto r = run(Script::kMapWrite, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+               {map, key, value, ttl_ms, keys_.watch_channel(map), "put", ""});
+  if (!r.ok()) return r.status();
+  return Entry{std::string(value), static_cast<std::uint64_t>(r->elements[1].integer)};
+}
+
+absl::StatusOr<bool> RedisSession::compare_and_set(std::string_view map,
+                                                   std::string_view key,
+                                                   std::string_view expected,
+                                                   std::string_view value, Ttl ttl) {
+  FLEET_RETURN_IF_ERROR(validate_entry(map, key, value, ttl));
+  FLEET_RETURN_IF_ERROR(validate_value("expected value", expected));
+  const std::string ttl_ms = std::to_string(ttl.count());
+  auto r = run(Script::kMapWrite, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+               {map, key, value, ttl_ms, keys_.watch_channel(map), "cas", expected});
+  if (!r.ok()) return r.status();
+  const long long code = r->elements.empty() ? -1 : r->elements[0].integer;
+  if (code < 0) {
+    return absl::DataLossError(fmt::format("map '{}' holds a malformed entry", map));
+  }
+  return code == 1;
+}
+
+absl::StatusOr<bool> RedisSession::compare_and_delete(std::string_view map,
+                                                      std::string_view key,
+                                                      std::string_view expected) {
+  FLEET_RETURN_IF_ERROR(validate_map_key(map, key));
+  FLEET_RETURN_IF_ERROR(validate_value("expected value", expected));
+  auto r = run(Script::kMapDelete, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+               {map, key, keys_.watch_channel(map), "cad", expected});
+  if (!r.ok()) return r.status();
+  if (r->integer < 0) {
+    return absl::DataLossError(fmt::format("map '{}' holds a malformed entry", map));
+  }
+  return r->integer == 1;
+}
+
+absl::StatusOr<bool> RedisSession::erase(std::string_view map, std::string_view key) {
+  FLEET_RETURN_IF_ERROR(validate_map_key(map, key));
+  auto r = run(Script::kMapDelete, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+               {map, key, keys_.watch_channel(map), "erase", ""});
+  if (!r.ok()) return r.status();
+  return r->integer == 1;
+}
+
+absl::StatusOr<std::optional<Entry>> RedisSession::get(std::string_view map,
+                                                       std::string_view key) {
+  FLEET_RETURN_IF_ERROR(validate_map_key(map, key));
+  auto r = run(Script::kMapRead, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+               {map, keys_.watch_channel(map), "get", key});
+  if (!r.ok()) return r.status();
+  if (r->is_nil()) return std::optional<Entry>();
+  auto e = decode_entry(r->str);
+  if (!e) {
+    logger_.warn("map '{}' holds a malformed entry", map);
+    return absl::DataLossError(fmt::format("map '{}' holds a malformed entry", map));
+  }
+  return std::optional<Entry>(std::move(*e));
+}
+
+absl::StatusOr<std::vector<MapEntry>> RedisSession::scan(std::string_view map,
+                                                         std::string_view key_prefix,
+                                                         std::size_t limit) {
+  FLEET_RETURN_IF_ERROR(validate_name("map name", map));
+  FLEET_RETURN_IF_ERROR(validate_prefix(key_prefix));
+  auto r = run(Script::kMapRead, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+               {map, keys_.watch_channel(map), "scan", key_prefix});
+  if (!r.ok()) return r.status();
+  std::vector<MapEntry> out;
+  std::size_t malformed = 0;
+  for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+    auto e = decode_entry(r->elements[i + 1].str);
+    if (!e) {
+      ++malformed;
+      continue;
+    }
+    out.push_back(MapEntry{r->elements[i].str, std::move(*e)});
+  }
+  if (malformed > 0)
+    logger_.warn("scan of map '{}': skipped {} malformed entries", map, malformed);
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.key < b.key; });
+  if (limit != 0 && out.size() > limit) out.resize(limit);
+  return out;
+}
+
+absl::StatusOr<Subscription> RedisSession::watch(
+    std::string_view map, std::string_view key_prefix,
+    std::function<void(const WatchEvent&)> callback) {
+  FLEET_RETURN_IF_ERROR(validate_name("map name", map));
+  FLEET_RETURN_IF_ERROR(validate_prefix(key_prefix));
+  FLEET_RETURN_IF_ERROR(validate_callback(callback));
+  std::weak_ptr<Events> weak = events_;
+  const Logger* logger = &logger_;
+  return listen(
+      keys_.watch_channel(map),
+      [weak, callback, logger, name = std::string(map), prefix = std::string(key_prefix)](
+          const auto& slot, const std::string& payload) {
+        auto ev = decode_watch(name, payload);
+        if (!ev) {
+          logger->warn("skipping a malformed watch event on map '{}'", name);
+          return;
+        }
+        if (ev->key.compare(0, prefix.size(), prefix) != 0) return;
+        if (auto events = weak.lock()) {
+          events->dispatcher.post(slot, [callback, e = std::move(*ev)] { callback(e); });
+        }
+      });
+}
+
+// ---- messaging ---------------------------------------------------------------------
+
+absl::Status RedisSession::publish(std::string_view channel, std::string_view payload) {
+  FLEET_RETURN_IF_ERROR(validate_name("channel name", channel));
+  FLEET_RETURN_IF_ERROR(validate_value("payload", payload));
+  const std::string redis_channel = keys_.channel(channel);
+  // One publisher's messages are numbered in the order Redis receives them.
+  std::lock_guard<std::mutex> lock(publish_mu_);
+  const std::string body = encode_message(sid_, next_sequence_, payload);
+  auto r = command({"PUBLISH", redis_channel, body});
+  if (!r.ok()) return r.status();
+  ++next_sequence_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Subscription> RedisSession::subscribe(
+    std::string_view channel, std::function<void(const Message&)> callback) {
+  FLEET_RETURN_IF_ERROR(validate_name("channel name", channel));
+  FLEET_RETURN_IF_ERROR(validate_callback(callback));
+  std::weak_ptr<Events> weak = events_;
+  const Logger* logger = &logger_;
+  return listen(keys_.channel(channel),
+                [weak, callback, logger, name = std::string(channel)](
+                    const auto& slot, const std::string& payload) {
+                  auto m = decode_message(name, payload);
+                  if (!m) {
+                    logger->warn("skipping a malformed message on channel '{}'", name);
+                    return;
+                  }
+                  if (auto events = weak.lock()) {
+                    events->dispatcher.post(
+                        slot, [callback, msg = std::move(*m)] { callback(msg); });
+                  }
+                });
+}
+
+}  // namespace fleet::internal

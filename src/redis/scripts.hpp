@@ -1,0 +1,57 @@
+// The Lua scripts of the Redis backend (src/redis/lua/*.lua, embedded at
+// build time) and how they run: EVALSHA, and on NOSCRIPT — Redis restarted
+// or flushed its script cache — SCRIPT LOAD and one retry.
+#ifndef FLEET_SRC_REDIS_SCRIPTS_HPP_
+#define FLEET_SRC_REDIS_SCRIPTS_HPP_
+
+#include <array>
+#include <atomic>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "redis/connection.hpp"
+
+namespace fleet::internal {
+
+enum class Script {
+  kHeartbeat,
+  kJoin,
+  kLeave,
+  kMembers,
+  kNodeState,
+  kAggregate,
+  kOwnedCounter,
+  kAcquire,
+  kRelease,
+  kRenew,
+  kMapWrite,
+  kMapDelete,
+  kMapRead,
+  kSweep,
+};
+inline constexpr std::size_t kScriptCount = 14;
+
+class Scripts {
+ public:
+  Scripts();  // assembles the bodies (common.lua + each script)
+
+  // SCRIPT LOAD of every script; remembers their SHA1s.
+  absl::Status load(RedisConnection& conn);
+
+  // Runs a script. Redis error replies become statuses (status_from_error).
+  absl::StatusOr<Reply> run(RedisConnection& conn, Script script, const Argv& keys,
+                            const Argv& args) const;
+
+  // Number of NOSCRIPT reloads so far (tests check a restart reloaded).
+  int reloads() const { return reloads_; }
+
+ private:
+  std::array<std::string, kScriptCount> bodies_;
+  std::array<std::string, kScriptCount> shas_;
+  mutable std::atomic<int> reloads_{0};
+};
+
+}  // namespace fleet::internal
+
+#endif  // FLEET_SRC_REDIS_SCRIPTS_HPP_

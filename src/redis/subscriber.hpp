@@ -1,0 +1,84 @@
+// The pub/sub side of the Redis backend: one dedicated connection and the
+// thread that owns it. Handlers run on that thread and must be quick (they
+// decode and hand over to the Dispatcher). After a reconnect every channel
+// is subscribed again; healthy() tells whether all are confirmed.
+#ifndef FLEET_SRC_REDIS_SUBSCRIBER_HPP_
+#define FLEET_SRC_REDIS_SUBSCRIBER_HPP_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "fleet/clock.hpp"
+#include "internal/logger.hpp"
+#include "redis/connection.hpp"
+
+namespace fleet::internal {
+
+class Subscriber {
+ public:
+  using Handler = std::function<void(const std::string& payload)>;
+
+  struct Options {
+    RedisEndpoint endpoint;
+    RedisConnection::Timeouts timeouts;
+    std::chrono::milliseconds backoff_min;
+    std::chrono::milliseconds backoff_max;
+  };
+
+  // `on_healthy` runs on the subscriber thread each time every channel is
+  // confirmed again after a reconnect.
+  Subscriber(Options options, Clock* clock, const Logger* logger,
+             std::function<void()> on_healthy);
+  ~Subscriber();  // stops the thread
+
+  // Connects and starts the thread. Unavailable if Redis cannot be reached.
+  absl::Status start();
+
+  // Registers `handler` for `channel` and returns once Redis confirmed the
+  // subscription (so nothing published afterwards is missed). Unavailable
+  // or DeadlineExceeded (and nothing registered) if it could not be.
+  absl::StatusOr<std::uint64_t> add(const std::string& channel, Handler handler);
+  void remove(std::uint64_t id);
+
+  bool healthy() const;
+
+ private:
+  void run();
+  void wake();
+  bool connect_and_resubscribe();
+  void handle(const Reply& reply);
+  bool all_confirmed_locked() const;
+
+  const Options options_;
+  Clock* const clock_;
+  const Logger* const logger_;
+  const std::function<void()> on_healthy_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // confirmations, backoff waits, stop
+  std::map<std::string, std::map<std::uint64_t, Handler>> handlers_;
+  std::map<std::uint64_t, std::string> channel_of_;
+  std::deque<std::pair<bool, std::string>> pending_;  // (subscribe?, channel)
+  std::set<std::string> confirmed_;
+  std::uint64_t next_id_ = 1;
+  bool connected_ = false;
+  bool stop_ = false;
+  bool was_healthy_ = true;
+
+  std::unique_ptr<RedisConnection> conn_;  // only the thread touches it after start()
+  int wake_fds_[2] = {-1, -1};
+  std::thread thread_;
+};
+
+}  // namespace fleet::internal
+
+#endif  // FLEET_SRC_REDIS_SUBSCRIBER_HPP_

@@ -1,0 +1,128 @@
+#include "redis/url.hpp"
+
+#include <charconv>
+
+#include "fmt/format.h"
+
+namespace fleet::internal {
+namespace {
+
+bool parse_int(std::string_view s, int min, int max, int* out) {
+  if (s.empty()) return false;
+  int v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+// %XX decoding for user and password, which may hold ':' or '@'.
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    int v = 0;
+    if (i + 2 >= s.size()) return std::nullopt;  // needs two hex digits
+    auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16);
+    if (ec != std::errc() || end != s.data() + i + 3) return std::nullopt;
+    out.push_back(static_cast<char>(v));
+    i += 2;
+  }
+  return out;
+}
+
+absl::Status bad(std::string_view what) {
+  return absl::InvalidArgumentError(fmt::format("invalid Redis URL: {}", what));
+}
+
+}  // namespace
+
+std::string RedisEndpoint::redacted() const {
+  std::string auth;
+  if (!user.empty() || password) {
+    auth = fmt::format("{}{}@", user, password ? ":***" : "");
+  }
+  if (!unix_path.empty()) return fmt::format("unix://{}{}?db={}", auth, unix_path, db);
+  return fmt::format("redis://{}{}:{}/{}", auth, host, port, db);
+}
+
+absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
+  RedisEndpoint ep;
+  constexpr std::string_view kRedis = "redis://", kUnix = "unix://";
+  if (url.substr(0, kUnix.size()) == kUnix) {
+    std::string_view rest = url.substr(kUnix.size());
+    std::string_view query;
+    if (auto q = rest.find('?'); q != std::string_view::npos) {
+      query = rest.substr(q + 1);
+      rest = rest.substr(0, q);
+    }
+    if (rest.empty() || rest[0] != '/')
+      return bad("unix:// needs an absolute socket path");
+    ep.unix_path = std::string(rest);
+    if (!query.empty()) {
+      if (query.substr(0, 3) != "db=" ||
+          !parse_int(query.substr(3), 0, 1 << 20, &ep.db)) {
+        return bad("unix:// accepts only the query ?db=N");
+      }
+    }
+    return ep;
+  }
+  if (url.substr(0, kRedis.size()) != kRedis) {
+    if (url.substr(0, 9) == "rediss://") return bad("TLS (rediss://) is not supported");
+    return bad("the scheme must be redis:// or unix://");
+  }
+  std::string_view rest = url.substr(kRedis.size());
+  std::string_view path;
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    path = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+  }
+  // The last '@' ends the credentials: a password may contain '@'.
+  if (auto at = rest.rfind('@'); at != std::string_view::npos) {
+    std::string_view cred = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    std::string_view user = cred, pass;
+    bool has_pass = false;
+    if (auto colon = cred.find(':'); colon != std::string_view::npos) {
+      user = cred.substr(0, colon);
+      pass = cred.substr(colon + 1);
+      has_pass = true;
+    }
+    auto u = percent_decode(user);
+    if (!u) return bad("malformed %-escape in the user name");
+    ep.user = *u;
+    if (has_pass) {
+      auto p = percent_decode(pass);
+      if (!p) return bad("malformed %-escape in the password");
+      ep.password = *p;
+    }
+  }
+  std::string_view host = rest, port;
+  if (!rest.empty() && rest[0] == '[') {  // [ipv6]:port
+    auto close = rest.find(']');
+    if (close == std::string_view::npos) return bad("unterminated [ in the host");
+    host = rest.substr(1, close - 1);
+    std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad("junk after the IPv6 address");
+      port = after.substr(1);
+    }
+  } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+  }
+  if (host.empty()) return bad("the host is empty");
+  ep.host = std::string(host);
+  if (!port.empty() && !parse_int(port, 1, 65535, &ep.port)) {
+    return bad("the port must be a number from 1 to 65535");
+  }
+  if (!path.empty() && !parse_int(path, 0, 1 << 20, &ep.db)) {
+    return bad("the path must be a database number");
+  }
+  return ep;
+}
+
+}  // namespace fleet::internal

@@ -1,0 +1,32 @@
+// Parses fleet's Redis URLs. The password is kept out of every string this
+// module produces except the AUTH command itself.
+#ifndef FLEET_SRC_REDIS_URL_HPP_
+#define FLEET_SRC_REDIS_URL_HPP_
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace fleet::internal {
+
+struct RedisEndpoint {
+  std::string host;  // empty for unix sockets
+  int port = 6379;
+  std::string unix_path;  // set for unix:// URLs
+  int db = 0;
+  std::string user;  // empty: the default user
+  std::optional<std::string> password;
+
+  // The URL with the password replaced by "***": safe to log.
+  std::string redacted() const;
+};
+
+// redis://[[user]:password@]host[:port][/db]  or  unix:///path[?db=N]
+// Errors are InvalidArgument and never quote the password.
+absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url);
+
+}  // namespace fleet::internal
+
+#endif  // FLEET_SRC_REDIS_URL_HPP_

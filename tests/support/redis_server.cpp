@@ -1,0 +1,219 @@
+#include "redis_server.hpp"
+
+#include <arpa/inet.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+namespace fleet::testing {
+namespace {
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+std::string redis_server_binary() {
+  if (const char* env = std::getenv("FLEET_REDIS_SERVER"); env && *env) return env;
+  for (const char* p : {"/usr/bin/redis-server", "/usr/local/bin/redis-server"}) {
+    if (::access(p, X_OK) == 0) return p;
+  }
+  return {};
+}
+
+std::string reply_text(const redisReply* r) {
+  switch (r->type) {
+    case REDIS_REPLY_INTEGER:
+      return std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return "(nil)";
+    case REDIS_REPLY_ARRAY: {
+      std::string out;
+      for (std::size_t i = 0; i < r->elements; ++i) {
+        if (i) out += '\n';
+        out += reply_text(r->element[i]);
+      }
+      return out;
+    }
+    default:
+      return std::string(r->str, r->len);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::start(Options options) {
+  char tmpl[] = "/tmp/fleet-redis-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");
+  std::unique_ptr<RedisServer> server(new RedisServer(std::move(options), tmpl));
+  const bool fixed_port = server->options_.port != 0;
+  absl::Status st;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    server->port_ = fixed_port ? server->options_.port : free_port();
+    st = server->spawn();
+    if (st.ok()) return server;
+    if (fixed_port) break;
+  }
+  return st;
+}
+
+absl::Status RedisServer::spawn() {
+  const std::string binary = redis_server_binary();
+  if (binary.empty()) {
+    return absl::FailedPreconditionError(
+        "redis-server not found (install the redis-server package or set "
+        "FLEET_REDIS_SERVER)");
+  }
+  std::vector<std::string> args = {binary,
+                                   "--port",
+                                   std::to_string(port_),
+                                   "--bind",
+                                   "127.0.0.1",
+                                   "--save",
+                                   "",
+                                   "--appendonly",
+                                   "no",
+                                   "--daemonize",
+                                   "no",
+                                   "--dir",
+                                   dir_,
+                                   "--loglevel",
+                                   "warning",
+                                   "--logfile",
+                                   dir_ + "/redis.log"};
+  args.insert(args.end(), options_.args.begin(), options_.args.end());
+  const pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ < 0) return absl::InternalError("fork failed");
+  if (pid_ == 0) {
+    // Never outlive the test, even if it crashes.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(binary.c_str(), argv.data());
+    ::_exit(127);
+  }
+  // Up within 5 s, or it failed (port taken, bad option).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::UnavailableError("redis-server exited at start-up (see " + dir_ +
+                                    "/redis.log)");
+    }
+    timeval tv{0, 200000};
+    redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+    const bool up = c != nullptr && c->err == 0;
+    if (c != nullptr) redisFree(c);
+    if (up) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  kill();
+  return absl::DeadlineExceededError(
+      "redis-server did not accept connections within 5 s");
+}
+
+void RedisServer::stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  int status = 0;
+  while (::waitpid(pid_, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  pid_ = -1;
+}
+
+void RedisServer::kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+absl::Status RedisServer::restart() {
+  stop();
+  // The old listening socket may linger briefly: retry the same port.
+  absl::Status st;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    st = spawn();
+    if (st.ok()) return st;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return st;
+}
+
+absl::StatusOr<std::string> RedisServer::command(
+    const std::vector<std::string>& argv) const {
+  timeval tv{2, 0};
+  redisContext* c = redisConnectWithTimeout("127.0.0.1", port_, tv);
+  if (c == nullptr || c->err != 0) {
+    if (c) redisFree(c);
+    return absl::UnavailableError("cannot connect to the test redis-server");
+  }
+  std::vector<const char*> ptrs;
+  std::vector<std::size_t> lens;
+  for (const auto& a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  // Tests that need a password pass AUTH as part of argv: first element "AUTH".
+  auto* r = static_cast<redisReply*>(
+      redisCommandArgv(c, static_cast<int>(argv.size()), ptrs.data(), lens.data()));
+  if (r == nullptr) {
+    redisFree(c);
+    return absl::UnavailableError("command to the test redis-server failed");
+  }
+  std::string out = reply_text(r);
+  const bool error = r->type == REDIS_REPLY_ERROR;
+  freeReplyObject(r);
+  redisFree(c);
+  if (error) return absl::InternalError(out);
+  return out;
+}
+
+RedisServer::~RedisServer() { stop(); }
+
+RedisServer& shared_redis_server() {
+  static std::unique_ptr<RedisServer> server = [] {
+    auto s = RedisServer::start();
+    if (!s.ok()) {
+      std::fprintf(stderr, "FATAL: cannot start redis-server for the tests: %s\n",
+                   s.status().ToString().c_str());
+      std::abort();
+    }
+    return *std::move(s);
+  }();
+  return *server;
+}
+
+}  // namespace fleet::testing
