@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "fleet/names.hpp"
 #include "fmt/format.h"
 
 namespace fleet::internal {
@@ -104,8 +105,11 @@ std::optional<Entry> decode_entry(std::string_view stored) {
   const auto colon = stored.find(':');
   if (colon == std::string_view::npos) return std::nullopt;
   Entry e;
-  if (!parse_u64(stored.substr(0, colon), &e.version) || e.version == 0)
+  if (!parse_u64(stored.substr(0, colon), &e.version) || e.version == 0) {
     return std::nullopt;
+  }
+  // Larger than fleet ever writes: not ours, and not worth copying.
+  if (stored.size() - colon - 1 > kMaxValueBytes) return std::nullopt;
   e.value = std::string(stored.substr(colon + 1));
   return e;
 }

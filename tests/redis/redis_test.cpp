@@ -1,0 +1,332 @@
+// The Redis backend beyond the shared contract: unreachable Redis,
+// fallback, restarts, malformed data, authentication, binary-safe names.
+// Every case runs against a real redis-server started by the harness.
+#include <stdlib.h>
+
+#include <atomic>
+#include <thread>
+
+#include "capture_sink.hpp"
+#include "fleet/local_coordinator.hpp"
+#include "fleet/names.hpp"
+#include "fleet/redis_coordinator.hpp"
+#include "recorder.hpp"
+#include "redis_server.hpp"
+#include "status.hpp"
+
+namespace fleet::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+RedisOptions fast_options(const std::string& url, LogSink* sink, const std::string& ns) {
+  RedisOptions o;
+  o.url = url;
+  o.namespace_name = ns;
+  o.heartbeat_interval = milliseconds(100);
+  o.session_ttl = milliseconds(300);
+  o.connect_timeout = milliseconds(500);
+  o.command_timeout = milliseconds(500);
+  o.reconnect_backoff_min = milliseconds(20);
+  o.reconnect_backoff_max = milliseconds(200);
+  o.log_sink = sink;
+  return o;
+}
+
+int unused_port() {
+  // Start and stop a server to learn a port that nothing listens on now.
+  auto s = RedisServer::start();
+  REQUIRE(s.ok());
+  const int port = (*s)->port();
+  (*s)->stop();
+  return port;
+}
+
+TEST_CASE("unreachable Redis: Unavailable within the connect timeout, or fallback",
+          "[redis]") {
+  CaptureSink sink;
+  const std::string url = "redis://127.0.0.1:" + std::to_string(unused_port()) + "/0";
+  auto options = fast_options(url, &sink, "unreachable");
+  const auto start = std::chrono::steady_clock::now();
+  auto c = create_coordinator(options);
+  const auto took = std::chrono::steady_clock::now() - start;
+  FLEET_REQUIRE_CODE(c, kUnavailable);
+  CHECK(took < options.connect_timeout + std::chrono::seconds(2));  // never a hang
+  CHECK(std::string(c.status().message()).find("127.0.0.1") != std::string::npos);
+
+  options.fallback_to_local = true;
+  auto local = create_coordinator(options);
+  REQUIRE(local.ok());
+  CHECK((*local)->backend_name() == "local");
+  CHECK(sink.contains("falling back to the in-process backend"));
+  CHECK(unwrap((*local)->counter_add("c", 2)) == 2);
+
+  // Fallback is only for an unreachable Redis, never for a bad URL.
+  options.url = "redis://127.0.0.1:notaport";
+  FLEET_REQUIRE_CODE(create_coordinator(options), kInvalidArgument);
+}
+
+TEST_CASE("invalid Redis options are InvalidArgument", "[redis]") {
+  RedisOptions o = fast_options(shared_redis_server().url(), quiet_log_sink(), "opts");
+  o.namespace_name = "has{brace}";
+  FLEET_REQUIRE_CODE(RedisCoordinator::connect(o), kInvalidArgument);
+  o.namespace_name = "ok";
+  o.session_ttl = o.heartbeat_interval;
+  FLEET_REQUIRE_CODE(RedisCoordinator::connect(o), kInvalidArgument);
+  o.session_ttl = milliseconds(300);
+  o.pool_size = 0;
+  FLEET_REQUIRE_CODE(RedisCoordinator::connect(o), kInvalidArgument);
+  o.pool_size = 2;
+  o.url = "redis://127.0.0.1:" + std::to_string(shared_redis_server().port()) + "/99999";
+  FLEET_REQUIRE_CODE(RedisCoordinator::connect(o), kInvalidArgument);
+}
+
+TEST_CASE(
+    "Redis killed and restarted: SUSPENDED, LOST, RECONNECTED, everything delivers again",
+    "[redis][restart]") {
+  auto server = RedisServer::start();
+  REQUIRE(server.ok());
+  auto options = fast_options((*server)->url(), quiet_log_sink(), "restart");
+  auto c = unwrap(RedisCoordinator::connect(options));
+  auto other = unwrap(RedisCoordinator::connect(options));
+  InstanceInfo me;
+  me.id = "survivor";
+  FLEET_REQUIRE_OK(c->join(me));
+
+  Recorder<ConnectionState> states, other_states;
+  auto s1 =
+      unwrap(c->watch_connection([cb = states.callback()](ConnectionState s) { cb(s); }));
+  auto s0 = unwrap(other->watch_connection(
+      [cb = other_states.callback()](ConnectionState s) { cb(s); }));
+  Recorder<Message> messages;
+  auto s2 = unwrap(c->subscribe("news", messages.callback()));
+  Recorder<WatchEvent> changes;
+  auto s3 = unwrap(c->watch("rooms", "", changes.callback()));
+  REQUIRE(states.wait_count(1));
+
+  (*server)->kill();  // a crash, not a clean shutdown
+  REQUIRE(states.wait_for([](const auto& e) { return e.size() >= 2; }));
+  CHECK(states.events()[1] == ConnectionState::kSuspended);
+  FLEET_REQUIRE_CODE(c->counter_add("x", 1), kUnavailable);
+  // Down for longer than the session TTL: our membership is gone.
+  REQUIRE(states.wait_for([](const auto& e) { return e.size() >= 3; }));
+  CHECK(states.events()[2] == ConnectionState::kLost);
+
+  REQUIRE((*server)->restart().ok());
+  REQUIRE(states.wait_for([](const auto& e) { return e.size() >= 4; }));
+  CHECK(states.events()[3] == ConnectionState::kReconnected);
+  CHECK(c->connection_state() == ConnectionState::kReconnected);
+  // The other session recovers on its own backoff schedule.
+  REQUIRE(other_states.wait_for([](const auto& e) {
+    return !e.empty() && e.back() == ConnectionState::kReconnected;
+  }));
+
+  // Scripts reloaded (Redis restarted with an empty script cache) and
+  // membership re-established by the session itself.
+  auto members = unwrap(other->members());
+  REQUIRE(members.size() == 1);
+  CHECK(members[0].info.id == "survivor");
+
+  // Subscriptions and watches deliver again.
+  FLEET_REQUIRE_OK(other->publish("news", "after restart"));
+  REQUIRE(messages.wait_count(1));
+  CHECK(messages.events()[0].payload == "after restart");
+  FLEET_REQUIRE_OK(other->put("rooms", "r1", "n1"));
+  REQUIRE(changes.wait_count(1));
+  CHECK(changes.events()[0].key == "r1");
+}
+
+TEST_CASE("malformed data planted in fleet's keys is skipped or DataLoss, never a crash",
+          "[redis][malformed]") {
+  RedisServer& server = shared_redis_server();
+  CaptureSink sink;
+  auto options = fast_options(server.url(), &sink, "planted");
+  auto c = unwrap(RedisCoordinator::connect(options));
+  InstanceInfo me;
+  me.id = "good";
+  FLEET_REQUIRE_OK(c->join(me));
+  FLEET_REQUIRE_OK(c->publish_node_state("n1", {{"load", 2}}));
+  FLEET_REQUIRE_OK(c->put("m", "ok", "fine"));
+  const std::string p = "fleet:{planted}:";
+
+  // A garbage member record held by our (live) session id.
+  REQUIRE(server.command({"HSET", p + "members", "ghost", "not a record"}).ok());
+  REQUIRE(server.command({"HSET", p + "member_session", "ghost", c->session_id()}).ok());
+  auto members = unwrap(c->members());
+  REQUIRE(members.size() == 1);
+  CHECK(members[0].info.id == "good");
+  CHECK(sink.contains("malformed member record"));
+
+  // Garbage node views: unparsable, non-numeric, infinite.
+  REQUIRE(
+      server.command({"HSET", p + "node:n1", c->session_id(), "load\tNaN\nload\tinf\n"})
+          .ok());
+  auto other = unwrap(RedisCoordinator::connect(options));
+  FLEET_REQUIRE_OK(other->publish_node_state("n1", {{"load", 5}}));
+  AggregationSpec sum;
+  sum.default_aggregation = Aggregation::kSum;
+  auto agg = unwrap(c->aggregate("n1", sum));
+  REQUIRE(agg.has_value());
+  CHECK(agg->metrics.at("load").value == 5);
+  CHECK(sink.contains("skipped"));
+  REQUIRE(server.command({"SET", p + "node:n2", "a string, not a hash"}).ok());
+  REQUIRE(server.command({"SADD", p + "nodes", "n2"}).ok());
+  auto all = unwrap(c->aggregate_all(sum));
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].node_id == "n1");
+
+  // Map entries: no version, wrong type, oversized.
+  REQUIRE(server.command({"HSET", p + "map:m", "bad", "no version here"}).ok());
+  FLEET_REQUIRE_CODE(c->get("m", "bad"), kDataLoss);
+  FLEET_REQUIRE_CODE(c->compare_and_set("m", "bad", "x", "y"), kDataLoss);
+  auto entries = unwrap(c->scan("m"));
+  REQUIRE(entries.size() == 1);
+  CHECK(entries[0].key == "ok");
+  REQUIRE(server.command({"SET", p + "map:wrongtype", "x"}).ok());
+  FLEET_REQUIRE_CODE(c->get("wrongtype", "k"), kDataLoss);
+  FLEET_REQUIRE_CODE(c->put("wrongtype", "k", "v"), kDataLoss);
+  REQUIRE(server
+              .command({"HSET", p + "map:m", "huge",
+                        "1:" + std::string(kMaxValueBytes + 1, 'x')})
+              .ok());
+  FLEET_REQUIRE_CODE(c->get("m", "huge"), kDataLoss);
+
+  // Counters and leader records.
+  REQUIRE(server.command({"HSET", p + "counters", "c", "twelve"}).ok());
+  FLEET_REQUIRE_CODE(c->counter_get("c"), kDataLoss);
+  FLEET_REQUIRE_CODE(c->counter_add("c", 1), kDataLoss);
+  REQUIRE(server.command({"HSET", p + "lock:E:boss", "owner", "x", "fence", "zz"}).ok());
+  FLEET_REQUIRE_CODE(c->leader("boss"), kDataLoss);
+  REQUIRE(server.command({"SET", p + "owned:o", "not a hash"}).ok());
+  FLEET_REQUIRE_CODE(c->owned_counter_add("o", 1), kDataLoss);
+
+  // Planted pub/sub payloads are skipped with a warning.
+  Recorder<Message> got;
+  auto sub = unwrap(c->subscribe("chan", got.callback()));
+  REQUIRE(server.command({"PUBLISH", p + "chan:chan", "garbage without fields"}).ok());
+  FLEET_REQUIRE_OK(other->publish("chan", "real"));
+  REQUIRE(got.wait_count(1));
+  CHECK(got.events()[0].payload == "real");
+  CHECK(sink.contains("malformed message"));
+  CHECK(got.size() == 1);
+
+  // After all that, the session still works.
+  CHECK(unwrap(c->counter_add("fresh", 3)) == 3);
+}
+
+TEST_CASE(
+    "requirepass: the right password works, wrong ones are Unauthenticated, never logged",
+    "[redis][auth]") {
+  const std::string password = "Zq9-very-secret-pw";
+  auto server = RedisServer::start({{"--requirepass", password}, 0});
+  REQUIRE(server.ok());
+  const std::string host = "127.0.0.1:" + std::to_string((*server)->port());
+  CaptureSink sink;
+
+  auto in_url = fast_options("redis://:" + password + "@" + host + "/0", &sink, "auth");
+  auto c = unwrap(RedisCoordinator::connect(in_url));
+  CHECK(unwrap(c->counter_add("n", 1)) == 1);
+
+  auto in_options = fast_options("redis://" + host + "/0", &sink, "auth");
+  in_options.password = password;
+  CHECK(unwrap(unwrap(RedisCoordinator::connect(in_options))->counter_get("n")) == 1);
+
+  ::setenv("FLEET_REDIS_PASSWORD", password.c_str(), 1);
+  auto from_env =
+      RedisCoordinator::connect(fast_options("redis://" + host + "/0", &sink, "auth"));
+  ::unsetenv("FLEET_REDIS_PASSWORD");
+  REQUIRE(from_env.ok());
+
+  std::vector<std::string> errors;
+  auto wrong = RedisCoordinator::connect(
+      fast_options("redis://:wrong-" + password + "@" + host + "/0", &sink, "auth"));
+  FLEET_REQUIRE_CODE(wrong, kUnauthenticated);
+  errors.push_back(std::string(wrong.status().message()));
+  auto missing =
+      RedisCoordinator::connect(fast_options("redis://" + host + "/0", &sink, "auth"));
+  FLEET_REQUIRE_CODE(missing, kUnauthenticated);
+  errors.push_back(std::string(missing.status().message()));
+  auto unreachable = RedisCoordinator::connect(fast_options(
+      "redis://:" + password + "@127.0.0.1:" + std::to_string(unused_port()) + "/0",
+      &sink, "auth"));
+  FLEET_REQUIRE_CODE(unreachable, kUnavailable);
+  errors.push_back(std::string(unreachable.status().message()));
+
+  for (const auto& e : errors) {
+    INFO(e);
+    CHECK(e.find(password) == std::string::npos);
+    CHECK(e.find("Zq9") == std::string::npos);
+  }
+  CHECK(errors[2].find(":***@") != std::string::npos);  // redacted, yet useful
+  for (const auto& line : sink.lines()) {
+    INFO(line);
+    CHECK(line.find("Zq9") == std::string::npos);
+  }
+}
+
+TEST_CASE("ACL users: a full user works, a restricted one is PermissionDenied",
+          "[redis][auth]") {
+  auto server = RedisServer::start(
+      {{"--user", "default", "off",   "--user", "fleetapp", "on",    ">app-pw-123",
+        "~*",     "&*",      "+@all", "--user", "reader",   "on",    ">reader-pw-456",
+        "~*",     "&*",      "-@all", "+ping",  "+auth",    "+hello"},
+       0});
+  REQUIRE(server.ok());
+  const std::string host = "127.0.0.1:" + std::to_string((*server)->port());
+  CaptureSink sink;
+  auto ok = RedisCoordinator::connect(
+      fast_options("redis://fleetapp:app-pw-123@" + host + "/0", &sink, "acl"));
+  REQUIRE(ok.ok());
+  CHECK(unwrap((*ok)->counter_add("n", 5)) == 5);
+
+  auto denied = RedisCoordinator::connect(
+      fast_options("redis://reader:reader-pw-456@" + host + "/0", &sink, "acl"));
+  FLEET_REQUIRE_CODE(denied, kPermissionDenied);
+  auto wrong = RedisCoordinator::connect(
+      fast_options("redis://fleetapp:nope@" + host + "/0", &sink, "acl"));
+  FLEET_REQUIRE_CODE(wrong, kUnauthenticated);
+  for (const auto& text :
+       {std::string(denied.status().message()), std::string(wrong.status().message())}) {
+    CHECK(text.find("app-pw-123") == std::string::npos);
+    CHECK(text.find("reader-pw-456") == std::string::npos);
+  }
+  for (const auto& line : sink.lines()) {
+    CHECK(line.find("pw-") == std::string::npos);
+  }
+}
+
+TEST_CASE("names with spaces, braces and binary keys are stored and found exactly",
+          "[redis][names]") {
+  RedisServer& server = shared_redis_server();
+  auto c = unwrap(
+      RedisCoordinator::connect(fast_options(server.url(), quiet_log_sink(), "names")));
+  const std::string lock_name = "lock {with} braces and spaces";
+  auto lease = unwrap(c->try_lock(lock_name, milliseconds(5000)));
+  REQUIRE(lease.has_value());
+  CHECK(lease->name == lock_name);
+  FLEET_REQUIRE_OK(c->release(*lease));
+
+  const std::string injection = std::string("k\r\n*1\r\n$8\r\nFLUSHALL\r\n\0\xff", 24);
+  FLEET_REQUIRE_OK(c->put("map {x} y", injection, injection));
+  CHECK(unwrap(c->get("map {x} y", injection))->value == injection);
+  FLEET_REQUIRE_OK(c->put("map {x} y", "k", "other"));
+  auto all = unwrap(c->scan("map {x} y"));
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].key == "k");
+  CHECK(all[1].key == injection);
+  // The key is one hash field under the namespace: nothing else was created.
+  CHECK(unwrap(server.command({"HLEN", "fleet:{names}:map:map {x} y"})) == "2");
+
+  Recorder<Message> got;
+  auto sub = unwrap(c->subscribe("chan {1} two", got.callback()));
+  FLEET_REQUIRE_OK(c->publish("chan {1} two", injection));
+  REQUIRE(got.wait_count(1));
+  CHECK(got.events()[0].payload == injection);
+  FLEET_REQUIRE_OK(c->publish_node_state("node with spaces {eu}", {{"m x", 1.5}}));
+  auto agg = unwrap(c->aggregate("node with spaces {eu}", {}));
+  REQUIRE(agg.has_value());
+  CHECK(agg->metrics.at("m x").value == 1.5);
+}
+
+}  // namespace
+}  // namespace fleet::testing

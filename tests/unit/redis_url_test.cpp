@@ -1,0 +1,60 @@
+#include "catch.hpp"
+#include "redis/url.hpp"
+
+namespace fleet::testing {
+namespace {
+
+using internal::parse_redis_url;
+
+TEST_CASE("redis:// URLs parse into host, port, db and credentials", "[url]") {
+  auto ep = parse_redis_url("redis://127.0.0.1:6380/3");
+  REQUIRE(ep.ok());
+  CHECK(ep->host == "127.0.0.1");
+  CHECK(ep->port == 6380);
+  CHECK(ep->db == 3);
+  CHECK(ep->user.empty());
+  CHECK_FALSE(ep->password.has_value());
+
+  ep = parse_redis_url("redis://localhost");
+  REQUIRE(ep.ok());
+  CHECK(ep->port == 6379);
+  CHECK(ep->db == 0);
+
+  ep = parse_redis_url("redis://alice:p%40ss:w0rd@db.example:7000/1");
+  REQUIRE(ep.ok());
+  CHECK(ep->user == "alice");
+  CHECK(*ep->password == "p@ss:w0rd");
+  CHECK(ep->host == "db.example");
+  CHECK(ep->redacted() == "redis://alice:***@db.example:7000/1");
+
+  ep = parse_redis_url("redis://:secret@[::1]:6379");
+  REQUIRE(ep.ok());
+  CHECK(ep->user.empty());
+  CHECK(*ep->password == "secret");
+  CHECK(ep->host == "::1");
+  CHECK(ep->redacted().find("secret") == std::string::npos);
+}
+
+TEST_CASE("unix:// URLs take a socket path and an optional db", "[url]") {
+  auto ep = parse_redis_url("unix:///run/redis/redis.sock?db=2");
+  REQUIRE(ep.ok());
+  CHECK(ep->unix_path == "/run/redis/redis.sock");
+  CHECK(ep->db == 2);
+  CHECK(ep->redacted() == "unix:///run/redis/redis.sock?db=2");
+}
+
+TEST_CASE("bad URLs are InvalidArgument and never echo the password", "[url]") {
+  for (const char* url :
+       {"http://localhost", "redis://", "redis://host:0", "redis://host:99999",
+        "redis://host:port", "redis://host/notadb", "redis://:topsecret@host:12x",
+        "rediss://host", "unix://relative.sock", "unix:///s.sock?foo=1",
+        "redis://u:bad%zzsecret@host", "redis://[::1"}) {
+    INFO(url);
+    auto ep = parse_redis_url(url);
+    REQUIRE(ep.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK(std::string(ep.status().message()).find("secret") == std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace fleet::testing
