@@ -25,6 +25,8 @@ struct Keys {
         leases(prefix + "leases"),
         entry_ttl(prefix + "entry_ttl"),
         map_revisions(prefix + "map_revisions"),
+        views_gen(prefix + "views_gen"),
+        aggregate_cache(prefix + "aggregate_cache"),
         member_channel(prefix + "member_events") {}
 
   std::string node(std::string_view id) const { return cat("node:", id); }
@@ -48,7 +50,7 @@ struct Keys {
   const std::string prefix;
   const std::string sessions, heartbeats, members, member_session, session_member;
   const std::string node_index, owned_index, counters, fences, leases, entry_ttl;
-  const std::string map_revisions, member_channel;
+  const std::string map_revisions, views_gen, aggregate_cache, member_channel;
 
  private:
   std::string cat(std::string_view kind, std::string_view name) const {

@@ -143,7 +143,8 @@ absl::StatusOr<Reply> RedisSession::command(const Argv& argv) {
 
 absl::StatusOr<bool> RedisSession::heartbeat() {
   const std::string ttl = std::to_string(options_.session_ttl.count());
-  auto r = run(Script::kHeartbeat, {keys_.sessions, keys_.heartbeats}, {sid_, ttl});
+  auto r = run(Script::kHeartbeat, {keys_.sessions, keys_.heartbeats, keys_.views_gen},
+               {sid_, ttl});
   if (!r.ok()) return r.status();
   return r->integer == 1;
 }
@@ -217,7 +218,7 @@ void RedisSession::heartbeat_loop() {
         run(Script::kSweep,
             {keys_.sessions, keys_.heartbeats, keys_.members, keys_.member_session,
              keys_.session_member, keys_.node_index, keys_.owned_index, keys_.leases,
-             keys_.entry_ttl, keys_.map_revisions},
+             keys_.entry_ttl, keys_.map_revisions, keys_.views_gen},
             {keys_.prefix, keys_.member_channel, limit});
     lock.lock();
     if (!swept.ok()) {
@@ -262,7 +263,7 @@ absl::Status RedisSession::join_locked(const InstanceInfo& info) {
   const std::string ttl = std::to_string(options_.session_ttl.count());
   auto r = run(Script::kJoin,
                {keys_.sessions, keys_.heartbeats, keys_.members, keys_.member_session,
-                keys_.session_member},
+                keys_.session_member, keys_.views_gen},
                {sid_, info.id, record, ttl, keys_.member_channel});
   if (!r.ok()) return r.status();
   if (r->type != Reply::Type::kArray || r->elements.empty()) {
@@ -298,7 +299,7 @@ absl::Status RedisSession::leave() {
   std::lock_guard<std::mutex> lock(state_mu_);
   auto r = run(Script::kLeave,
                {keys_.members, keys_.member_session, keys_.session_member,
-                keys_.node_index, keys_.owned_index},
+                keys_.node_index, keys_.owned_index, keys_.views_gen},
                {keys_.prefix, sid_, keys_.member_channel});
   if (!r.ok()) return r.status();
   joined_.reset();
@@ -353,73 +354,97 @@ absl::Status RedisSession::publish_node_state(
   FLEET_RETURN_IF_ERROR(validate_metrics(metrics));
   const std::string encoded = encode_metrics(metrics);
   FLEET_RETURN_IF_ERROR(validate_value("node state", encoded));
-  auto r = run(Script::kNodeState, {keys_.node(node_id), keys_.node_index},
-               {sid_, node_id, encoded, "1"});
+  auto r =
+      run(Script::kNodeState, {keys_.node(node_id), keys_.node_index, keys_.views_gen},
+          {sid_, node_id, encoded, "1"});
   return r.status();
 }
 
 absl::Status RedisSession::remove_node_state(std::string_view node_id) {
   FLEET_RETURN_IF_ERROR(validate_name("node id", node_id));
-  auto r = run(Script::kNodeState, {keys_.node(node_id), keys_.node_index},
-               {sid_, node_id, "", "0"});
+  auto r =
+      run(Script::kNodeState, {keys_.node(node_id), keys_.node_index, keys_.views_gen},
+          {sid_, node_id, "", "0"});
   return r.status();
 }
 
 namespace {
 
-std::optional<NodeAggregate> decode_aggregate(const Reply& r) {
-  if (r.type != Reply::Type::kArray || r.elements.size() < 2) return std::nullopt;
-  NodeAggregate agg;
-  agg.node_id = r.elements[0].str;
-  agg.reporters = static_cast<std::uint32_t>(r.elements[1].integer);
-  for (std::size_t i = 2; i + 2 < r.elements.size(); i += 3) {
-    AggregatedMetric m;
-    char* end = nullptr;
-    const std::string& text = r.elements[i + 1].str;
-    m.value = std::strtod(text.c_str(), &end);
-    if (end == text.c_str()) return std::nullopt;
-    m.reporters = static_cast<std::uint32_t>(r.elements[i + 2].integer);
-    agg.metrics.emplace(r.elements[i].str, m);
+// Parses aggregate.lua's payload: "<skipped>\n" then one line per node,
+// "<node>\t<reporters>(\t<metric>\t<value>\t<count>)*".
+bool parse_aggregates(std::string_view payload, std::int64_t* skipped,
+                      std::vector<NodeAggregate>* out) {
+  auto nl = payload.find('\n');
+  if (nl == std::string_view::npos || !parse_i64(payload.substr(0, nl), skipped))
+    return false;
+  payload.remove_prefix(nl + 1);
+  while (!payload.empty()) {
+    nl = payload.find('\n');
+    std::string_view line = payload.substr(0, nl);
+    payload.remove_prefix(nl == std::string_view::npos ? payload.size() : nl + 1);
+    std::vector<std::string_view> f;
+    for (std::size_t pos = 0;;) {
+      const auto tab = line.find('\t', pos);
+      f.push_back(line.substr(pos, tab == std::string_view::npos ? tab : tab - pos));
+      if (tab == std::string_view::npos) break;
+      pos = tab + 1;
+    }
+    std::uint64_t reporters = 0;
+    if (f.size() < 2 || (f.size() - 2) % 3 != 0 || !parse_u64(f[1], &reporters))
+      return false;
+    NodeAggregate agg;
+    agg.node_id = std::string(f[0]);
+    agg.reporters = static_cast<std::uint32_t>(reporters);
+    for (std::size_t i = 2; i < f.size(); i += 3) {
+      AggregatedMetric m;
+      std::uint64_t count = 0;
+      const std::string text(f[i + 1]);
+      char* end = nullptr;
+      m.value = std::strtod(text.c_str(), &end);
+      if (end != text.c_str() + text.size() || !parse_u64(f[i + 2], &count)) return false;
+      m.reporters = static_cast<std::uint32_t>(count);
+      agg.metrics.emplace(std::string(f[i]), m);
+    }
+    out->push_back(std::move(agg));
   }
-  return agg;
+  return true;
 }
 
 }  // namespace
 
-absl::StatusOr<std::vector<NodeAggregate>> RedisSession::aggregate_all(
-    const AggregationSpec& spec) {
-  FLEET_RETURN_IF_ERROR(validate_spec(spec));
-  auto r = run(Script::kAggregate, {keys_.sessions, keys_.node_index},
-               {keys_.prefix, encode_ops(spec), to_string(spec.default_aggregation), ""});
+absl::StatusOr<std::vector<NodeAggregate>> RedisSession::run_aggregate(
+    std::string_view node_id, const AggregationSpec& spec) {
+  auto r =
+      run(Script::kAggregate,
+          {keys_.sessions, keys_.node_index, keys_.views_gen, keys_.aggregate_cache},
+          {keys_.prefix, encode_ops(spec), to_string(spec.default_aggregation), node_id});
   if (!r.ok()) return r.status();
+  std::int64_t skipped = 0;
   std::vector<NodeAggregate> out;
-  if (r->elements.empty()) return out;
-  if (r->elements[0].integer > 0) {
-    logger_.warn("aggregate: skipped {} malformed node views or values",
-                 r->elements[0].integer);
+  if (!parse_aggregates(r->str, &skipped, &out)) {
+    return absl::InternalError("aggregate: unexpected reply from Redis");
   }
-  for (std::size_t i = 1; i < r->elements.size(); ++i) {
-    if (auto agg = decode_aggregate(r->elements[i])) out.push_back(std::move(*agg));
-  }
+  if (skipped > 0)
+    logger_.warn("aggregate: skipped {} malformed node views or values", skipped);
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.node_id < b.node_id; });
   return out;
+}
+
+absl::StatusOr<std::vector<NodeAggregate>> RedisSession::aggregate_all(
+    const AggregationSpec& spec) {
+  FLEET_RETURN_IF_ERROR(validate_spec(spec));
+  return run_aggregate("", spec);
 }
 
 absl::StatusOr<std::optional<NodeAggregate>> RedisSession::aggregate(
     std::string_view node_id, const AggregationSpec& spec) {
   FLEET_RETURN_IF_ERROR(validate_name("node id", node_id));
   FLEET_RETURN_IF_ERROR(validate_spec(spec));
-  auto r =
-      run(Script::kAggregate, {keys_.sessions, keys_.node_index},
-          {keys_.prefix, encode_ops(spec), to_string(spec.default_aggregation), node_id});
-  if (!r.ok()) return r.status();
-  if (!r->elements.empty() && r->elements[0].integer > 0) {
-    logger_.warn("aggregate: skipped {} malformed views or values of node '{}'",
-                 r->elements[0].integer, node_id);
-  }
-  if (r->elements.size() < 2) return std::optional<NodeAggregate>();
-  return decode_aggregate(r->elements[1]);
+  auto one = run_aggregate(node_id, spec);
+  if (!one.ok()) return one.status();
+  if (one->empty()) return std::optional<NodeAggregate>();
+  return std::optional<NodeAggregate>(std::move(one->front()));
 }
 
 // ---- counters

@@ -115,6 +115,9 @@ class RedisSession final : public Coordinator {
                                                std::string_view value, Ttl ttl,
                                                std::chrono::milliseconds timeout);
   absl::Status check_lease(const Lease& lease) const;
+  // node_id empty: every node (cached in Redis); else just that node.
+  absl::StatusOr<std::vector<NodeAggregate>> run_aggregate(std::string_view node_id,
+                                                           const AggregationSpec& spec);
 
   // Subscribes `decode_and_post` (run on the pub/sub thread) to a Redis
   // channel and ties it to a dispatcher slot.

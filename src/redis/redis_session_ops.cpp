@@ -159,7 +159,8 @@ absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
   const std::string ttl_ms = std::to_string(lease.ttl.count());
   const auto sent = clock_->now();
   auto r = run(Script::kRenew, {keys_.lock(lease.kind, lease.name), keys_.leases},
-               {sid_, fence, Keys::lease_member(lease.kind, lease.name), ttl_ms});
+               {sid_, fence, Keys::lease_member(lease.kind, lease.name), ttl_ms,
+                lease.kind == LeaseKind::kLeadership ? "1" : "0"});
   if (!r.ok()) return r.status();
   if (r->integer != 1) return no_longer_held(lease);
   Lease renewed = lease;

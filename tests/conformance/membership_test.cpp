@@ -164,9 +164,15 @@ TEST_CASE("aggregation excludes an expired instance's view", "[conformance][node
   AggregationSpec sum;
   sum.default_aggregation = Aggregation::kSum;
   CHECK(unwrap(a->aggregate("n1", sum))->metrics.at("active").value == 11);
+  CHECK(unwrap(a->aggregate_all(sum)).size() == 2);  // (a backend may cache this)
 
   b.reset();
   backend->advance(backend->session_ttl() * 2);
+  // No write happened since: a cached all-nodes result must still drop b.
+  auto all = unwrap(a->aggregate_all(sum));
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].node_id == "n1");
+  CHECK(all[0].metrics.at("active").value == 4);
   auto agg = unwrap(a->aggregate("n1", sum));
   REQUIRE(agg.has_value());
   CHECK(agg->metrics.at("active").value == 4);

@@ -1,22 +1,45 @@
 -- aggregate: combines the live sessions' views of one node, or of all.
--- KEYS[1] sessions  KEYS[2] node_index
+-- KEYS[1] sessions  KEYS[2] node_index  KEYS[3] views generation (string)
+-- KEYS[4] aggregate cache (hash: spec -> "<gen>\n<valid until ms>\n<payload>")
 -- ARGV[1] key prefix  ARGV[2] per-metric ops "name\top\n..." (op: sum avg min max)
 -- ARGV[3] default op  ARGV[4] node id, or '' for every node
--- Reply: {skipped, {node, reporters, name, value, count, name, ...}, ...}
--- where value is a decimal string (%.17g) and skipped counts malformed
--- views or values that were ignored.
+-- Reply: a payload string: "<skipped>\n" then one line per node,
+-- "<node>\t<reporters>" followed by "\t<metric>\t<value %.17g>\t<count>" per
+-- metric. skipped counts malformed views or values that were ignored.
+--
+-- The all-nodes result is cached per spec. Every write that can change it
+-- bumps the views generation (node_state, leave, a sweep that drops views,
+-- a heartbeat that revives a session); a cached result also stops being
+-- valid when the first of the sessions it counted could have expired.
 local now = now_ms()
-local prefix, default = ARGV[1], ARGV[3]
+local prefix, default, all = ARGV[1], ARGV[3], ARGV[4] == ''
+local field = default .. '\n' .. ARGV[2]
+local gen = redis.call('GET', KEYS[3]) or '0'
+if all then
+  local cached = redis.call('HGET', KEYS[4], field)
+  if cached then
+    local a = string.find(cached, '\n', 1, true)
+    local b = a and string.find(cached, '\n', a + 1, true)
+    if b and string.sub(cached, 1, a - 1) == gen and
+       (tonumber(string.sub(cached, a + 1, b - 1)) or 0) > now then
+      return string.sub(cached, b + 1)
+    end
+  end
+end
+
 local ops = {}
 for name, op in string.gmatch(ARGV[2], '([^\t\n]+)\t([^\n]+)') do ops[name] = op end
 local live = {}
+local valid_until = math.huge
 local skipped = 0
 
 local function is_live(sid)
   local v = live[sid]
   if v == nil then
-    v = alive(KEYS[1], sid, now)
+    local exp = tonumber(redis.call('ZSCORE', KEYS[1], sid) or '0') or 0
+    v = exp > now
     live[sid] = v
+    if v and exp < valid_until then valid_until = exp end
   end
   return v
 end
@@ -68,15 +91,19 @@ local function combine(node)
     out[#out + 1] = string.format('%.17g', v)
     out[#out + 1] = a[2]
   end
-  return out
+  return table.concat(out, '\t')
 end
 
-local result = {0}
+local lines = {}
 local nodes
-if ARGV[4] ~= '' then nodes = {ARGV[4]} else nodes = redis.call('SMEMBERS', KEYS[2]) end
+if all then nodes = redis.call('SMEMBERS', KEYS[2]) else nodes = {ARGV[4]} end
 for _, node in ipairs(nodes) do
-  local r = combine(node)
-  if r then result[#result + 1] = r end
+  local line = combine(node)
+  if line then lines[#lines + 1] = line end
 end
-result[1] = skipped
-return result
+local payload = int(skipped) .. '\n' .. table.concat(lines, '\n')
+if all then
+  if valid_until == math.huge then valid_until = now + 3600000 end
+  redis.call('HSET', KEYS[4], field, gen .. '\n' .. int(valid_until) .. '\n' .. payload)
+end
+return payload

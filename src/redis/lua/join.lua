@@ -2,7 +2,7 @@
 -- KEYS[1] sessions  KEYS[2] heartbeats  KEYS[3] members (id -> record)
 -- KEYS[4] member_session (id -> sid)  KEYS[5] session_member (sid -> id)
 -- ARGV[1] session id  ARGV[2] instance id  ARGV[3] member record
--- ARGV[4] session TTL ms  ARGV[5] membership event channel
+-- ARGV[4] session TTL ms  ARGV[5] membership event channel  KEYS[6] views generation
 -- Reply: {1} joined, {0} info updated, {-1} id held by another live
 -- session, {-2, id} this session is already member under another id.
 local now = now_ms()
@@ -17,6 +17,7 @@ if holder and holder ~= sid then
   redis.call('HDEL', KEYS[5], holder)
   if old then redis.call('PUBLISH', ARGV[5], 'E\n' .. old) end
 end
+if not alive(KEYS[1], sid, now) then redis.call('INCR', KEYS[6]) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), sid)
 redis.call('HSET', KEYS[2], sid, now)
 redis.call('HSET', KEYS[3], id, ARGV[3])

@@ -2,9 +2,11 @@
 -- counter contributions. The session itself stays alive.
 -- KEYS[1] members  KEYS[2] member_session  KEYS[3] session_member
 -- KEYS[4] node_index (set of node ids)  KEYS[5] owned_index (set of counters)
+-- KEYS[6] views generation
 -- ARGV[1] key prefix  ARGV[2] session id  ARGV[3] membership event channel
 -- Reply: 1 if the session was a member, else 0.
 local prefix, sid = ARGV[1], ARGV[2]
+redis.call('INCR', KEYS[6])
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   local h = prefix .. 'node:' .. node
   redis.call('HDEL', h, sid)

@@ -1,9 +1,10 @@
 -- node_state: replaces (or, with an empty view, removes) a session's view
 -- of one node.
--- KEYS[1] node hash (sid -> "metric\tvalue\n...")  KEYS[2] node_index
+-- KEYS[1] node hash (sid -> "metric\tvalue\n...")  KEYS[2] node_index (set)
 -- ARGV[1] session id  ARGV[2] node id  ARGV[3] encoded view, or '' to remove
--- ARGV[4] '1' to publish, '0' to remove
+-- ARGV[4] '1' to publish, '0' to remove   KEYS[3] views generation
 -- Reply: 1.
+redis.call('INCR', KEYS[3])
 if ARGV[4] == '1' then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
   redis.call('SADD', KEYS[2], ARGV[2])

@@ -6,7 +6,9 @@
 local ok, h = pcall(redis.call, 'HMGET', KEYS[1], 'owner', 'fence')
 if not ok or h[1] ~= ARGV[1] or h[2] ~= ARGV[2] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], 'r')
-if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], '') end
+if ARGV[5] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('PUBLISH', ARGV[5], '')
+end
 return 1

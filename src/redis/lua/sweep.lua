@@ -4,6 +4,7 @@
 -- KEYS[1] sessions  KEYS[2] heartbeats  KEYS[3] members  KEYS[4] member_session
 -- KEYS[5] session_member  KEYS[6] node_index  KEYS[7] owned_index
 -- KEYS[8] leases zset  KEYS[9] entry TTL zset  KEYS[10] map revisions hash
+-- KEYS[11] views generation
 -- ARGV[1] key prefix  ARGV[2] membership event channel  ARGV[3] batch limit
 -- Reply: {sessions expired, leases expired, entries expired}.
 local now = now_ms()
@@ -11,6 +12,7 @@ local prefix, limit = ARGV[1], tonumber(ARGV[3])
 
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 if #dead > 0 then
+  redis.call('INCR', KEYS[11])
   local nodes = redis.call('SMEMBERS', KEYS[6])
   local counters = redis.call('SMEMBERS', KEYS[7])
   for _, sid in ipairs(dead) do

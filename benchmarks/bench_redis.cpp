@@ -1,0 +1,256 @@
+// bench_redis: latency and throughput of the Redis backend's decisions,
+// each beside a raw hiredis PING round trip measured in the same run.
+//
+//   bench_redis --redis-url redis://127.0.0.1:PORT/0 [--json FILE] [--ops N]
+//
+// For every operation and for 1 and 8 threads: p50 and p99 latency, ops/s,
+// and p50 as a ratio of the p50 of raw PINGs interleaved with that
+// operation's own iterations (same threads, same moment). scripts/bench
+// starts a private redis-server and runs this.
+#include <hiredis/hiredis.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fleet/fleet.hpp"
+#include "nlohmann/json.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+struct Result {
+  std::string name;
+  int threads;
+  double p50_us, p99_us, ops_per_s, ratio;
+};
+
+double percentile(std::vector<double>& v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<std::size_t>(p * (v.size() - 1))];
+}
+
+// Runs op(thread, i) `per_thread` times on each of `threads` threads. Each
+// thread alternates blocks of 50 operations with blocks of 50 raw PINGs
+// (ping(thread)), so the baseline sees the same scheduling and load as the
+// operation; the ratio is p50(op) / p50(interleaved PING). ops/s counts the
+// operations only, over the time spent in them.
+Result measure(const std::string& name, int threads, int per_thread,
+               const std::function<void(int, int)>& op,
+               const std::function<void(int, int)>& untimed_setup,
+               const std::function<void(int)>& ping) {
+  constexpr int kBlock = 50;
+  std::vector<std::vector<double>> lat(threads), base(threads);
+  std::vector<double> busy(threads, 0);
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < std::min(per_thread / 10, 200); ++i) op(t, -1 - i);  // warm-up
+      ++ready;
+      while (!go) std::this_thread::yield();
+      for (int i = 0; i < per_thread;) {
+        for (int k = 0; k < kBlock; ++k) {
+          const auto s = Clock::now();
+          ping(t);
+          base[t].push_back(
+              std::chrono::duration<double, std::micro>(Clock::now() - s).count());
+        }
+        for (int k = 0; k < kBlock && i < per_thread; ++k, ++i) {
+          if (untimed_setup) untimed_setup(t, i);
+          const auto s = Clock::now();
+          op(t, i);
+          const double us =
+              std::chrono::duration<double, std::micro>(Clock::now() - s).count();
+          lat[t].push_back(us);
+          busy[t] += us;
+        }
+      }
+    });
+  }
+  while (ready < threads) std::this_thread::yield();
+  go = true;
+  for (auto& th : pool) th.join();
+  std::vector<double> all, pings;
+  double busy_s = 0;
+  for (int t = 0; t < threads; ++t) {
+    all.insert(all.end(), lat[t].begin(), lat[t].end());
+    pings.insert(pings.end(), base[t].begin(), base[t].end());
+    busy_s = std::max(busy_s, busy[t] / 1e6);
+  }
+  const double p50 = percentile(all, 0.50), p99 = percentile(all, 0.99);
+  const double ping_p50 = percentile(pings, 0.50);
+  return Result{name, threads, p50, p99, all.size() / busy_s, p50 / ping_p50};
+}
+
+void die(const std::string& what, const absl::Status& st) {
+  std::fprintf(stderr, "bench_redis: %s: %s\n", what.c_str(), st.ToString().c_str());
+  std::exit(1);
+}
+
+template <typename T>
+T must(absl::StatusOr<T> v, const char* what) {
+  if (!v.ok()) die(what, v.status());
+  return *std::move(v);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string url, json_path;
+  int ops = 4000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--redis-url" && i + 1 < argc)
+      url = argv[++i];
+    else if (a == "--json" && i + 1 < argc)
+      json_path = argv[++i];
+    else if (a == "--ops" && i + 1 < argc)
+      ops = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr,
+                   "usage: bench_redis --redis-url URL [--json FILE] [--ops N]\n");
+      return 64;
+    }
+  }
+  if (url.empty()) {
+    std::fprintf(stderr, "bench_redis: --redis-url is required\n");
+    return 64;
+  }
+
+  fleet::RedisOptions options;
+  options.url = url;
+  options.namespace_name = "bench-" + std::to_string(::getpid());
+  options.pool_size = 8;
+  options.log_sink = fleet::quiet_log_sink();
+
+  // Baseline: one hiredis connection per thread, PING.
+  const auto ep_host = url.substr(8, url.rfind(':') - 8);
+  const int ep_port = std::atoi(url.substr(url.rfind(':') + 1).c_str());
+  std::vector<redisContext*> raw(8);
+  for (auto& c : raw) {
+    c = redisConnect(ep_host.c_str(), ep_port);
+    if (c == nullptr || c->err) {
+      std::fprintf(stderr, "bench_redis: cannot connect to %s\n", url.c_str());
+      return 1;
+    }
+  }
+  auto ping_once = [&](int t) {
+    auto* r = static_cast<redisReply*>(redisCommand(raw[t], "PING"));
+    freeReplyObject(r);
+  };
+  auto ping = [&](int t, int) { ping_once(t); };
+
+  // 4 instances, each with a view of 16 nodes (4 metrics each).
+  std::vector<std::unique_ptr<fleet::Coordinator>> instances;
+  for (int i = 0; i < 4; ++i) {
+    instances.push_back(must(fleet::RedisCoordinator::connect(options), "connect"));
+    for (int n = 0; n < 16; ++n) {
+      const double x = i * 16 + n;
+      auto st = instances.back()->publish_node_state("node-" + std::to_string(n),
+                                                     {{"inflight", x},
+                                                      {"latency_ms", 10 + x},
+                                                      {"cpu", 0.5},
+                                                      {"gpu_free_mb", 8000 - x}});
+      if (!st.ok()) die("publish_node_state", st);
+    }
+  }
+  fleet::Coordinator& c = *instances[0];
+  fleet::AggregationSpec spec;
+  spec.metrics = {{"inflight", fleet::Aggregation::kSum},
+                  {"latency_ms", fleet::Aggregation::kAvg},
+                  {"cpu", fleet::Aggregation::kAvg},
+                  {"gpu_free_mb", fleet::Aggregation::kMin}};
+  fleet::InstanceInfo me;
+  me.id = "bench-0";
+  if (auto st = c.join(me); !st.ok()) die("join", st);
+
+  struct Op {
+    std::string name;
+    std::function<void(int, int)> fn;
+    std::function<void(int, int)> setup = nullptr;  // runs before each op, not timed
+  };
+  std::atomic<long> claim_seq{0};
+  const std::vector<Op> suite = {
+      {"ping", ping},
+      // join() with the same id runs the heartbeat work plus the member
+      // record: an upper bound of the periodic heartbeat's cost. It holds
+      // the session's state lock, so with 8 threads on one session the
+      // calls queue behind each other (a real heartbeat is one per second).
+      {"join_heartbeat", [&](int, int) { (void)c.join(me); }},
+      // Steady state: views unchanged since the last call (served from the
+      // cache that aggregate.lua keeps per spec and views generation).
+      {"aggregate_16x4",
+       [&](int, int) { (void)must(c.aggregate_all(spec), "aggregate"); }},
+      // Worst case: another instance published a view just before, so the
+      // script recomputes all 64 views.
+      {"aggregate_16x4_after_write",
+       [&](int, int) { (void)must(c.aggregate_all(spec), "aggregate"); },
+       [&](int t, int i) {
+         auto st = instances[1 + t % 3]->publish_node_state(
+             "node-" + std::to_string(i % 16), {{"inflight", double(i % 7)},
+                                                {"latency_ms", 12},
+                                                {"cpu", 0.5},
+                                                {"gpu_free_mb", 7000}});
+         if (!st.ok()) die("publish_node_state", st);
+       }},
+      {"owned_counter_add",
+       [&](int, int i) {
+         (void)must(c.owned_counter_add("inflight", i % 2 ? -1 : 1), "owned");
+       }},
+      {"lock_acquire_release",
+       [&](int t, int) {
+         auto l = must(c.try_lock("bench-lock-" + std::to_string(t), milliseconds(5000)),
+                       "lock");
+         if (!l) die("lock", absl::InternalError("not acquired"));
+         if (auto st = c.release(*l); !st.ok()) die("release", st);
+       }},
+      {"claim",
+       [&](int, int) {
+         (void)must(
+             c.claim("bench-rooms", "room-" + std::to_string(claim_seq++), "node-1"),
+             "claim");
+       }},
+  };
+
+  std::vector<Result> results;
+  for (int threads : {1, 8}) {
+    const int per_thread = threads == 1 ? ops : ops / 2;
+    for (const auto& op : suite) {
+      results.push_back(
+          measure(op.name, threads, per_thread, op.fn, op.setup, ping_once));
+    }
+  }
+
+  std::printf("%-22s %7s %10s %10s %12s %12s\n", "operation", "threads", "p50 us",
+              "p99 us", "ops/s", "p50 / PING");
+  for (const auto& r : results) {
+    std::printf("%-22s %7d %10.1f %10.1f %12.0f %12.2f\n", r.name.c_str(), r.threads,
+                r.p50_us, r.p99_us, r.ops_per_s, r.ratio);
+  }
+  if (!json_path.empty()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : results) {
+      out.push_back({{"name", r.name},
+                     {"p50_us", r.p50_us},
+                     {"p99_us", r.p99_us},
+                     {"ops_per_s", r.ops_per_s},
+                     {"threads", r.threads},
+                     {"ratio_to_ping_p50", r.ratio}});
+    }
+    std::ofstream(json_path) << out.dump(2) << "\n";
+  }
+  for (auto* r : raw) redisFree(r);
+  return 0;
+}
