@@ -43,10 +43,10 @@ int main() {
   auto watcher = must(fleet::LocalCoordinator::connect(store), "connect");
   std::mutex print_mu;
   auto sub = must(watcher->watch_members([&](const fleet::MemberEvent& e) {
-                    std::lock_guard<std::mutex> lock(print_mu);
-                    std::printf("  event: %-8s %s\n", std::string(fleet::to_string(e.type)).c_str(),
-                                e.member.info.id.c_str());
-                  }),
+    std::lock_guard<std::mutex> lock(print_mu);
+    std::printf("  event: %-8s %s\n", std::string(fleet::to_string(e.type)).c_str(),
+                e.member.info.id.c_str());
+  }),
                   "watch");
   for (int i = 0; i < 3; ++i) {
     fleet::InstanceInfo info;
@@ -62,7 +62,8 @@ int main() {
     for (const auto& m : must(watcher->members(), "members")) {
       std::printf(" %s", m.info.id.c_str());
     }
-    std::printf("\n  sfu-3 crashes (no leave); its membership expires after the 500 ms TTL\n");
+    std::printf(
+        "\n  sfu-3 crashes (no leave); its membership expires after the 500 ms TTL\n");
   }
   nodes[2].reset();
   std::this_thread::sleep_for(milliseconds(700));
@@ -78,8 +79,8 @@ int main() {
   std::printf("\n== lock with fencing tokens\n");
   for (int round = 0; round < 2; ++round) {
     for (int i = 0; i < 2; ++i) {
-      auto lease = must(nodes[i]->lock("compaction", milliseconds(300), milliseconds(1000)),
-                        "lock");
+      auto lease = must(
+          nodes[i]->lock("compaction", milliseconds(300), milliseconds(1000)), "lock");
       if (!lease) continue;
       std::printf("  sfu-%d holds 'compaction' with fencing token %llu\n", i + 1,
                   static_cast<unsigned long long>(lease->fence));
@@ -101,8 +102,8 @@ int main() {
   std::vector<fleet::ClaimResult> results(2);
   for (int i = 0; i < 2; ++i) {
     racers.emplace_back([&, i] {
-      results[i] = must(nodes[i]->claim("rooms", "room-42", "sfu-" + std::to_string(i + 1)),
-                        "claim");
+      results[i] = must(
+          nodes[i]->claim("rooms", "room-42", "sfu-" + std::to_string(i + 1)), "claim");
     });
   }
   for (auto& t : racers) t.join();

@@ -121,8 +121,11 @@ TEST_CASE(
     return !e.empty() && e.back() == ConnectionState::kReconnected;
   }));
 
-  // Scripts reloaded (Redis restarted with an empty script cache) and
-  // membership re-established by the session itself.
+  // Scripts reloaded: the restarted Redis had an empty script cache, so
+  // the sessions must have sent SCRIPT LOAD (after a NOSCRIPT) to it.
+  auto stats = unwrap((*server)->command({"INFO", "commandstats"}));
+  CHECK(stats.find("cmdstat_script|load:calls=") != std::string::npos);
+  // Membership re-established by the session itself.
   auto members = unwrap(other->members());
   REQUIRE(members.size() == 1);
   CHECK(members[0].info.id == "survivor");

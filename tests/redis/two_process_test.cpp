@@ -1,7 +1,5 @@
 // Two separate processes coordinating through one Redis.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
+
 #include <unistd.h>
 
 #include <chrono>
@@ -10,66 +8,14 @@
 #include <thread>
 
 #include "catch.hpp"
+#include "process.hpp"
 #include "redis_server.hpp"
 
 namespace fleet::testing {
 namespace {
 
-struct Peer {
-  pid_t pid = -1;
-  int out = -1;
-};
-
-Peer spawn_peer(const std::vector<std::string>& args) {
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  Peer p;
-  p.pid = ::fork();
-  REQUIRE(p.pid >= 0);
-  if (p.pid == 0) {
-    ::dup2(fds[1], 1);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    std::vector<std::string> copy = args;
-    std::vector<char*> argv;
-    std::string bin = FLEET_PEER_BINARY;
-    argv.push_back(bin.data());
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(bin.c_str(), argv.data());
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  p.out = fds[0];
-  return p;
-}
-
-// Waits (at most 60 s) for the peer and returns its stdout; kills it by PID
-// if it overstays.
-std::string finish(Peer& p, int* exit_code) {
-  std::string out;
-  char buf[4096];
-  ::fcntl(p.out, F_SETFL, O_NONBLOCK);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  int status = 0;
-  for (;;) {
-    ssize_t n;
-    while ((n = ::read(p.out, buf, sizeof buf)) > 0)
-      out.append(buf, static_cast<size_t>(n));
-    if (::waitpid(p.pid, &status, WNOHANG) == p.pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(p.pid, SIGKILL);
-      ::waitpid(p.pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ssize_t n;
-  while ((n = ::read(p.out, buf, sizeof buf)) > 0)
-    out.append(buf, static_cast<size_t>(n));
-  ::close(p.out);
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
+Child spawn_peer(const std::vector<std::string>& args) {
+  return spawn(FLEET_PEER_BINARY, args);
 }
 
 std::string ns(const char* what) {
@@ -79,8 +25,8 @@ std::string ns(const char* what) {
 TEST_CASE("two processes see each other's membership", "[redis][processes]") {
   const std::string url = shared_redis_server().url();
   const std::string n = ns("members");
-  Peer a = spawn_peer({url, n, "members", "proc-a"});
-  Peer b = spawn_peer({url, n, "members", "proc-b"});
+  Child a = spawn_peer({url, n, "members", "proc-a"});
+  Child b = spawn_peer({url, n, "members", "proc-b"});
   int ca = 0, cb = 0;
   const std::string out_a = finish(a, &ca), out_b = finish(b, &cb);
   INFO(out_a << out_b);
@@ -95,8 +41,8 @@ TEST_CASE("two processes: lock mutual exclusion with strictly increasing fences"
   const std::string url = shared_redis_server().url();
   const std::string n = ns("locks");
   constexpr int kRounds = 100;
-  Peer a = spawn_peer({url, n, "lock", std::to_string(kRounds)});
-  Peer b = spawn_peer({url, n, "lock", std::to_string(kRounds)});
+  Child a = spawn_peer({url, n, "lock", std::to_string(kRounds)});
+  Child b = spawn_peer({url, n, "lock", std::to_string(kRounds)});
   int ca = 0, cb = 0;
   const std::string out_a = finish(a, &ca), out_b = finish(b, &cb);
   INFO(out_a << out_b);
@@ -128,8 +74,8 @@ TEST_CASE("two processes racing to claim a room: one winner", "[redis][processes
                            std::chrono::system_clock::now().time_since_epoch())
                            .count() +
                        300;
-    Peer a = spawn_peer({url, n, "claim", "room-1", "node-a", std::to_string(start)});
-    Peer b = spawn_peer({url, n, "claim", "room-1", "node-b", std::to_string(start)});
+    Child a = spawn_peer({url, n, "claim", "room-1", "node-a", std::to_string(start)});
+    Child b = spawn_peer({url, n, "claim", "room-1", "node-b", std::to_string(start)});
     int ca = 0, cb = 0;
     const std::string out_a = finish(a, &ca), out_b = finish(b, &cb);
     INFO(out_a << out_b);

@@ -1,0 +1,233 @@
+// fleetctl: look inside a fleet in Redis.
+//
+//   fleetctl --redis-url URL [--namespace N] instances|nodes|counters|locks|leaders|maps
+//   [--json]
+//
+// A readable table by default, JSON for scripts. Read-only: it does not join
+// the fleet. The password comes from the URL or FLEET_REDIS_PASSWORD and is
+// never printed.
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "fleet/fleet.hpp"
+#include "fmt/format.h"
+#include "nlohmann/json.hpp"
+#include "redis/connection.hpp"
+#include "redis/inspect.hpp"
+#include "redis/url.hpp"
+
+namespace {
+
+using fleet::internal::Inspector;
+using nlohmann::json;
+
+constexpr const char* kUsage =
+    "usage: fleetctl --redis-url URL [--namespace N] "
+    "instances|nodes|counters|locks|leaders|maps [--json]\n";
+
+// Prints rows as aligned columns under a header.
+void print_table(const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (const auto& r : rows) {
+    for (std::size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+  }
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      out += cells[c];
+      if (c + 1 < cells.size()) out += std::string(width[c] - cells[c].size() + 2, ' ');
+    }
+    std::puts(out.c_str());
+  };
+  line(header);
+  for (const auto& r : rows) line(r);
+  if (rows.empty()) std::puts("(none)");
+}
+
+std::string num(double v) { return fmt::format("{:.6g}", v); }
+
+int fail(const absl::Status& st) {
+  std::fprintf(stderr, "fleetctl: %s\n", st.ToString().c_str());
+  return st.code() == absl::StatusCode::kInvalidArgument ? 64 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string url, ns = "default", what;
+  bool as_json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--redis-url" && i + 1 < argc)
+      url = argv[++i];
+    else if (a == "--namespace" && i + 1 < argc)
+      ns = argv[++i];
+    else if (a == "--json")
+      as_json = true;
+    else if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (what.empty() && a[0] != '-')
+      what = a;
+    else {
+      std::fputs(kUsage, stderr);
+      return 64;
+    }
+  }
+  const std::vector<std::string> verbs = {"instances", "nodes",   "counters",
+                                          "locks",     "leaders", "maps"};
+  if (url.empty() || std::find(verbs.begin(), verbs.end(), what) == verbs.end()) {
+    std::fputs(kUsage, stderr);
+    return 64;
+  }
+  if (auto st = fleet::validate_name("namespace", ns); !st.ok()) return fail(st);
+  auto ep = fleet::internal::parse_redis_url(url);
+  if (!ep.ok()) return fail(ep.status());
+  if (!ep->password) {
+    if (const char* env = std::getenv("FLEET_REDIS_PASSWORD"); env && *env)
+      ep->password = env;
+  }
+  auto conn = fleet::internal::RedisConnection::open(
+      *ep, {std::chrono::milliseconds(2000), std::chrono::milliseconds(5000)});
+  if (!conn.ok()) return fail(conn.status());
+  Inspector inspect(**conn, ns);
+  // nlohmann refuses invalid UTF-8; names are any bytes but control chars.
+  auto dump = [](const json& j) {
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  };
+
+  if (what == "instances") {
+    auto rows = inspect.instances();
+    if (!rows.ok()) return fail(rows.status());
+    if (as_json) {
+      json out = json::array();
+      for (const auto& r : *rows) {
+        const auto& i = r.member.info;
+        out.push_back(
+            {{"id", i.id},
+             {"hostname", i.hostname},
+             {"version", i.version},
+             {"session", r.member.session_id},
+             {"started_at_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   i.started_at.time_since_epoch())
+                                   .count()},
+             {"heartbeat_age_ms", r.heartbeat_age_ms},
+             {"metadata", i.metadata}});
+      }
+      dump(out);
+    } else {
+      std::vector<std::vector<std::string>> t;
+      for (const auto& r : *rows) {
+        const auto& i = r.member.info;
+        t.push_back({i.id, i.hostname, i.version, r.member.session_id,
+                     std::to_string(r.heartbeat_age_ms) + " ms"});
+      }
+      print_table({"INSTANCE", "HOST", "VERSION", "SESSION", "LAST HEARTBEAT"}, t);
+    }
+  } else if (what == "nodes") {
+    auto rows = inspect.nodes();
+    if (!rows.ok()) return fail(rows.status());
+    if (as_json) {
+      json out = json::array();
+      for (const auto& r : *rows) {
+        json metrics = json::object();
+        for (const auto& [name, s] : r.metrics) {
+          metrics[name] = {{"sum", s.sum},
+                           {"avg", s.sum / s.count},
+                           {"min", s.min},
+                           {"max", s.max},
+                           {"reporters", s.count}};
+        }
+        out.push_back(
+            {{"node", r.node}, {"reporters", r.reporters}, {"metrics", metrics}});
+      }
+      dump(out);
+    } else {
+      std::vector<std::vector<std::string>> t;
+      for (const auto& r : *rows) {
+        std::string m;
+        for (const auto& [name, s] : r.metrics) {
+          m +=
+              fmt::format("{}{}={} (sum {}, min {}, max {})", m.empty() ? "" : "  ", name,
+                          num(s.sum / s.count), num(s.sum), num(s.min), num(s.max));
+        }
+        t.push_back({r.node, std::to_string(r.reporters), m});
+      }
+      print_table({"NODE", "REPORTERS", "METRICS (avg over reporters)"}, t);
+    }
+  } else if (what == "counters") {
+    auto rows = inspect.counters();
+    if (!rows.ok()) return fail(rows.status());
+    if (as_json) {
+      json out = json::array();
+      for (const auto& r : *rows) {
+        out.push_back({{"name", r.name},
+                       {"kind", r.owned ? "owned" : "shared"},
+                       {"value", r.value},
+                       {"contributors", r.contributors}});
+      }
+      dump(out);
+    } else {
+      std::vector<std::vector<std::string>> t;
+      for (const auto& r : *rows) {
+        t.push_back({r.name, r.owned ? "owned" : "shared", std::to_string(r.value),
+                     r.owned ? std::to_string(r.contributors) : "-"});
+      }
+      print_table({"COUNTER", "KIND", "VALUE", "LIVE CONTRIBUTORS"}, t);
+    }
+  } else if (what == "locks" || what == "leaders") {
+    const bool leaders = what == "leaders";
+    auto rows =
+        inspect.leases(leaders ? fleet::LeaseKind::kLeadership : fleet::LeaseKind::kLock);
+    if (!rows.ok()) return fail(rows.status());
+    if (as_json) {
+      json out = json::array();
+      for (const auto& r : *rows) {
+        json j = {{leaders ? "election" : "lock", r.name},
+                  {"owner", r.owner},
+                  {"fence", r.fence},
+                  {"ttl_ms", r.ttl_ms}};
+        if (leaders) j["value"] = r.value;
+        out.push_back(j);
+      }
+      dump(out);
+    } else {
+      std::vector<std::vector<std::string>> t;
+      for (const auto& r : *rows) {
+        std::vector<std::string> row = {r.name};
+        if (leaders) row.push_back(r.value);
+        row.insert(row.end(),
+                   {r.owner, std::to_string(r.fence), std::to_string(r.ttl_ms) + " ms"});
+        t.push_back(row);
+      }
+      if (leaders) {
+        print_table({"ELECTION", "LEADER", "OWNER", "FENCE", "EXPIRES IN"}, t);
+      } else {
+        print_table({"LOCK", "OWNER", "FENCE", "EXPIRES IN"}, t);
+      }
+    }
+  } else {
+    auto rows = inspect.maps();
+    if (!rows.ok()) return fail(rows.status());
+    if (as_json) {
+      json out = json::array();
+      for (const auto& r : *rows) {
+        out.push_back(
+            {{"map", r.name}, {"entries", r.entries}, {"revision", r.revision}});
+      }
+      dump(out);
+    } else {
+      std::vector<std::vector<std::string>> t;
+      for (const auto& r : *rows) {
+        t.push_back({r.name, std::to_string(r.entries), std::to_string(r.revision)});
+      }
+      print_table({"MAP", "ENTRIES", "REVISION"}, t);
+    }
+  }
+  return 0;
+}
