@@ -106,8 +106,11 @@ void LocalStoreImpl::close_session(const std::string& sid) {
     auto it = sessions_.find(sid);
     if (it == sessions_.end()) return;
     Session& s = it->second;
-    for (auto& weak : s.slots) {
-      if (auto slot = weak.lock()) slots.push_back(std::move(slot));
+    for (auto& [weak, detach] : s.slots) {
+      if (auto slot = weak.lock()) {
+        detach(slot);
+        slots.push_back(std::move(slot));
+      }
     }
     s.slots.clear();
     s.open = false;
@@ -200,7 +203,7 @@ Subscription LocalStoreImpl::watch_members(const std::string& sid,
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
   return add_subscriber_locked<MemberEvent>(sid, member_watchers_, std::move(cb), {},
-                                            [this] { return &member_watchers_; });
+                                            detach_from(&member_watchers_));
 }
 
 // ---- node state --------------------------------------------------------------------

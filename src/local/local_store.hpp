@@ -119,7 +119,10 @@ class LocalStoreImpl final : public LocalStore,
     Clock::WallTime closed_wall{};  // last heartbeat of a closed session
     std::optional<Member> member;
     std::uint64_t next_sequence = 1;
-    std::vector<std::weak_ptr<Dispatcher::Slot>> slots;
+    // The session's subscriptions: cancelled and detached when it closes.
+    std::vector<std::pair<std::weak_ptr<Dispatcher::Slot>,
+                          std::function<void(const std::shared_ptr<Dispatcher::Slot>&)>>>
+        slots;
   };
 
   struct LockState {
@@ -171,11 +174,35 @@ class LocalStoreImpl final : public LocalStore,
 
   template <typename Event>
   void emit_locked(Subscribers<Event>& subs, const Event& event);
+  using SlotPtr = std::shared_ptr<Dispatcher::Slot>;
+  // Registers cb in `subs`; `detach` (run under mu_ on cancel) removes it.
   template <typename Event>
   Subscription add_subscriber_locked(const std::string& sid, Subscribers<Event>& subs,
                                      std::function<void(const Event&)> cb,
                                      std::string filter,
-                                     std::function<Subscribers<Event>*()> find_list);
+                                     std::function<void(const SlotPtr&)> detach);
+  template <typename Event>
+  static void remove_slot(Subscribers<Event>& list, const SlotPtr& slot) {
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [&](const auto& s) { return s.slot == slot; }),
+               list.end());
+  }
+  // For a list that lives as long as the store.
+  template <typename Event>
+  static std::function<void(const SlotPtr&)> detach_from(Subscribers<Event>* list) {
+    return [list](const SlotPtr& slot) { remove_slot(*list, slot); };
+  }
+  // For a list keyed by name: the entry goes when its last subscriber does.
+  template <typename Event>
+  static std::function<void(const SlotPtr&)> detach_from(
+      std::map<std::string, Subscribers<Event>>* lists, std::string key) {
+    return [lists, key = std::move(key)](const SlotPtr& slot) {
+      auto it = lists->find(key);
+      if (it == lists->end()) return;
+      remove_slot(it->second, slot);
+      if (it->second.empty()) lists->erase(it);
+    };
+  }
 
   Clock* const clock_;
   const Logger logger_;
@@ -226,21 +253,23 @@ template <typename Event>
 inline Subscription LocalStoreImpl::add_subscriber_locked(
     const std::string& sid, Subscribers<Event>& subs,
     std::function<void(const Event&)> cb, std::string filter,
-    std::function<Subscribers<Event>*()> find_list) {
+    std::function<void(const SlotPtr&)> detach) {
   auto slot = dispatcher_.new_slot();
   subs.push_back(Subscriber<Event>{slot, std::move(cb), std::move(filter)});
-  sessions_.at(sid).slots.push_back(slot);
+  auto& slots = sessions_.at(sid).slots;
+  if (slots.size() % 64 == 63) {  // drop cancelled ones now and then
+    slots.erase(std::remove_if(slots.begin(), slots.end(),
+                               [](const auto& e) { return e.first.expired(); }),
+                slots.end());
+  }
+  slots.emplace_back(slot, detach);
   std::weak_ptr<LocalStoreImpl> weak = weak_from_this();
-  return Subscription([weak, slot, find_list = std::move(find_list)] {
+  return Subscription([weak, slot, detach = std::move(detach)] {
     auto self = weak.lock();
     if (!self) return;
     self->dispatcher_.cancel(slot);
     std::lock_guard<std::mutex> lock(self->mu_);
-    if (Subscribers<Event>* list = find_list()) {
-      list->erase(std::remove_if(list->begin(), list->end(),
-                                 [&](const auto& s) { return s.slot == slot; }),
-                  list->end());
-    }
+    detach(slot);
   });
 }
 

@@ -117,11 +117,7 @@ Subscription LocalStoreImpl::observe_leader(
   expire_due_locked();
   auto& subs = leader_watchers_[election];
   auto sub = add_subscriber_locked<std::optional<Leader>>(
-      sid, subs, std::move(cb), {},
-      [this, election]() -> Subscribers<std::optional<Leader>>* {
-        auto it = leader_watchers_.find(election);
-        return it == leader_watchers_.end() ? nullptr : &it->second;
-      });
+      sid, subs, std::move(cb), {}, detach_from(&leader_watchers_, election));
   // The current state first, queued under mu_ so no change can overtake it.
   const auto& added = subs.back();
   dispatcher_.post(added.slot,
@@ -232,12 +228,8 @@ Subscription LocalStoreImpl::watch(const std::string& sid, const std::string& ma
                                    std::function<void(const WatchEvent&)> cb) {
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
-  return add_subscriber_locked<WatchEvent>(
-      sid, map_watchers_[map], std::move(cb), prefix,
-      [this, map]() -> Subscribers<WatchEvent>* {
-        auto it = map_watchers_.find(map);
-        return it == map_watchers_.end() ? nullptr : &it->second;
-      });
+  return add_subscriber_locked<WatchEvent>(sid, map_watchers_[map], std::move(cb), prefix,
+                                           detach_from(&map_watchers_, map));
 }
 
 // ---- messaging and connection state
@@ -256,11 +248,7 @@ Subscription LocalStoreImpl::subscribe(const std::string& sid, const std::string
                                        std::function<void(const Message&)> cb) {
   std::lock_guard<std::mutex> lock(mu_);
   return add_subscriber_locked<Message>(sid, channels_[channel], std::move(cb), {},
-                                        [this, channel]() -> Subscribers<Message>* {
-                                          auto it = channels_.find(channel);
-                                          return it == channels_.end() ? nullptr
-                                                                       : &it->second;
-                                        });
+                                        detach_from(&channels_, channel));
 }
 
 Subscription LocalStoreImpl::watch_connection(const std::string& sid,
@@ -269,7 +257,7 @@ Subscription LocalStoreImpl::watch_connection(const std::string& sid,
   auto sub = add_subscriber_locked<ConnectionState>(
       sid, connection_watchers_,
       [cb = std::move(cb)](const ConnectionState& s) { cb(s); }, {},
-      [this] { return &connection_watchers_; });
+      detach_from(&connection_watchers_));
   // In-process there is no connection to lose: always CONNECTED.
   const auto& added = connection_watchers_.back();
   dispatcher_.post(added.slot,

@@ -112,15 +112,18 @@ absl::Status RedisSession::start() {
 }
 
 RedisSession::~RedisSession() {
-  decltype(state_watchers_) watchers;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     stop_ = true;
-    watchers.swap(state_watchers_);
   }
   state_cv_.notify_all();
-  for (auto& [slot, cb] : watchers) events_->dispatcher.cancel(slot);
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  decltype(Events::state_watchers) watchers;
+  {
+    std::lock_guard<std::mutex> lock(events_->watchers_mu);
+    watchers.swap(events_->state_watchers);
+  }
+  for (auto& [slot, cb] : watchers) events_->dispatcher.cancel(slot);
   // Crash semantics, as documented: no leave(); our state expires by TTL.
   // Drop the events (subscriber thread, event thread) now; Subscription
   // handles that outlive us find the weak_ptr empty.
@@ -157,7 +160,8 @@ void RedisSession::set_state_locked(ConnectionState state) {
           ? LogLevel::kInfo
           : LogLevel::kWarning,
       "session {}: connection state {}", sid_, to_string(state));
-  for (auto& [slot, cb] : state_watchers_) {
+  std::lock_guard<std::mutex> lock(events_->watchers_mu);
+  for (auto& [slot, cb] : events_->state_watchers) {
     events_->dispatcher.post(slot, [cb = cb, state] { cb(state); });
   }
 }
@@ -237,22 +241,27 @@ ConnectionState RedisSession::connection_state() const {
 absl::StatusOr<Subscription> RedisSession::watch_connection(
     std::function<void(ConnectionState)> callback) {
   FLEET_RETURN_IF_ERROR(validate_callback(callback));
-  std::lock_guard<std::mutex> lock(state_mu_);
-  auto slot = events_->dispatcher.new_slot();
   std::function<void(const ConnectionState&)> cb = [callback](const ConnectionState& s) {
     callback(s);
   };
-  state_watchers_.emplace_back(slot, cb);
-  events_->dispatcher.post(slot, [cb, s = state_] { cb(s); });
+  auto slot = events_->dispatcher.new_slot();
+  {
+    // Under state_mu_: no state change can be posted before the current one.
+    std::lock_guard<std::mutex> lock(state_mu_);
+    std::lock_guard<std::mutex> wlock(events_->watchers_mu);
+    events_->state_watchers.emplace_back(slot, cb);
+    events_->dispatcher.post(slot, [cb, s = state_] { cb(s); });
+  }
   std::weak_ptr<Events> weak = events_;
-  return Subscription([this, weak, slot] {
+  return Subscription([weak, slot] {
     auto events = weak.lock();
     if (!events) return;
     events->dispatcher.cancel(slot);
-    std::lock_guard<std::mutex> l(state_mu_);
-    state_watchers_.erase(std::remove_if(state_watchers_.begin(), state_watchers_.end(),
-                                         [&](const auto& w) { return w.first == slot; }),
-                          state_watchers_.end());
+    std::lock_guard<std::mutex> lock(events->watchers_mu);
+    auto& w = events->state_watchers;
+    w.erase(std::remove_if(w.begin(), w.end(),
+                           [&](const auto& e) { return e.first == slot; }),
+            w.end());
   });
 }
 

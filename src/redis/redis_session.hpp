@@ -104,6 +104,12 @@ class RedisSession final : public Coordinator {
         : subscriber(std::move(options), clock, logger, std::move(on_healthy)) {}
     Dispatcher dispatcher;
     Subscriber subscriber;
+    // watch_connection() callbacks; here rather than in the session so that
+    // a Subscription outliving the session never touches it.
+    std::mutex watchers_mu;
+    std::vector<std::pair<std::shared_ptr<Dispatcher::Slot>,
+                          std::function<void(const ConnectionState&)>>>
+        state_watchers;
   };
 
   RedisSession(const RedisOptions& options, RedisEndpoint endpoint);
@@ -150,9 +156,6 @@ class RedisSession final : public Coordinator {
   std::optional<InstanceInfo> joined_;  // to re-join after LOST
   Clock::TimePoint last_heartbeat_ok_{};
   bool stop_ = false;
-  std::vector<std::pair<std::shared_ptr<Dispatcher::Slot>,
-                        std::function<void(const ConnectionState&)>>>
-      state_watchers_;
   std::thread heartbeat_thread_;
 };
 
