@@ -164,16 +164,18 @@ absl::StatusOr<std::vector<LeaseRow>> Inspector::leases(LeaseKind kind) {
     if (page->elements.size() != 2) return absl::InternalError("unexpected SCAN reply");
     cursor = page->elements[0].str;
     for (const auto& key : page->elements[1].elements) {
-      auto h = conn_.command({"HMGET", key.str, "owner", "fence", "value"});
+      auto record = conn_.command({"GET", key.str});
       auto ttl = conn_.command({"PTTL", key.str});
-      if (!h.ok()) return h.status();
+      if (!record.ok()) return record.status();
       if (!ttl.ok()) return ttl.status();
-      if (h->is_error() || h->elements.size() != 3 || h->elements[0].is_nil()) continue;
+      if (record->type != Reply::Type::kString) continue;  // gone, or not ours
       LeaseRow row;
       row.name = key.str.substr(lock_prefix.size());
-      row.owner = h->elements[0].str;
-      row.value = h->elements[2].str;
-      if (!parse_u64(h->elements[1].str, &row.fence)) continue;
+      auto grant = decode_leader(row.name, record->str);
+      if (!grant || !grant->has_value()) continue;
+      row.owner = (*grant)->owner;
+      row.value = (*grant)->value;
+      row.fence = (*grant)->fence;
       row.ttl_ms = ttl->integer;
       out.push_back(std::move(row));
     }

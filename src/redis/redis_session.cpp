@@ -423,20 +423,44 @@ bool parse_aggregates(std::string_view payload, std::int64_t* skipped,
 
 absl::StatusOr<std::vector<NodeAggregate>> RedisSession::run_aggregate(
     std::string_view node_id, const AggregationSpec& spec) {
-  auto r =
-      run(Script::kAggregate,
-          {keys_.sessions, keys_.node_index, keys_.views_gen, keys_.aggregate_cache},
-          {keys_.prefix, encode_ops(spec), to_string(spec.default_aggregation), node_id});
+  const std::string ops = encode_ops(spec);
+  const std::string_view default_op = to_string(spec.default_aggregation);
+  const std::string cache_key = std::string(default_op) + "\n" + ops;
+  std::string stamp;
+  if (node_id.empty()) {
+    std::lock_guard<std::mutex> lock(aggregate_mu_);
+    if (auto it = aggregates_.find(cache_key); it != aggregates_.end())
+      stamp = it->second.first;
+  }
+  auto r = run(Script::kAggregate,
+               {keys_.sessions, keys_.node_index, keys_.views_gen, keys_.aggregate_cache},
+               {keys_.prefix, ops, default_op, node_id, stamp});
   if (!r.ok()) return r.status();
+  if (r->str == "=") {
+    std::lock_guard<std::mutex> lock(aggregate_mu_);
+    if (auto it = aggregates_.find(cache_key); it != aggregates_.end())
+      return it->second.second;
+    return absl::InternalError("aggregate: Redis confirmed a result this session lacks");
+  }
+  // "<gen>\n<valid until>\n<payload>"
+  const std::string_view reply = r->str;
+  const auto a = reply.find('\n');
+  const auto b = a == std::string_view::npos ? a : reply.find('\n', a + 1);
   std::int64_t skipped = 0;
   std::vector<NodeAggregate> out;
-  if (!parse_aggregates(r->str, &skipped, &out)) {
+  if (b == std::string_view::npos ||
+      !parse_aggregates(reply.substr(b + 1), &skipped, &out)) {
     return absl::InternalError("aggregate: unexpected reply from Redis");
   }
   if (skipped > 0)
     logger_.warn("aggregate: skipped {} malformed node views or values", skipped);
   std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.node_id < b.node_id; });
+            [](const auto& x, const auto& y) { return x.node_id < y.node_id; });
+  if (node_id.empty()) {
+    std::lock_guard<std::mutex> lock(aggregate_mu_);
+    if (aggregates_.size() >= 16) aggregates_.clear();  // a few specs in practice
+    aggregates_[cache_key] = {std::string(reply.substr(0, b)), out};
+  }
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -146,6 +147,11 @@ class RedisSession final : public Coordinator {
   ConnectionPool pool_;
   Scripts scripts_;
   std::shared_ptr<Events> events_;
+
+  // The last all-nodes aggregate per spec, with its Redis cache stamp: when
+  // the stamp is still current the script answers "=" and we reuse it.
+  std::mutex aggregate_mu_;
+  std::map<std::string, std::pair<std::string, std::vector<NodeAggregate>>> aggregates_;
 
   std::mutex publish_mu_;  // keeps sequence order == send order
   std::uint64_t next_sequence_ = 1;

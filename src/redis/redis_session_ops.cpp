@@ -141,11 +141,12 @@ absl::Status no_longer_held(const Lease& lease) {
 
 }  // namespace
 
+// A grant is identified in Redis by the start of its record, "<fence>\n<owner>\n".
 absl::Status RedisSession::release(const Lease& lease) {
   FLEET_RETURN_IF_ERROR(check_lease(lease));
-  const std::string fence = std::to_string(lease.fence);
+  const std::string grant = fmt::format("{}\n{}\n", lease.fence, lease.owner);
   auto r = run(Script::kRelease, {keys_.lock(lease.kind, lease.name), keys_.leases},
-               {sid_, fence, Keys::lease_member(lease.kind, lease.name),
+               {grant, Keys::lease_member(lease.kind, lease.name),
                 keys_.lock_channel(lease.kind, lease.name),
                 lease.kind == LeaseKind::kLeadership ? keys_.leader_channel(lease.name)
                                                      : std::string()});
@@ -155,11 +156,11 @@ absl::Status RedisSession::release(const Lease& lease) {
 
 absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
   FLEET_RETURN_IF_ERROR(check_lease(lease));
-  const std::string fence = std::to_string(lease.fence);
+  const std::string grant = fmt::format("{}\n{}\n", lease.fence, lease.owner);
   const std::string ttl_ms = std::to_string(lease.ttl.count());
   const auto sent = clock_->now();
   auto r = run(Script::kRenew, {keys_.lock(lease.kind, lease.name), keys_.leases},
-               {sid_, fence, Keys::lease_member(lease.kind, lease.name), ttl_ms,
+               {grant, Keys::lease_member(lease.kind, lease.name), ttl_ms,
                 lease.kind == LeaseKind::kLeadership ? "1" : "0"});
   if (!r.ok()) return r.status();
   if (r->integer != 1) return no_longer_held(lease);
@@ -170,19 +171,16 @@ absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
 
 absl::StatusOr<std::optional<Leader>> RedisSession::leader(std::string_view election) {
   FLEET_RETURN_IF_ERROR(validate_name("election name", election));
-  auto r = command(
-      {"HMGET", keys_.lock(LeaseKind::kLeadership, election), "owner", "fence", "value"});
+  auto r = command({"GET", keys_.lock(LeaseKind::kLeadership, election)});
   if (!r.ok()) return r.status();
-  if (r->elements.size() != 3 || r->elements[0].is_nil()) return std::optional<Leader>();
-  Leader l;
-  l.election = std::string(election);
-  l.owner = r->elements[0].str;
-  l.value = r->elements[2].str;
-  if (!parse_u64(r->elements[1].str, &l.fence)) {
+  if (r->is_nil()) return std::optional<Leader>();
+  // The record has the leader channel's format: "<fence>\n<owner>\n<value>".
+  auto l = decode_leader(election, r->str);
+  if (!l || !l->has_value()) {
     return absl::DataLossError(
         fmt::format("election '{}' holds a malformed leader record", election));
   }
-  return std::optional<Leader>(std::move(l));
+  return *l;
 }
 
 absl::StatusOr<Subscription> RedisSession::observe_leader(

@@ -3,7 +3,10 @@
 -- KEYS[4] aggregate cache (hash: spec -> "<gen>\n<valid until ms>\n<payload>")
 -- ARGV[1] key prefix  ARGV[2] per-metric ops "name\top\n..." (op: sum avg min max)
 -- ARGV[3] default op  ARGV[4] node id, or '' for every node
--- Reply: a payload string: "<skipped>\n" then one line per node,
+-- ARGV[5] the stamp "<gen>\n<valid until>" of the result the caller holds
+-- Reply: "=" when that result is still current; otherwise
+-- "<gen>\n<valid until>\n<payload>" (stamp "-\n0" for one node: not cached),
+-- where the payload is "<skipped>\n" then one line per node,
 -- "<node>\t<reporters>" followed by "\t<metric>\t<value %.17g>\t<count>" per
 -- metric. skipped counts malformed views or values that were ignored.
 --
@@ -22,7 +25,8 @@ if all then
     local b = a and string.find(cached, '\n', a + 1, true)
     if b and string.sub(cached, 1, a - 1) == gen and
        (tonumber(string.sub(cached, a + 1, b - 1)) or 0) > now then
-      return string.sub(cached, b + 1)
+      if ARGV[5] == string.sub(cached, 1, b - 1) then return '=' end
+      return cached
     end
   end
 end
@@ -102,8 +106,8 @@ for _, node in ipairs(nodes) do
   if line then lines[#lines + 1] = line end
 end
 local payload = int(skipped) .. '\n' .. table.concat(lines, '\n')
-if all then
-  if valid_until == math.huge then valid_until = now + 3600000 end
-  redis.call('HSET', KEYS[4], field, gen .. '\n' .. int(valid_until) .. '\n' .. payload)
-end
-return payload
+if not all then return '-\n0\n' .. payload end
+if valid_until == math.huge then valid_until = now + 3600000 end
+local result = gen .. '\n' .. int(valid_until) .. '\n' .. payload
+redis.call('HSET', KEYS[4], field, result)
+return result
