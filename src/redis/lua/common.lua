@@ -60,3 +60,30 @@ local function write_entry(h, ttlz, rev, map, key, value, ttl, channel, now)
   watch_event(channel, 'S', version, key, value)
   return version
 end
+
+-- Ends a session's membership, if it has one: removes the member record
+-- and announces it on `channel` as `kind` ('L' left, 'E' expired).
+-- Returns whether the session was a member.
+local function drop_member(members, member_session, session_member, sid, channel, kind)
+  local id = redis.call('HGET', session_member, sid)
+  if not id then return false end
+  redis.call('HDEL', session_member, sid)
+  if redis.call('HGET', member_session, id) == sid then
+    local record = redis.call('HGET', members, id)
+    redis.call('HDEL', members, id)
+    redis.call('HDEL', member_session, id)
+    if record then redis.call('PUBLISH', channel, kind .. '\n' .. record) end
+  end
+  return true
+end
+
+-- Removes the sessions' fields from each hash `prefix .. kind .. name` for
+-- every name in the set `index`, and drops names whose hash is left empty
+-- (node views: kind 'node:'; owned counters: kind 'owned:').
+local function drop_session_fields(index, prefix, kind, sids)
+  for _, name in ipairs(redis.call('SMEMBERS', index)) do
+    local h = prefix .. kind .. name
+    redis.call('HDEL', h, unpack(sids))
+    if redis.call('EXISTS', h) == 0 then redis.call('SREM', index, name) end
+  end
+end

@@ -7,23 +7,7 @@
 -- Reply: 1 if the session was a member, else 0.
 local prefix, sid = ARGV[1], ARGV[2]
 redis.call('INCR', KEYS[6])
-for _, node in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local h = prefix .. 'node:' .. node
-  redis.call('HDEL', h, sid)
-  if redis.call('EXISTS', h) == 0 then redis.call('SREM', KEYS[4], node) end
-end
-for _, name in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  local h = prefix .. 'owned:' .. name
-  redis.call('HDEL', h, sid)
-  if redis.call('EXISTS', h) == 0 then redis.call('SREM', KEYS[5], name) end
-end
-local id = redis.call('HGET', KEYS[3], sid)
-if not id then return 0 end
-redis.call('HDEL', KEYS[3], sid)
-if redis.call('HGET', KEYS[2], id) == sid then
-  local record = redis.call('HGET', KEYS[1], id)
-  redis.call('HDEL', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  if record then redis.call('PUBLISH', ARGV[3], 'L\n' .. record) end
-end
-return 1
+drop_session_fields(KEYS[4], prefix, 'node:', {sid})
+drop_session_fields(KEYS[5], prefix, 'owned:', {sid})
+if drop_member(KEYS[1], KEYS[2], KEYS[3], sid, ARGV[3], 'L') then return 1 end
+return 0

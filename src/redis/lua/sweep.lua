@@ -13,38 +13,13 @@ local prefix, limit = ARGV[1], tonumber(ARGV[3])
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 if #dead > 0 then
   redis.call('INCR', KEYS[11])
-  local nodes = redis.call('SMEMBERS', KEYS[6])
-  local counters = redis.call('SMEMBERS', KEYS[7])
   for _, sid in ipairs(dead) do
-    local id = redis.call('HGET', KEYS[5], sid)
-    if id then
-      redis.call('HDEL', KEYS[5], sid)
-      if redis.call('HGET', KEYS[4], id) == sid then
-        local record = redis.call('HGET', KEYS[3], id)
-        redis.call('HDEL', KEYS[3], id)
-        redis.call('HDEL', KEYS[4], id)
-        if record then redis.call('PUBLISH', ARGV[2], 'E\n' .. record) end
-      end
-    end
-    for _, node in ipairs(nodes) do
-      redis.call('HDEL', prefix .. 'node:' .. node, sid)
-    end
-    for _, name in ipairs(counters) do
-      redis.call('HDEL', prefix .. 'owned:' .. name, sid)
-    end
+    drop_member(KEYS[3], KEYS[4], KEYS[5], sid, ARGV[2], 'E')
     redis.call('HDEL', KEYS[2], sid)
     redis.call('ZREM', KEYS[1], sid)
   end
-  for _, node in ipairs(nodes) do
-    if redis.call('EXISTS', prefix .. 'node:' .. node) == 0 then
-      redis.call('SREM', KEYS[6], node)
-    end
-  end
-  for _, name in ipairs(counters) do
-    if redis.call('EXISTS', prefix .. 'owned:' .. name) == 0 then
-      redis.call('SREM', KEYS[7], name)
-    end
-  end
+  drop_session_fields(KEYS[6], prefix, 'node:', dead)
+  drop_session_fields(KEYS[7], prefix, 'owned:', dead)
 end
 
 local leases = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, limit)
