@@ -30,8 +30,8 @@
 // size or TTL: fix the call), Unavailable (backend unreachable: retry),
 // DeadlineExceeded (backend too slow: retry), FailedPrecondition (not yours,
 // or wrong state: don't retry as is), Aborted (your lease expired: start
-// over), AlreadyExists (instance id taken), DataLoss (malformed data found in
-// the backend).
+// over), AlreadyExists (instance id taken), OutOfRange (counter overflow),
+// DataLoss (malformed data found in the backend).
 //
 // Threads. Every method is safe to call from any thread. Callbacks run on
 // the backend's event thread, one at a time, in the order the events

@@ -201,7 +201,12 @@ absl::StatusOr<std::string> RedisServer::command(
   return out;
 }
 
-RedisServer::~RedisServer() { stop(); }
+RedisServer::~RedisServer() {
+  stop();
+  // Only what spawn() put there: the log (no persistence is configured).
+  ::unlink((dir_ + "/redis.log").c_str());
+  ::rmdir(dir_.c_str());
+}
 
 RedisServer& shared_redis_server() {
   static std::unique_ptr<RedisServer> server = [] {
