@@ -8,14 +8,22 @@ Dispatcher::Dispatcher() {
   thread_id_ = thread_.get_id();
 }
 
-Dispatcher::~Dispatcher() {
+Dispatcher::~Dispatcher() { stop(); }
+
+void Dispatcher::stop() {
+  std::deque<std::pair<std::shared_ptr<Slot>, std::function<void()>>> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
-    queue_.clear();
+    dropped.swap(queue_);  // destroyed below, outside mu_
   }
   work_cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  if (on_event_thread()) {
+    thread_.detach();
+  } else {
+    thread_.join();
+  }
 }
 
 void Dispatcher::post(std::shared_ptr<Slot> slot, std::function<void()> fn) {

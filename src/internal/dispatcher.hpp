@@ -28,9 +28,12 @@ class Dispatcher {
   };
 
   Dispatcher();
-  // Drops events not yet delivered and joins the thread. Must not run on
-  // the event thread itself.
+  // Drops events not yet delivered and joins the thread (detaches it if
+  // called on the event thread itself, which only a misuse can do).
   ~Dispatcher();
+
+  // What the destructor does; idempotent. After it returns nothing runs.
+  void stop();
 
   Dispatcher(const Dispatcher&) = delete;
   Dispatcher& operator=(const Dispatcher&) = delete;

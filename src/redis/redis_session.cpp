@@ -125,8 +125,12 @@ RedisSession::~RedisSession() {
   }
   for (auto& [slot, cb] : watchers) events_->dispatcher.cancel(slot);
   // Crash semantics, as documented: no leave(); our state expires by TTL.
-  // Drop the events (subscriber thread, event thread) now; Subscription
-  // handles that outlive us find the weak_ptr empty.
+  // Stop both threads here, on this thread: a handler or callback may hold
+  // Events for a moment (weak_ptr::lock), and if the last reference were
+  // dropped there, Events' destructor would have to join its own thread.
+  events_->subscriber.stop();
+  events_->dispatcher.stop();
+  // Subscription handles that outlive us find the weak_ptr empty.
   events_.reset();
 }
 

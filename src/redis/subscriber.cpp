@@ -16,16 +16,21 @@ Subscriber::Subscriber(Options options, Clock* clock, const Logger* logger,
       on_healthy_(std::move(on_healthy)) {}
 
 Subscriber::~Subscriber() {
+  stop();
+  for (int fd : wake_fds_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+void Subscriber::stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
   wake();
-  if (thread_.joinable()) thread_.join();
-  for (int fd : wake_fds_) {
-    if (fd >= 0) ::close(fd);
-  }
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
+    thread_.join();
 }
 
 absl::Status Subscriber::start() {

@@ -38,7 +38,10 @@ class Subscriber {
   // confirmed again after a reconnect.
   Subscriber(Options options, Clock* clock, const Logger* logger,
              std::function<void()> on_healthy);
-  ~Subscriber();  // stops the thread
+  ~Subscriber();  // stop()
+
+  // Stops and joins the thread; idempotent. Handlers never run afterwards.
+  void stop();
 
   // Connects and starts the thread. Unavailable if Redis cannot be reached.
   absl::Status start();
