@@ -2,22 +2,20 @@
 
 namespace fleet::internal {
 
-Dispatcher::Dispatcher() {
-  std::unique_lock<std::mutex> lock(mu_);
-  thread_ = std::thread([this] { run(); });
-  thread_id_ = thread_.get_id();
-}
+Dispatcher::Dispatcher()
+    : thread_([state = state_] { run(state); }), thread_id_(thread_.get_id()) {}
 
 Dispatcher::~Dispatcher() { stop(); }
 
 void Dispatcher::stop() {
   std::deque<std::pair<std::shared_ptr<Slot>, std::function<void()>>> dropped;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-    dropped.swap(queue_);  // destroyed below, outside mu_
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->stop = true;
+    dropped.swap(state_->queue);  // destroyed below, outside the mutex
   }
-  work_cv_.notify_all();
+  state_->work_cv.notify_all();
+  state_->idle_cv.notify_all();
   if (!thread_.joinable()) return;
   if (on_event_thread()) {
     thread_.detach();
@@ -27,49 +25,51 @@ void Dispatcher::stop() {
 }
 
 void Dispatcher::post(std::shared_ptr<Slot> slot, std::function<void()> fn) {
+  // Once queued, the event may run and destroy this Dispatcher (its owner
+  // going away inside a callback): touch only our own reference after that.
+  const std::shared_ptr<State> state = state_;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stop_ || !slot->active_) return;
-    queue_.emplace_back(std::move(slot), std::move(fn));
-    ++posted_;
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->stop || !slot->active_) return;
+    state->queue.emplace_back(std::move(slot), std::move(fn));
+    ++state->posted;
   }
-  work_cv_.notify_one();
+  state->work_cv.notify_one();
 }
 
 void Dispatcher::cancel(const std::shared_ptr<Slot>& slot) {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(state_->mu);
   slot->active_ = false;
   if (on_event_thread()) return;
-  idle_cv_.wait(lock, [&] { return running_ != slot.get(); });
+  state_->idle_cv.wait(lock, [&] { return state_->running != slot.get(); });
 }
 
 void Dispatcher::drain() {
   if (on_event_thread()) return;
-  std::unique_lock<std::mutex> lock(mu_);
-  const auto target = posted_;
-  idle_cv_.wait(lock, [&] { return stop_ || done_ >= target; });
+  std::unique_lock<std::mutex> lock(state_->mu);
+  const auto target = state_->posted;
+  state_->idle_cv.wait(lock, [&] { return state_->stop || state_->done >= target; });
 }
 
-void Dispatcher::run() {
-  std::unique_lock<std::mutex> lock(mu_);
-  // thread_id_ is written by the constructor under mu_ after the thread
-  // started; taking mu_ here orders that write before any read below.
+void Dispatcher::run(const std::shared_ptr<State>& state) {
+  State& s = *state;
+  std::unique_lock<std::mutex> lock(s.mu);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-    if (stop_) break;
-    auto item = std::move(queue_.front());
-    queue_.pop_front();
+    s.work_cv.wait(lock, [&] { return s.stop || !s.queue.empty(); });
+    if (s.stop) break;
+    auto item = std::move(s.queue.front());
+    s.queue.pop_front();
     const bool active = item.first->active_;
-    if (active) running_ = item.first.get();
+    if (active) s.running = item.first.get();
     lock.unlock();
     if (active) item.second();
-    item = {};  // captures are destroyed outside mu_: they may cancel slots
+    item = {};  // captures are destroyed outside the mutex: they may cancel slots
     lock.lock();
-    running_ = nullptr;
-    ++done_;
-    idle_cv_.notify_all();
+    s.running = nullptr;
+    ++s.done;
+    s.idle_cv.notify_all();
   }
-  idle_cv_.notify_all();
+  s.idle_cv.notify_all();
 }
 
 }  // namespace fleet::internal

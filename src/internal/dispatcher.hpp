@@ -23,13 +23,15 @@ class Dispatcher {
 
    private:
     friend class Dispatcher;
-    // Written under Dispatcher::mu_; atomic so active() may be read anywhere.
+    // Written under the dispatcher's mutex; atomic so active() may be read
+    // anywhere.
     std::atomic<bool> active_{true};
   };
 
   Dispatcher();
-  // Drops events not yet delivered and joins the thread (detaches it if
-  // called on the event thread itself, which only a misuse can do).
+  // Drops events not yet delivered and joins the thread. On the event
+  // thread itself (the owner was destroyed from inside a callback) it
+  // detaches instead: the thread owns its state and exits safely.
   ~Dispatcher();
 
   // What the destructor does; idempotent. After it returns nothing runs.
@@ -55,18 +57,23 @@ class Dispatcher {
   void drain();
 
  private:
-  void run();
+  // Everything the event thread touches; the thread holds it too, so it may
+  // outlive the Dispatcher when the thread had to be detached.
+  struct State {
+    std::mutex mu;
+    std::condition_variable work_cv;
+    std::condition_variable idle_cv;
+    std::deque<std::pair<std::shared_ptr<Slot>, std::function<void()>>> queue;
+    const Slot* running = nullptr;
+    unsigned long long posted = 0;
+    unsigned long long done = 0;
+    bool stop = false;
+  };
+  static void run(const std::shared_ptr<State>& state);
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;
-  std::condition_variable idle_cv_;
-  std::deque<std::pair<std::shared_ptr<Slot>, std::function<void()>>> queue_;
-  const Slot* running_ = nullptr;
-  unsigned long long posted_ = 0;
-  unsigned long long done_ = 0;
-  bool stop_ = false;
-  std::thread::id thread_id_;
+  const std::shared_ptr<State> state_ = std::make_shared<State>();
   std::thread thread_;
+  std::thread::id thread_id_;
 };
 
 }  // namespace fleet::internal

@@ -69,5 +69,19 @@ TEST_CASE("other slots keep receiving after one is cancelled", "[dispatcher]") {
   CHECK(b_runs == 1);
 }
 
+TEST_CASE("a dispatcher destroyed from inside its own callback exits cleanly",
+          "[dispatcher]") {
+  auto d = std::make_unique<Dispatcher>();
+  auto slot = d->new_slot();
+  std::atomic<bool> done{false};
+  d->post(slot, [&] {
+    d.reset();  // the owner goes away on the event thread itself
+    done = true;
+  });
+  // Not waiting through d: it is gone by then.
+  REQUIRE(eventually([&] { return done.load(); }));
+  CHECK(d == nullptr);
+}
+
 }  // namespace
 }  // namespace fleet::testing
