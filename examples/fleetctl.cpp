@@ -88,10 +88,7 @@ int main(int argc, char** argv) {
   if (auto st = fleet::validate_name("namespace", ns); !st.ok()) return fail(st);
   auto ep = fleet::internal::parse_redis_url(url);
   if (!ep.ok()) return fail(ep.status());
-  if (!ep->password) {
-    if (const char* env = std::getenv("FLEET_REDIS_PASSWORD"); env && *env)
-      ep->password = env;
-  }
+  fleet::internal::resolve_password(&*ep, std::nullopt);
   auto conn = fleet::internal::RedisConnection::open(
       *ep, {std::chrono::milliseconds(2000), std::chrono::milliseconds(5000)});
   if (!conn.ok()) return fail(conn.status());

@@ -67,6 +67,22 @@ absl::Status validate_lease(const Lease& lease) {
   return absl::OkStatus();
 }
 
+absl::Status check_lease(const Lease& lease, std::string_view session_id) {
+  FLEET_RETURN_IF_ERROR(validate_lease(lease));
+  if (lease.owner != session_id) {
+    return absl::FailedPreconditionError(
+        fmt::format("{} '{}' (fence {}) belongs to another session",
+                    to_string(lease.kind), lease.name, lease.fence));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status lease_no_longer_held(const Lease& lease) {
+  return absl::AbortedError(
+      fmt::format("{} '{}' (fence {}) is no longer held: it expired or was released",
+                  to_string(lease.kind), lease.name, lease.fence));
+}
+
 absl::Status validate_map_key(std::string_view map, std::string_view key) {
   FLEET_RETURN_IF_ERROR(validate_name("map name", map));
   return validate_key("map key", key);

@@ -25,6 +25,10 @@ absl::Status validate_spec(const AggregationSpec& spec);
 absl::Status validate_lease_ttl(std::chrono::milliseconds ttl);
 absl::Status validate_timeout(std::chrono::milliseconds timeout);
 absl::Status validate_lease(const Lease& lease);
+// validate_lease, then FailedPrecondition unless `session_id` owns it.
+absl::Status check_lease(const Lease& lease, std::string_view session_id);
+// Aborted: the grant expired or was released (what release/renew return).
+absl::Status lease_no_longer_held(const Lease& lease);
 absl::Status validate_map_key(std::string_view map, std::string_view key);
 absl::Status validate_entry(std::string_view map, std::string_view key,
                             std::string_view value, std::chrono::milliseconds ttl);

@@ -88,11 +88,11 @@ class LocalSession final : public Coordinator {
     return store_->acquire(sid_, LeaseKind::kLock, std::string(name), {}, ttl, timeout);
   }
   absl::Status release(const Lease& lease) override {
-    FLEET_RETURN_IF_ERROR(validate_lease(lease));
+    FLEET_RETURN_IF_ERROR(check_lease(lease, sid_));
     return store_->release(sid_, lease);
   }
   absl::StatusOr<Lease> renew(const Lease& lease) override {
-    FLEET_RETURN_IF_ERROR(validate_lease(lease));
+    FLEET_RETURN_IF_ERROR(check_lease(lease, sid_));
     return store_->renew(sid_, lease);
   }
 

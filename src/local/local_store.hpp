@@ -162,6 +162,7 @@ class LocalStoreImpl final : public LocalStore,
   void schedule_locked(Expiry e);
   void drop_session_state_locked(const std::string& sid);
   void remove_member_locked(const std::string& sid, MemberEventType why);
+  LockState* current_grant_locked(const std::string& sid, const Lease& lease);
   std::optional<Lease> try_grant_locked(const std::string& sid, LeaseKind kind,
                                         const std::string& name, const std::string& value,
                                         Ms ttl);

@@ -2,7 +2,7 @@
 // connection state.
 #include <algorithm>
 
-#include "fmt/format.h"
+#include "internal/validate.hpp"
 #include "local/local_store.hpp"
 
 namespace fleet::internal {
@@ -49,22 +49,24 @@ std::optional<Lease> LocalStoreImpl::acquire(const std::string& sid, LeaseKind k
   }
 }
 
-absl::Status LocalStoreImpl::release(const std::string& sid, const Lease& lease) {
-  std::lock_guard<std::mutex> lock(mu_);
-  expire_due_locked();
-  if (lease.owner != sid) {
-    return absl::FailedPreconditionError(
-        fmt::format("{} '{}' (fence {}) belongs to another session",
-                    to_string(lease.kind), lease.name, lease.fence));
-  }
+// The lock state of `lease` if it is still the current grant (ownership
+// was checked by the session).
+LocalStoreImpl::LockState* LocalStoreImpl::current_grant_locked(const std::string& sid,
+                                                                const Lease& lease) {
   auto it = locks_.find({lease.kind, lease.name});
   if (it == locks_.end() || !it->second.held || it->second.owner != sid ||
       it->second.fence != lease.fence) {
-    return absl::AbortedError(
-        fmt::format("{} '{}' (fence {}) is no longer held: it expired or was released",
-                    to_string(lease.kind), lease.name, lease.fence));
+    return nullptr;
   }
-  it->second.held = false;
+  return &it->second;
+}
+
+absl::Status LocalStoreImpl::release(const std::string& sid, const Lease& lease) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  LockState* grant = current_grant_locked(sid, lease);
+  if (grant == nullptr) return lease_no_longer_held(lease);
+  grant->held = false;
   lock_cv_.notify_all();
   if (lease.kind == LeaseKind::kLeadership) emit_leader_locked(lease.name);
   return absl::OkStatus();
@@ -73,23 +75,13 @@ absl::Status LocalStoreImpl::release(const std::string& sid, const Lease& lease)
 absl::StatusOr<Lease> LocalStoreImpl::renew(const std::string& sid, const Lease& lease) {
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
-  if (lease.owner != sid) {
-    return absl::FailedPreconditionError(
-        fmt::format("{} '{}' (fence {}) belongs to another session",
-                    to_string(lease.kind), lease.name, lease.fence));
-  }
-  auto it = locks_.find({lease.kind, lease.name});
-  if (it == locks_.end() || !it->second.held || it->second.owner != sid ||
-      it->second.fence != lease.fence) {
-    return absl::AbortedError(
-        fmt::format("{} '{}' (fence {}) is no longer held: it expired or was released",
-                    to_string(lease.kind), lease.name, lease.fence));
-  }
-  it->second.expires_at = clock_->now() + lease.ttl;
+  LockState* grant = current_grant_locked(sid, lease);
+  if (grant == nullptr) return lease_no_longer_held(lease);
+  grant->expires_at = clock_->now() + lease.ttl;
   schedule_locked(
-      Expiry{it->second.expires_at, ExpiryKind::kLock, lease.kind, lease.name, {}});
+      Expiry{grant->expires_at, ExpiryKind::kLock, lease.kind, lease.name, {}});
   Lease renewed = lease;
-  renewed.expires_at = it->second.expires_at;
+  renewed.expires_at = grant->expires_at;
   return renewed;
 }
 

@@ -58,13 +58,7 @@ absl::Status validate_options(const RedisOptions& o) {
 absl::StatusOr<RedisEndpoint> resolve_endpoint(const RedisOptions& o) {
   auto ep = parse_redis_url(o.url);
   if (!ep.ok()) return ep.status();
-  if (!ep->password) {
-    if (o.password) {
-      ep->password = *o.password;
-    } else if (const char* env = std::getenv("FLEET_REDIS_PASSWORD"); env && *env) {
-      ep->password = std::string(env);
-    }
-  }
+  resolve_password(&*ep, o.password);
   return ep;
 }
 

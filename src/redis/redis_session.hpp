@@ -121,7 +121,6 @@ class RedisSession final : public Coordinator {
   absl::StatusOr<std::optional<Lease>> acquire(LeaseKind kind, const std::string& name,
                                                std::string_view value, Ttl ttl,
                                                std::chrono::milliseconds timeout);
-  absl::Status check_lease(const Lease& lease) const;
   // node_id empty: every node (cached in Redis); else just that node.
   absl::StatusOr<std::vector<NodeAggregate>> run_aggregate(std::string_view node_id,
                                                            const AggregationSpec& spec);

@@ -121,29 +121,9 @@ absl::StatusOr<std::optional<Lease>> RedisSession::campaign(
   return acquire(LeaseKind::kLeadership, std::string(election), value, ttl, timeout);
 }
 
-absl::Status RedisSession::check_lease(const Lease& lease) const {
-  FLEET_RETURN_IF_ERROR(validate_lease(lease));
-  if (lease.owner != sid_) {
-    return absl::FailedPreconditionError(
-        fmt::format("{} '{}' (fence {}) belongs to another session",
-                    to_string(lease.kind), lease.name, lease.fence));
-  }
-  return absl::OkStatus();
-}
-
-namespace {
-
-absl::Status no_longer_held(const Lease& lease) {
-  return absl::AbortedError(
-      fmt::format("{} '{}' (fence {}) is no longer held: it expired or was released",
-                  to_string(lease.kind), lease.name, lease.fence));
-}
-
-}  // namespace
-
 // A grant is identified in Redis by the start of its record, "<fence>\n<owner>\n".
 absl::Status RedisSession::release(const Lease& lease) {
-  FLEET_RETURN_IF_ERROR(check_lease(lease));
+  FLEET_RETURN_IF_ERROR(check_lease(lease, sid_));
   const std::string grant = fmt::format("{}\n{}\n", lease.fence, lease.owner);
   auto r = run(Script::kRelease, {keys_.lock(lease.kind, lease.name), keys_.leases},
                {grant, Keys::lease_member(lease.kind, lease.name),
@@ -151,11 +131,11 @@ absl::Status RedisSession::release(const Lease& lease) {
                 lease.kind == LeaseKind::kLeadership ? keys_.leader_channel(lease.name)
                                                      : std::string()});
   if (!r.ok()) return r.status();
-  return r->integer == 1 ? absl::OkStatus() : no_longer_held(lease);
+  return r->integer == 1 ? absl::OkStatus() : lease_no_longer_held(lease);
 }
 
 absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
-  FLEET_RETURN_IF_ERROR(check_lease(lease));
+  FLEET_RETURN_IF_ERROR(check_lease(lease, sid_));
   const std::string grant = fmt::format("{}\n{}\n", lease.fence, lease.owner);
   const std::string ttl_ms = std::to_string(lease.ttl.count());
   const auto sent = clock_->now();
@@ -163,7 +143,7 @@ absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
                {grant, Keys::lease_member(lease.kind, lease.name), ttl_ms,
                 lease.kind == LeaseKind::kLeadership ? "1" : "0"});
   if (!r.ok()) return r.status();
-  if (r->integer != 1) return no_longer_held(lease);
+  if (r->integer != 1) return lease_no_longer_held(lease);
   Lease renewed = lease;
   renewed.expires_at = sent + lease.ttl;
   return renewed;

@@ -70,7 +70,6 @@ absl::StatusOr<Reply> Scripts::run(RedisConnection& conn, Script script, const A
       auto loaded = conn.command({"SCRIPT", "LOAD", bodies_[i]});
       if (!loaded.ok()) return loaded.status();
       if (loaded->is_error()) return status_from_error(loaded->str);
-      ++reloads_;
       continue;
     }
     absl::Status st = status_from_error(reply->str);

@@ -43,13 +43,9 @@ class Scripts {
   absl::StatusOr<Reply> run(RedisConnection& conn, Script script, const Argv& keys,
                             const Argv& args) const;
 
-  // Number of NOSCRIPT reloads so far (tests check a restart reloaded).
-  int reloads() const { return reloads_; }
-
  private:
   std::array<std::string, kScriptCount> bodies_;
   std::array<std::string, kScriptCount> shas_;
-  mutable std::atomic<int> reloads_{0};
 };
 
 }  // namespace fleet::internal

@@ -1,6 +1,7 @@
 #include "redis/url.hpp"
 
 #include <charconv>
+#include <cstdlib>
 
 #include "fmt/format.h"
 
@@ -47,6 +48,15 @@ std::string RedisEndpoint::redacted() const {
   }
   if (!unix_path.empty()) return fmt::format("unix://{}{}?db={}", auth, unix_path, db);
   return fmt::format("redis://{}{}:{}/{}", auth, host, port, db);
+}
+
+void resolve_password(RedisEndpoint* ep, const std::optional<std::string>& fallback) {
+  if (ep->password) return;
+  if (fallback) {
+    ep->password = *fallback;
+  } else if (const char* env = std::getenv("FLEET_REDIS_PASSWORD"); env && *env) {
+    ep->password = std::string(env);
+  }
 }
 
 absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {

@@ -27,6 +27,10 @@ struct RedisEndpoint {
 // Errors are InvalidArgument and never quote the password.
 absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url);
 
+// Where the URL has no password: `fallback` if set, else the environment
+// variable FLEET_REDIS_PASSWORD if set and non-empty.
+void resolve_password(RedisEndpoint* ep, const std::optional<std::string>& fallback);
+
 }  // namespace fleet::internal
 
 #endif  // FLEET_SRC_REDIS_URL_HPP_
