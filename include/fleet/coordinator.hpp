@@ -125,6 +125,29 @@ class Coordinator {
                                                          std::int64_t delta) = 0;
   virtual absl::StatusOr<std::int64_t> owned_counter_get(std::string_view name) = 0;
 
+  // ---- slot pools -------------------------------------------------------------
+  // Slots are owned by the session that took them: leave() frees them at
+  // once; when the session expires they are freed for everyone (the local
+  // backend at the expiry, Redis by the next sweep: at most one heartbeat
+  // interval later). Nothing leaks when an instance crashes.
+
+  // Chooses a target as `request` describes (see SlotRequest) and takes one
+  // slot on it, atomically over all sessions: concurrent calls never take
+  // more than a target's capacity. nullopt when no candidate has room.
+  // Unavailable if this session has expired (it is re-established by the
+  // next heartbeat; call again).
+  virtual absl::StatusOr<std::optional<SlotGrant>> acquire_slot(
+      std::string_view pool, const SlotRequest& request) = 0;
+
+  // Frees one of this session's slots on `target`. FailedPrecondition if the
+  // session holds none there (never taken, already freed, or freed because
+  // the session expired).
+  virtual absl::Status release_slot(std::string_view pool, std::string_view target) = 0;
+
+  // Slots in use per target over all live sessions; targets at 0 are absent.
+  virtual absl::StatusOr<std::map<std::string, std::int64_t>> slot_usage(
+      std::string_view pool) = 0;
+
   // ---- locks ------------------------------------------------------------------
 
   // Takes the lock if it is free; nullopt if another lease holds it.

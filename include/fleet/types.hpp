@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "fleet/clock.hpp"
@@ -121,6 +122,43 @@ struct WatchEvent {
   std::string key;
   std::string value;          // new value for kSet; empty otherwise
   std::uint64_t version = 0;  // map revision of this change
+};
+
+// ---- slot pools -------------------------------------------------------------
+// A slot pool counts the slots in use on each of its targets (requests in
+// flight per backend node, rooms per media server) over every session.
+// Coordinator::acquire_slot picks a target and takes a slot on it in one
+// atomic step; the choice follows SlotRequest, identically on every backend.
+
+struct SlotCandidate {
+  std::string target;         // name rules (see names.hpp)
+  std::int64_t capacity = 0;  // most slots in use at once; > 0
+  double score = 0;           // lower is better; finite
+  std::int32_t tier = 0;      // lower tiers are preferred, see tier_load_limit
+};
+
+// How acquire_slot chooses. With `used` the slots in use on a candidate
+// (every live session's) and load = used / capacity, before this slot:
+//  1. a candidate has room when used < capacity; only those are eligible,
+//     in the order given; with sample = k > 0 only the first k of them are;
+//  2. if some eligible candidate has load < tier_load_limit, only the
+//     lowest tier that has one counts, and in it only those candidates;
+//     otherwise every eligible candidate does;
+//  3. the lowest score + load_weight * load wins; ties go to the earliest.
+// No eligible candidate: no slot is taken.
+struct SlotRequest {
+  std::vector<SlotCandidate> candidates;  // 1..kMaxSlotCandidates, distinct targets
+  double load_weight = 1.0;               // finite, >= 0
+  double tier_load_limit = 1.0;           // (0, 1]
+  std::uint32_t sample = 0;               // 0: all eligible; k: power of k choices
+};
+
+inline constexpr std::size_t kMaxSlotCandidates = 256;
+
+struct SlotGrant {
+  std::string target;
+  std::int64_t used = 0;      // slots in use on target, this one included
+  std::int64_t capacity = 0;  // the capacity it was granted under
 };
 
 // ---- messaging --------------------------------------------------------------

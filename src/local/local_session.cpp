@@ -5,6 +5,7 @@
 #include "fleet/local_coordinator.hpp"
 #include "fleet/names.hpp"
 #include "fmt/format.h"
+#include "internal/slots.hpp"
 #include "internal/validate.hpp"
 #include "local/local_store.hpp"
 
@@ -75,6 +76,22 @@ class LocalSession final : public Coordinator {
   absl::StatusOr<std::int64_t> owned_counter_get(std::string_view name) override {
     FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
     return store_->owned_counter_get(std::string(name));
+  }
+
+  absl::StatusOr<std::optional<SlotGrant>> acquire_slot(
+      std::string_view pool, const SlotRequest& request) override {
+    FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
+    return store_->acquire_slot(sid_, std::string(pool), request);
+  }
+  absl::Status release_slot(std::string_view pool, std::string_view target) override {
+    FLEET_RETURN_IF_ERROR(validate_name("pool name", pool));
+    FLEET_RETURN_IF_ERROR(validate_name("slot target", target));
+    return store_->release_slot(sid_, std::string(pool), std::string(target));
+  }
+  absl::StatusOr<std::map<std::string, std::int64_t>> slot_usage(
+      std::string_view pool) override {
+    FLEET_RETURN_IF_ERROR(validate_name("pool name", pool));
+    return store_->slot_usage(std::string(pool));
   }
 
   absl::StatusOr<std::optional<Lease>> try_lock(std::string_view name, Ttl ttl) override {

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "fmt/format.h"
+#include "internal/slots.hpp"
 
 namespace fleet::internal {
 
@@ -171,6 +172,14 @@ void LocalStoreImpl::drop_session_state_locked(const std::string& sid) {
   for (auto it = owned_.begin(); it != owned_.end();) {
     it->second.erase(sid);
     it = it->second.empty() ? owned_.erase(it) : std::next(it);
+  }
+  for (auto pool = slots_.begin(); pool != slots_.end();) {
+    auto& targets = pool->second;
+    for (auto t = targets.begin(); t != targets.end();) {
+      t->second.erase(sid);
+      t = t->second.empty() ? targets.erase(t) : std::next(t);
+    }
+    pool = targets.empty() ? slots_.erase(pool) : std::next(pool);
   }
 }
 
@@ -339,6 +348,68 @@ std::int64_t LocalStoreImpl::owned_counter_get(const std::string& name) {
   std::int64_t total = 0;
   for (const auto& [s, v] : it->second) total += v;
   return total;
+}
+
+std::optional<SlotGrant> LocalStoreImpl::acquire_slot(const std::string& sid,
+                                                     const std::string& pool,
+                                                     const SlotRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  auto& targets = slots_[pool];
+  auto used = [&](const std::string& target) -> std::int64_t {
+    auto it = targets.find(target);
+    if (it == targets.end()) return 0;
+    std::int64_t total = 0;
+    for (const auto& [s, n] : it->second) total += n;
+    return total;
+  };
+  const auto chosen = choose_slot(request, used);
+  if (!chosen) {
+    if (targets.empty()) slots_.erase(pool);
+    return std::nullopt;
+  }
+  const SlotCandidate& c = request.candidates[*chosen];
+  SlotGrant grant;
+  grant.target = c.target;
+  grant.used = used(c.target) + 1;
+  grant.capacity = c.capacity;
+  ++targets[c.target][sid];
+  return grant;
+}
+
+absl::Status LocalStoreImpl::release_slot(const std::string& sid, const std::string& pool,
+                                          const std::string& target) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  auto p = slots_.find(pool);
+  if (p != slots_.end()) {
+    auto t = p->second.find(target);
+    if (t != p->second.end()) {
+      auto mine = t->second.find(sid);
+      if (mine != t->second.end()) {
+        if (--mine->second == 0) t->second.erase(mine);
+        if (t->second.empty()) p->second.erase(t);
+        if (p->second.empty()) slots_.erase(p);
+        return absl::OkStatus();
+      }
+    }
+  }
+  return absl::FailedPreconditionError(fmt::format(
+      "this session holds no slot on '{}' in pool '{}'", target, pool));
+}
+
+std::map<std::string, std::int64_t> LocalStoreImpl::slot_usage(const std::string& pool) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  std::map<std::string, std::int64_t> out;
+  auto p = slots_.find(pool);
+  if (p == slots_.end()) return out;
+  for (const auto& [target, holders] : p->second) {
+    std::int64_t total = 0;
+    for (const auto& [s, n] : holders) total += n;
+    if (total > 0) out[target] = total;
+  }
+  return out;
 }
 
 }  // namespace fleet::internal

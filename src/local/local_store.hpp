@@ -69,6 +69,13 @@ class LocalStoreImpl final : public LocalStore,
                                                  std::int64_t delta);
   std::int64_t owned_counter_get(const std::string& name);
 
+  // slot pools (request validated)
+  std::optional<SlotGrant> acquire_slot(const std::string& sid, const std::string& pool,
+                                        const SlotRequest& request);
+  absl::Status release_slot(const std::string& sid, const std::string& pool,
+                            const std::string& target);
+  std::map<std::string, std::int64_t> slot_usage(const std::string& pool);
+
   // locks and elections
   std::optional<Lease> acquire(const std::string& sid, LeaseKind kind,
                                const std::string& name, const std::string& value, Ms ttl,
@@ -222,6 +229,9 @@ class LocalStoreImpl final : public LocalStore,
   std::map<std::string, std::int64_t, std::less<>> counters_;
   // counter -> session -> contribution
   std::map<std::string, std::map<std::string, std::int64_t>, std::less<>> owned_;
+  // pool -> target -> session -> slots held
+  std::map<std::string, std::map<std::string, std::map<std::string, std::int64_t>>>
+      slots_;
   std::map<LockKey, LockState> locks_;
   std::map<std::string, MapState, std::less<>> maps_;
   std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries_;

@@ -31,6 +31,8 @@ struct Keys {
 
   std::string node(std::string_view id) const { return cat("node:", id); }
   std::string owned(std::string_view name) const { return cat("owned:", name); }
+  std::string slots(std::string_view pool) const { return cat("slots:", pool); }
+  std::string session_slots(std::string_view sid) const { return cat("slotsess:", sid); }
   static std::string lease_member(LeaseKind kind, std::string_view name) {
     return std::string(kind == LeaseKind::kLock ? "L:" : "E:") + std::string(name);
   }

@@ -9,6 +9,7 @@
 #include "fleet/local_coordinator.hpp"
 #include "fleet/names.hpp"
 #include "fmt/format.h"
+#include "internal/slots.hpp"
 #include "internal/validate.hpp"
 #include "redis/codec.hpp"
 
@@ -519,6 +520,85 @@ absl::StatusOr<std::int64_t> RedisSession::owned_counter_get(std::string_view na
                {keys_.owned(name), keys_.owned_index, keys_.sessions}, {sid_, name, ""});
   if (!r.ok()) return r.status();
   return static_cast<std::int64_t>(r->integer);
+}
+
+// ---- slot pools ----------------------------------------------------------------
+
+absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
+    std::string_view pool, const SlotRequest& request) {
+  FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
+  const std::string weight = fmt::format("{:.17g}", request.load_weight);
+  const std::string limit = fmt::format("{:.17g}", request.tier_load_limit);
+  const std::string sample = std::to_string(request.sample);
+  // Numbers as strings, kept alive for the call.
+  std::vector<std::string> numbers;
+  numbers.reserve(request.candidates.size() * 3);
+  Argv args;
+  args.reserve(5 + request.candidates.size() * 4);
+  for (std::string_view a : {std::string_view(sid_), pool, std::string_view(weight),
+                             std::string_view(limit), std::string_view(sample)}) {
+    args.push_back(a);
+  }
+  for (const auto& c : request.candidates) {
+    numbers.push_back(std::to_string(c.capacity));
+    numbers.push_back(fmt::format("{:.17g}", c.score));
+    numbers.push_back(std::to_string(c.tier));
+  }
+  for (std::size_t i = 0; i < request.candidates.size(); ++i) {
+    args.push_back(request.candidates[i].target);
+    args.push_back(numbers[3 * i]);
+    args.push_back(numbers[3 * i + 1]);
+    args.push_back(numbers[3 * i + 2]);
+  }
+  const std::string slots = keys_.slots(pool), mine = keys_.session_slots(sid_);
+  auto r = run(Script::kSlotAcquire, {slots, mine, keys_.sessions}, args);
+  if (!r.ok()) return r.status();
+  if (r->type == Reply::Type::kInteger) {
+    if (r->integer == 0) return std::nullopt;
+    return absl::UnavailableError(
+        "this session has expired in Redis; it is re-established by the next heartbeat");
+  }
+  if (r->type != Reply::Type::kArray || r->elements.size() != 2 ||
+      r->elements[0].integer < 1 ||
+      static_cast<std::size_t>(r->elements[0].integer) > request.candidates.size()) {
+    return absl::InternalError("slot_acquire returned an unexpected reply");
+  }
+  const auto& c = request.candidates[static_cast<std::size_t>(r->elements[0].integer - 1)];
+  SlotGrant grant;
+  grant.target = c.target;
+  grant.used = r->elements[1].integer;
+  grant.capacity = c.capacity;
+  return grant;
+}
+
+absl::Status RedisSession::release_slot(std::string_view pool, std::string_view target) {
+  FLEET_RETURN_IF_ERROR(validate_name("pool name", pool));
+  FLEET_RETURN_IF_ERROR(validate_name("slot target", target));
+  auto r = run(Script::kSlotRelease, {keys_.slots(pool), keys_.session_slots(sid_)},
+               {pool, target});
+  if (!r.ok()) return r.status();
+  if (r->integer == 1) return absl::OkStatus();
+  return absl::FailedPreconditionError(fmt::format(
+      "this session holds no slot on '{}' in pool '{}'", target, pool));
+}
+
+absl::StatusOr<std::map<std::string, std::int64_t>> RedisSession::slot_usage(
+    std::string_view pool) {
+  FLEET_RETURN_IF_ERROR(validate_name("pool name", pool));
+  const std::string key = keys_.slots(pool);
+  auto r = command({"HGETALL", key});
+  if (!r.ok()) return r.status();
+  std::map<std::string, std::int64_t> out;
+  for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
+    std::int64_t n = 0;
+    if (!parse_i64(r->elements[i + 1].str, &n)) {
+      logger_.log(LogLevel::kWarning, "skipping malformed slot count of '{}' in {}",
+                  r->elements[i].str, key);
+      continue;
+    }
+    if (n > 0) out[r->elements[i].str] = n;
+  }
+  return out;
 }
 
 }  // namespace fleet::internal

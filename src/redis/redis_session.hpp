@@ -55,6 +55,11 @@ class RedisSession final : public Coordinator {
   absl::StatusOr<std::int64_t> owned_counter_add(std::string_view name,
                                                  std::int64_t delta) override;
   absl::StatusOr<std::int64_t> owned_counter_get(std::string_view name) override;
+  absl::StatusOr<std::optional<SlotGrant>> acquire_slot(
+      std::string_view pool, const SlotRequest& request) override;
+  absl::Status release_slot(std::string_view pool, std::string_view target) override;
+  absl::StatusOr<std::map<std::string, std::int64_t>> slot_usage(
+      std::string_view pool) override;
 
   absl::StatusOr<std::optional<Lease>> try_lock(std::string_view name, Ttl ttl) override;
   absl::StatusOr<std::optional<Lease>> lock(std::string_view name, Ttl ttl,

@@ -29,8 +29,10 @@ enum class Script {
   kMapDelete,
   kMapRead,
   kSweep,
+  kSlotAcquire,
+  kSlotRelease,
 };
-inline constexpr std::size_t kScriptCount = 14;
+inline constexpr std::size_t kScriptCount = 16;
 
 class Scripts {
  public:

@@ -55,6 +55,17 @@ class FaultCoordinator final : public Coordinator {
   absl::StatusOr<std::int64_t> owned_counter_get(std::string_view n) override {
     return inner_.owned_counter_get(n);
   }
+  absl::StatusOr<std::optional<SlotGrant>> acquire_slot(std::string_view p,
+                                                        const SlotRequest& r) override {
+    return inner_.acquire_slot(p, r);
+  }
+  absl::Status release_slot(std::string_view p, std::string_view t) override {
+    return inner_.release_slot(p, t);
+  }
+  absl::StatusOr<std::map<std::string, std::int64_t>> slot_usage(
+      std::string_view p) override {
+    return inner_.slot_usage(p);
+  }
   absl::StatusOr<std::optional<Lease>> try_lock(std::string_view n, Ttl t) override {
     return inner_.try_lock(n, t);
   }

@@ -87,3 +87,32 @@ local function drop_session_fields(index, prefix, kind, sids)
     if redis.call('EXISTS', h) == 0 then redis.call('SREM', index, name) end
   end
 end
+
+-- Slot pools. The hash prefix .. 'slots:' .. pool maps target -> slots in
+-- use (live sessions only); prefix .. 'slotsess:' .. sid maps
+-- "<#pool>:<pool><target>" -> slots that session holds. Both change together.
+local function slot_field(pool, target)
+  return int(#pool) .. ':' .. pool .. target
+end
+
+-- Frees every slot session `sid` holds (at leave and at expiry).
+local function free_slots(prefix, sid)
+  local h = prefix .. 'slotsess:' .. sid
+  local held = redis.call('HGETALL', h)
+  for i = 1, #held, 2 do
+    local f, n = held[i], tonumber(held[i + 1])
+    local c = string.find(f, ':', 1, true)
+    local len = c and tonumber(string.sub(f, 1, c - 1))
+    if len and n then  -- anything else is not ours: skip it
+      local key = prefix .. 'slots:' .. string.sub(f, c + 1, c + len)
+      local target = string.sub(f, c + len + 1)
+      local left = tonumber(redis.call('HGET', key, target))
+      if left and left > n then
+        redis.call('HSET', key, target, int(left - n))
+      else
+        redis.call('HDEL', key, target)
+      end
+    end
+  end
+  redis.call('DEL', h)
+end

@@ -1,5 +1,5 @@
 -- leave: ends a session's membership, drops its node views and owned
--- counter contributions. The session itself stays alive.
+-- counter contributions, frees its slots. The session itself stays alive.
 -- KEYS[1] members  KEYS[2] member_session  KEYS[3] session_member
 -- KEYS[4] node_index (set of node ids)  KEYS[5] owned_index (set of counters)
 -- KEYS[6] views generation
@@ -9,5 +9,6 @@ local prefix, sid = ARGV[1], ARGV[2]
 redis.call('INCR', KEYS[6])
 drop_session_fields(KEYS[4], prefix, 'node:', {sid})
 drop_session_fields(KEYS[5], prefix, 'owned:', {sid})
+free_slots(prefix, sid)
 if drop_member(KEYS[1], KEYS[2], KEYS[3], sid, ARGV[3], 'L') then return 1 end
 return 0

@@ -17,6 +17,7 @@ if #dead > 0 then
     drop_member(KEYS[3], KEYS[4], KEYS[5], sid, ARGV[2], 'E')
     redis.call('HDEL', KEYS[2], sid)
     redis.call('ZREM', KEYS[1], sid)
+    free_slots(prefix, sid)
   end
   drop_session_fields(KEYS[6], prefix, 'node:', dead)
   drop_session_fields(KEYS[7], prefix, 'owned:', dead)

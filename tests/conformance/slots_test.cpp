@@ -1,0 +1,218 @@
+// Conformance: slot pools (acquire_slot / release_slot / slot_usage).
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <thread>
+
+#include "backend.hpp"
+#include "status.hpp"
+
+namespace fleet::testing {
+namespace {
+
+SlotCandidate cand(std::string target, std::int64_t capacity, double score = 0,
+                   std::int32_t tier = 0) {
+  SlotCandidate c;
+  c.target = std::move(target);
+  c.capacity = capacity;
+  c.score = score;
+  c.tier = tier;
+  return c;
+}
+
+SlotRequest request(std::vector<SlotCandidate> candidates) {
+  SlotRequest r;
+  r.candidates = std::move(candidates);
+  return r;
+}
+
+std::string take(Coordinator& c, const std::string& pool, const SlotRequest& r) {
+  auto grant = unwrap(c.acquire_slot(pool, r));
+  return grant ? grant->target : std::string("<none>");
+}
+
+TEST_CASE("acquire_slot picks the least loaded target and respects capacity",
+          "[conformance][slots]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto b = backend->connect();
+  const auto r = request({cand("n1", 2), cand("n2", 4)});
+
+  auto first = unwrap(a->acquire_slot("gpu", r));
+  REQUIRE(first.has_value());
+  CHECK(first->target == "n1");  // both empty: the earliest wins the tie
+  CHECK(first->used == 1);
+  CHECK(first->capacity == 2);
+  CHECK(take(*b, "gpu", r) == "n2");  // n1 at 1/2, n2 at 0/4
+  CHECK(take(*a, "gpu", r) == "n2");  // 1/2 vs 1/4
+  CHECK(take(*b, "gpu", r) == "n1");  // 1/2 vs 2/4: tie, earliest
+  CHECK(take(*a, "gpu", r) == "n2");  // n1 is full
+  CHECK(take(*b, "gpu", r) == "n2");
+  CHECK(take(*a, "gpu", r) == "<none>");  // 2/2 and 4/4
+
+  auto usage = unwrap(b->slot_usage("gpu"));
+  CHECK(usage == std::map<std::string, std::int64_t>{{"n1", 2}, {"n2", 4}});
+
+  FLEET_REQUIRE_OK(a->release_slot("gpu", "n1"));
+  auto again = unwrap(b->acquire_slot("gpu", r));
+  REQUIRE(again.has_value());
+  CHECK(again->target == "n1");
+  CHECK(again->used == 2);
+}
+
+TEST_CASE("acquire_slot adds load_weight times load to each score",
+          "[conformance][slots]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto r = request({cand("slow", 10, 0.5), cand("fast", 10, 0.0)});
+  r.load_weight = 2.0;
+  // fast: 0 + 2*used/10; slow: 0.5 + 2*used/10. fast wins until it is
+  // 3 slots ahead (0.6 > 0.5), then slow.
+  CHECK(take(*a, "p", r) == "fast");   // 0.0 vs 0.5
+  CHECK(take(*a, "p", r) == "fast");   // 0.2 vs 0.5
+  CHECK(take(*a, "p", r) == "fast");   // 0.4 vs 0.5
+  CHECK(take(*a, "p", r) == "slow");   // 0.6 vs 0.5
+  CHECK(take(*a, "p", r) == "fast");   // 0.6 vs 0.7
+  r.load_weight = 0;  // score alone decides
+  CHECK(take(*a, "p", r) == "fast");
+  CHECK(unwrap(a->slot_usage("p")) ==
+        std::map<std::string, std::int64_t>{{"fast", 5}, {"slow", 1}});
+}
+
+TEST_CASE("acquire_slot prefers the lowest tier under the load limit, else all",
+          "[conformance][slots]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  // near: tier 0; far: tier 1 with a better score.
+  auto r = request({cand("far", 4, -1.0, 1), cand("near", 4, 0.0, 0)});
+  r.tier_load_limit = 0.5;
+  CHECK(take(*a, "p", r) == "near");  // near 0/4 < 0.5
+  CHECK(take(*a, "p", r) == "near");  // near 1/4 < 0.5
+  CHECK(take(*a, "p", r) == "far");   // near 2/4 is at the limit: tier 1
+  CHECK(take(*a, "p", r) == "far");   // far 1/4
+  // Both at 2/4: no tier has a candidate under the limit, so every
+  // candidate with room counts and the score decides (far: -1 + 0.5).
+  CHECK(take(*a, "p", r) == "far");
+  CHECK(take(*a, "p", r) == "far");
+  CHECK(take(*a, "p", r) == "near");  // far is full
+  CHECK(take(*a, "p", r) == "near");
+  CHECK(take(*a, "p", r) == "<none>");
+}
+
+TEST_CASE("acquire_slot with sample k looks only at the first k with room",
+          "[conformance][slots]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto fill = request({cand("a", 1)});
+  CHECK(take(*a, "p", fill) == "a");  // a is now full
+
+  auto r = request({cand("a", 1), cand("b", 3), cand("c", 3), cand("d", 3, -5.0)});
+  r.sample = 2;  // a has no room, so b and c are the two sampled; d is not
+  CHECK(take(*a, "p", r) == "b");
+  CHECK(take(*a, "p", r) == "c");
+  CHECK(take(*a, "p", r) == "b");
+  r.sample = 0;
+  CHECK(take(*a, "p", r) == "d");
+}
+
+TEST_CASE("concurrent acquires never exceed capacity", "[conformance][slots]") {
+  auto backend = make_backend();
+  std::vector<std::unique_ptr<Coordinator>> sessions;
+  for (int i = 0; i < 3; ++i) sessions.push_back(backend->connect());
+  const auto r = request({cand("x", 3), cand("y", 2)});
+  std::atomic<int> granted{0}, refused{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        auto g = sessions[t % 3]->acquire_slot("race", r);
+        if (!g.ok()) {
+          ++errors;
+        } else if (g->has_value()) {
+          ++granted;
+        } else {
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(errors == 0);
+  CHECK(granted == 5);
+  CHECK(refused == 25);
+  CHECK(unwrap(sessions[0]->slot_usage("race")) ==
+        std::map<std::string, std::int64_t>{{"x", 3}, {"y", 2}});
+}
+
+TEST_CASE("a session's slots are freed by leave, and when it expires",
+          "[conformance][slots]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto b = backend->connect();
+  auto c = backend->connect();
+  const auto r = request({cand("n", 6)});
+  for (int i = 0; i < 2; ++i) CHECK(take(*a, "p", r) == "n");
+  for (int i = 0; i < 3; ++i) CHECK(take(*b, "p", r) == "n");
+  CHECK(take(*c, "p", r) == "n");
+  CHECK(take(*a, "p", r) == "<none>");
+
+  FLEET_REQUIRE_OK(c->leave());
+  CHECK(unwrap(a->slot_usage("p")) == std::map<std::string, std::int64_t>{{"n", 5}});
+  FLEET_REQUIRE_CODE(c->release_slot("p", "n"), kFailedPrecondition);
+
+  b.reset();  // crashed holding 3 slots
+  backend->advance(backend->session_ttl() * 2);
+  CHECK(unwrap(a->slot_usage("p")) == std::map<std::string, std::int64_t>{{"n", 2}});
+  for (int i = 0; i < 4; ++i) CHECK(take(*a, "p", r) == "n");
+  CHECK(take(*a, "p", r) == "<none>");
+}
+
+TEST_CASE("release_slot frees only the caller's own slots", "[conformance][slots]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto b = backend->connect();
+  const auto r = request({cand("n", 4)});
+  CHECK(take(*a, "p", r) == "n");
+  FLEET_REQUIRE_CODE(b->release_slot("p", "n"), kFailedPrecondition);
+  FLEET_REQUIRE_CODE(a->release_slot("p", "m"), kFailedPrecondition);
+  FLEET_REQUIRE_CODE(a->release_slot("q", "n"), kFailedPrecondition);
+  FLEET_REQUIRE_OK(a->release_slot("p", "n"));
+  FLEET_REQUIRE_CODE(a->release_slot("p", "n"), kFailedPrecondition);
+  CHECK(unwrap(b->slot_usage("p")).empty());
+  // Pools are independent.
+  CHECK(take(*a, "p", r) == "n");
+  CHECK(unwrap(a->slot_usage("q")).empty());
+}
+
+TEST_CASE("bad slot requests are InvalidArgument", "[conformance][slots]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  FLEET_REQUIRE_CODE(a->acquire_slot("p", request({})), kInvalidArgument);
+  FLEET_REQUIRE_CODE(a->acquire_slot("", request({cand("n", 1)})), kInvalidArgument);
+  FLEET_REQUIRE_CODE(a->acquire_slot("p", request({cand("", 1)})), kInvalidArgument);
+  FLEET_REQUIRE_CODE(a->acquire_slot("p", request({cand("n", 0)})), kInvalidArgument);
+  FLEET_REQUIRE_CODE(a->acquire_slot("p", request({cand("n", 1), cand("n", 2)})),
+                     kInvalidArgument);
+  FLEET_REQUIRE_CODE(
+      a->acquire_slot("p", request({cand("n", 1, std::numeric_limits<double>::infinity())})),
+      kInvalidArgument);
+  auto r = request({cand("n", 1)});
+  r.tier_load_limit = 0;
+  FLEET_REQUIRE_CODE(a->acquire_slot("p", r), kInvalidArgument);
+  r.tier_load_limit = 1;
+  r.load_weight = -1;
+  FLEET_REQUIRE_CODE(a->acquire_slot("p", r), kInvalidArgument);
+  std::vector<SlotCandidate> many;
+  for (std::size_t i = 0; i <= kMaxSlotCandidates; ++i) many.push_back(cand("n" + std::to_string(i), 1));
+  FLEET_REQUIRE_CODE(a->acquire_slot("p", request(many)), kInvalidArgument);
+  many.pop_back();
+  auto g = unwrap(a->acquire_slot("p", request(many)));
+  REQUIRE(g.has_value());
+  CHECK(g->target == "n0");
+  FLEET_REQUIRE_CODE(a->release_slot("p", ""), kInvalidArgument);
+  FLEET_REQUIRE_CODE(a->slot_usage(""), kInvalidArgument);
+  CHECK(unwrap(a->slot_usage("p")) == std::map<std::string, std::int64_t>{{"n0", 1}});
+}
+
+}  // namespace
+}  // namespace fleet::testing
