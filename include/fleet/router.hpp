@@ -1,0 +1,219 @@
+// fleet::router — one cluster-wide routing decision per request.
+//
+// Several gateways front one pool of backend nodes. Each gateway creates a
+// Router on its own Coordinator session; all of them share the pool:
+//
+//   fleet::router::RouterOptions o;
+//   o.pool = "llm";
+//   o.policy = fleet::router::Policy::kWeighted;
+//   auto router = fleet::router::Router::create(*coordinator, o).value();
+//   router->add_node(fleet::router::parse_node_spec("10.0.0.7:11434,capacity=4").value());
+//   auto ticket = router->acquire({});           // ResourceExhausted when full
+//   if (!ticket.ok()) return reject(ticket.status());
+//   bool ok = forward_to(ticket->address);
+//   router->release(*ticket, {ok});
+//
+// acquire() counts the request against the chosen node in the same atomic
+// step that chooses it (Coordinator::acquire_slot: one Lua script on Redis),
+// so no two gateways can overfill a node, and a crashed gateway's requests
+// disappear with its session. Slower-moving observations — latency, success
+// rate, host metrics — are published by each gateway and aggregated over the
+// live ones; every gateway scores with the same aggregate.
+//
+// Threads: every method is safe from any thread. Unless told otherwise the
+// router runs one background thread that publishes this gateway's
+// observations and refreshes its view every refresh_interval.
+#ifndef FLEET_ROUTER_HPP_
+#define FLEET_ROUTER_HPP_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "fleet/clock.hpp"
+#include "fleet/coordinator.hpp"
+#include "fleet/log.hpp"
+
+namespace fleet::router {
+
+enum class NodeState { kServing, kDraining, kDown };
+
+struct Region {
+  std::string name;  // empty: unknown
+  std::optional<double> latitude, longitude;  // degrees; both or neither
+};
+
+struct NodeSpec {
+  std::string id;                // defaults to address; name rules
+  std::string address;           // host:port
+  Region region;
+  std::int64_t capacity = 1;     // most requests in flight at once, > 0
+  std::set<std::string> labels;  // e.g. the models a node has loaded
+  NodeState state = NodeState::kServing;
+};
+
+// "host:port[,id=..][,region=..][,lat=..,lon=..][,capacity=..][,labels=a|b]
+// [,state=serving|draining|down]". InvalidArgument names what is wrong.
+absl::StatusOr<NodeSpec> parse_node_spec(std::string_view spec);
+// One spec per line; blank lines and lines starting with '#' are skipped.
+absl::StatusOr<std::vector<NodeSpec>> parse_node_specs(std::string_view text);
+// "name[,lat=..,lon=..]".
+absl::StatusOr<Region> parse_region(std::string_view text);
+
+enum class Policy {
+  kLeastInflight,  // lowest in-flight / capacity
+  kWeighted,       // lowest weighted score (latency, failures, load, GPU, in-flight)
+  kRegionAware,    // nearest region with a node under region_load_limit, else all
+  kPowerOfTwo,     // two random nodes with room; the less loaded one
+};
+// "least-inflight", "weighted", "region", "p2c" (and the enum's names).
+absl::StatusOr<Policy> parse_policy(std::string_view name);
+std::string_view to_string(Policy policy);
+std::string_view to_string(NodeState state);
+absl::StatusOr<NodeState> parse_node_state(std::string_view name);
+
+// The weighted policy scores each node (lower is better) as
+//   latency * latency_ms / max latency_ms over the candidates
+// + success * (1 - success rate)
+// + load    * cpu load (0..1, as reported)
+// + gpu     * (1 - free GPU memory / max free GPU memory over the candidates)
+// + inflight * in-flight / capacity   (live, read inside the atomic step)
+// A node nobody has measured yet gets the candidates' mean for that factor.
+struct Weights {
+  double latency = 1.0;
+  double success = 2.0;
+  double load = 0.5;
+  double gpu = 0.5;
+  double inflight = 1.0;
+};
+
+enum class Priority { kLow, kNormal, kHigh };
+
+struct Hints {
+  Priority priority = Priority::kNormal;
+  std::string label;              // only nodes with this label
+  std::optional<Region> origin;   // overrides RouterOptions::home
+  std::set<std::string> exclude;  // node ids not to use (e.g. already tried)
+  // How long to wait for a slot when every eligible node is full; zero
+  // fails at once with ResourceExhausted.
+  std::chrono::milliseconds wait{0};
+};
+
+struct Ticket {
+  std::uint64_t id = 0;
+  std::string node_id;
+  std::string address;
+  Clock::TimePoint started{};
+  std::int64_t cluster_inflight = 0;  // on the node, this request included
+  std::int64_t own_inflight = 0;      // of them, this gateway's
+};
+
+struct Outcome {
+  bool success = true;
+  // Measured from the ticket's start when not given.
+  std::optional<std::chrono::microseconds> latency;
+};
+
+struct RouterOptions {
+  std::string pool = "default";  // name rules; shared by the gateways of one pool
+  Policy policy = Policy::kLeastInflight;
+  Weights weights;
+  std::optional<Region> home;      // this gateway's location, for kRegionAware
+  double region_load_limit = 0.8;  // (0, 1]
+  // Share of a node's capacity low-priority requests may fill, (0, 1].
+  double low_priority_share = 0.75;
+  int breaker_failures = 5;  // consecutive failures that open a node's circuit
+  std::chrono::milliseconds breaker_cooldown{10000};
+  double ewma_alpha = 0.2;  // weight of the newest latency/success sample
+  std::chrono::milliseconds refresh_interval{500};
+  bool background_refresh = true;  // false: call refresh() yourself
+  std::uint64_t seed = 0;          // power-of-two sampling; 0: random
+  LogSink* log_sink = nullptr;     // nullptr: stderr
+};
+
+// What this gateway knows about one node.
+struct NodeView {
+  NodeSpec spec;
+  std::int64_t cluster_inflight = 0;  // all live gateways (at the last refresh)
+  std::int64_t own_inflight = 0;      // this gateway, now
+  std::uint32_t reporters = 0;        // gateways whose observations are aggregated
+  std::optional<double> latency_ms;   // average of the gateways' EWMAs
+  std::optional<double> success_rate;
+  std::optional<double> cpu_load;
+  std::optional<double> gpu_free_mb;
+  bool circuit_open = false;
+  std::chrono::milliseconds circuit_reopens_in{0};
+  std::uint64_t decisions = 0;  // by this gateway
+  std::uint64_t failures = 0;   // by this gateway
+};
+
+struct RouterStats {
+  std::uint64_t decisions = 0;
+  std::uint64_t rejections = 0;  // ResourceExhausted returned
+  std::uint64_t waits = 0;       // acquires that had to wait for a slot
+  // Decisions where the node already had requests of other gateways in
+  // flight: the proof that this gateway sees the others' load.
+  std::uint64_t saw_other_gateways = 0;
+  std::uint64_t breaker_trips = 0;
+  // Latency histogram of released requests: counts per upper bound (ms),
+  // the last bucket is +Inf.
+  std::vector<double> latency_bounds_ms;
+  std::vector<std::uint64_t> latency_counts;
+  double latency_sum_ms = 0;
+};
+
+class Router {
+ public:
+  // InvalidArgument for bad options. Starts watching the pool's registry
+  // and circuit breakers, and (unless disabled) the background refresh.
+  static absl::StatusOr<std::unique_ptr<Router>> create(Coordinator& coordinator,
+                                                        RouterOptions options);
+  // Tickets still held when the Router is destroyed stay counted until the
+  // Coordinator session leaves or expires, as after a crash: call
+  // Coordinator::leave() at shutdown to free them at once.
+  virtual ~Router() = default;
+
+  // Registers or updates a node for every gateway of the pool.
+  virtual absl::Status add_node(const NodeSpec& spec) = 0;
+  // kDraining / kDown: no new requests; in-flight ones finish.
+  virtual absl::Status set_node_state(std::string_view node_id, NodeState state) = 0;
+  virtual absl::Status remove_node(std::string_view node_id) = 0;
+
+  // Chooses a node by the policy and takes a slot on it, atomically across
+  // all gateways. ResourceExhausted: every eligible node is at capacity
+  // (after waiting hints.wait); NotFound: no registered node has the label;
+  // Unavailable: no eligible node is serving (all draining, down, excluded
+  // or with an open circuit), or the backend is unreachable.
+  virtual absl::StatusOr<Ticket> acquire(const Hints& hints = {}) = 0;
+
+  // Frees the ticket's slot and records its latency and success. A failure
+  // counts toward the node's circuit breaker. FailedPrecondition for a
+  // ticket that is unknown or already released.
+  virtual absl::Status release(const Ticket& ticket, const Outcome& outcome) = 0;
+
+  // Host metrics of a node as this gateway last saw them (e.g. from the
+  // node's response headers); published with the other observations.
+  virtual void report_host_metrics(std::string_view node_id, std::optional<double> cpu_load,
+                                   std::optional<double> gpu_free_mb) = 0;
+
+  // Publishes this gateway's observations and re-reads the pool (registry,
+  // aggregates, breakers, in-flight). The background thread calls it every
+  // refresh_interval.
+  virtual absl::Status refresh() = 0;
+
+  // The pool as this gateway sees it, ordered by node id.
+  virtual std::vector<NodeView> nodes() = 0;
+  virtual RouterStats stats() = 0;
+  virtual const RouterOptions& options() const = 0;
+};
+
+}  // namespace fleet::router
+
+#endif  // FLEET_ROUTER_HPP_

@@ -1,0 +1,523 @@
+// fleet::router on the in-process backend with a manual clock: every
+// policy, capacity, priorities, labels, node states, the circuit breaker,
+// waiting for a slot, crashed gateways, and the parsers.
+#include <atomic>
+#include <deque>
+#include <future>
+#include <thread>
+
+#include "capture_sink.hpp"
+#include "fleet/local_coordinator.hpp"
+#include "fleet/router.hpp"
+#include "status.hpp"
+
+namespace fleet::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using namespace fleet::router;
+
+constexpr milliseconds kTtl{300};
+
+// Two or more gateways (sessions with a Router each) on one store.
+class Cluster {
+ public:
+  Cluster() {
+    LocalOptions options;
+    options.clock = &clock_;
+    options.session_ttl = kTtl;
+    options.log_sink = quiet_log_sink();
+    store_ = LocalStore::create(options).value();
+  }
+
+  struct Gateway {
+    std::unique_ptr<Coordinator> coordinator;
+    std::unique_ptr<Router> router;
+  };
+
+  Gateway& add(RouterOptions options = {}) {
+    options.background_refresh = false;
+    if (options.log_sink == nullptr) options.log_sink = &log_;
+    Gateway g;
+    g.coordinator = LocalCoordinator::connect(store_).value();
+    g.router = unwrap(Router::create(*g.coordinator, options));
+    gateways_.push_back(std::move(g));
+    return gateways_.back();
+  }
+
+  void refresh_all() {
+    for (auto& g : gateways_) {
+      if (g.router) FLEET_REQUIRE_OK(g.router->refresh());
+    }
+  }
+
+  ManualClock& clock() { return clock_; }
+  std::shared_ptr<LocalStore> store() { return store_; }
+  CaptureSink& log() { return log_; }
+
+ private:
+  ManualClock clock_;
+  CaptureSink log_;
+  std::shared_ptr<LocalStore> store_;
+  std::deque<Gateway> gateways_;
+};
+
+NodeSpec node(const std::string& id, std::int64_t capacity, const std::string& region = "",
+              std::optional<double> lat = {}, std::optional<double> lon = {}) {
+  NodeSpec n;
+  n.id = id;
+  n.address = "127.0.0.1:" + std::to_string(9000 + id.size());
+  n.capacity = capacity;
+  n.region.name = region;
+  n.region.latitude = lat;
+  n.region.longitude = lon;
+  return n;
+}
+
+RouterOptions with_policy(Policy p) {
+  RouterOptions o;
+  o.pool = "llm";
+  o.policy = p;
+  return o;
+}
+
+std::string pick(Router& r, const Hints& h = {}) {
+  auto t = r.acquire(h);
+  if (!t.ok()) return std::string(absl::StatusCodeToString(t.status().code()));
+  return t->node_id;
+}
+
+TEST_CASE("least-inflight spreads by load over all gateways and respects capacity",
+          "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  auto& b = cl.add(with_policy(Policy::kLeastInflight));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n1", 2)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n2", 2)));
+  cl.refresh_all();  // b learns the registry
+
+  auto t1 = unwrap(a.router->acquire());
+  CHECK(t1.node_id == "n1");  // both idle: the first in a's rotation
+  CHECK(t1.address == "127.0.0.1:9002");
+  auto t2 = unwrap(b.router->acquire());
+  CHECK(t2.node_id == "n2");  // b sees a's request on n1
+  // A tie at 1/2 each; a's rotation has moved on to n2, where b's request is.
+  auto t3 = unwrap(a.router->acquire());
+  CHECK(t3.node_id == "n2");
+  CHECK(t3.cluster_inflight == 2);
+  CHECK(t3.own_inflight == 1);
+  auto t4 = unwrap(b.router->acquire());
+  CHECK(t4.node_id == "n1");  // the only room left
+  CHECK(t4.cluster_inflight == 2);
+  FLEET_REQUIRE_CODE(b.router->acquire(), kResourceExhausted);
+  FLEET_REQUIRE_CODE(a.router->acquire(), kResourceExhausted);
+  CHECK(a.router->stats().rejections == 1);
+  CHECK(a.router->stats().decisions == 2);
+  CHECK(a.router->stats().saw_other_gateways == 1);
+  CHECK(b.router->stats().saw_other_gateways == 1);  // t4, beside a's t1
+
+  FLEET_REQUIRE_OK(a.router->release(t1, {true}));
+  auto t5 = unwrap(b.router->acquire());
+  CHECK(t5.node_id == t1.node_id);  // the only free slot
+  FLEET_REQUIRE_CODE(a.router->release(t1, {true}), kFailedPrecondition);  // twice
+  FLEET_REQUIRE_CODE(a.router->release(t4, {true}), kFailedPrecondition);  // b's ticket
+}
+
+TEST_CASE("capacity 1 nodes: concurrent gateways never overfill", "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kPowerOfTwo));
+  auto& b = cl.add(with_policy(Policy::kPowerOfTwo));
+  for (int i = 0; i < 3; ++i) {
+    FLEET_REQUIRE_OK(a.router->add_node(node("n" + std::to_string(i), 1)));
+  }
+  cl.refresh_all();
+  std::atomic<int> granted{0}, exhausted{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      Router& r = *(t % 2 == 0 ? a : b).router;
+      for (int i = 0; i < 5; ++i) {
+        auto ticket = r.acquire();
+        if (ticket.ok()) {
+          ++granted;
+        } else if (absl::IsResourceExhausted(ticket.status())) {
+          ++exhausted;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(granted == 3);
+  CHECK(exhausted == 17);
+  CHECK(other == 0);
+}
+
+TEST_CASE("weighted prefers the faster, healthier node from the gateways' aggregate",
+          "[router]") {
+  Cluster cl;
+  RouterOptions o = with_policy(Policy::kWeighted);
+  o.breaker_failures = 100;  // failures here only lower the success rate
+  auto& a = cl.add(o);
+  auto& b = cl.add(o);
+  FLEET_REQUIRE_OK(a.router->add_node(node("slow", 8)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("fast", 8)));
+  cl.refresh_all();
+
+  // Gateway a measures both nodes: slow takes 400 ms, fast 40 ms.
+  for (int i = 0; i < 2; ++i) {
+    Ticket t = unwrap(a.router->acquire());
+    const bool slow = t.node_id == "slow";
+    FLEET_REQUIRE_OK(a.router->release(
+        t, {true, std::chrono::microseconds(slow ? 400000 : 40000)}));
+  }
+  cl.refresh_all();  // a publishes; b reads the aggregate
+  auto views = b.router->nodes();
+  REQUIRE(views.size() == 2);
+  CHECK(views[0].spec.id == "fast");
+  REQUIRE(views[0].latency_ms.has_value());
+  CHECK(*views[0].latency_ms == Approx(40.0));
+  CHECK(views[0].reporters == 1);
+  // b has measured nothing itself, yet it routes to fast (score 0.1 + n/8
+  // with n of its slots in use, against slow's 1.0).
+  for (int i = 0; i < 4; ++i) CHECK(pick(*b.router) == "fast");
+
+  // Success rate: p fails every time, q never; q wins although equally fast.
+  Cluster cl2;
+  auto& x = cl2.add(o);
+  FLEET_REQUIRE_OK(x.router->add_node(node("p", 8)));
+  FLEET_REQUIRE_OK(x.router->add_node(node("q", 8)));
+  for (int i = 0; i < 6; ++i) {
+    Ticket t = unwrap(x.router->acquire());
+    FLEET_REQUIRE_OK(x.router->release(
+        t, {t.node_id == "q", std::chrono::microseconds(10000)}));
+  }
+  FLEET_REQUIRE_OK(x.router->refresh());
+  auto v = x.router->nodes();
+  REQUIRE(v.size() == 2);
+  REQUIRE(v[0].success_rate.has_value());
+  CHECK(*v[0].success_rate < 0.5);   // p failed every time
+  CHECK(*v[1].success_rate == Approx(1.0));
+  for (int i = 0; i < 3; ++i) CHECK(pick(*x.router) == "q");
+}
+
+TEST_CASE("weighted counts free GPU memory and CPU load reported by gateways",
+          "[router]") {
+  Cluster cl;
+  RouterOptions o = with_policy(Policy::kWeighted);
+  o.weights.latency = 0;
+  o.weights.inflight = 0.01;
+  auto& a = cl.add(o);
+  FLEET_REQUIRE_OK(a.router->add_node(node("big", 8)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("busy", 8)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("small", 8)));
+  a.router->report_host_metrics("big", 0.1, 40000);
+  a.router->report_host_metrics("busy", 0.9, 40000);
+  a.router->report_host_metrics("small", 0.1, 8000);
+  FLEET_REQUIRE_OK(a.router->refresh());
+  CHECK(pick(*a.router) == "big");
+  CHECK(pick(*a.router) == "big");
+  auto views = a.router->nodes();
+  REQUIRE(views[0].gpu_free_mb.has_value());
+  CHECK(*views[0].gpu_free_mb == Approx(40000));
+  CHECK(*views[1].cpu_load == Approx(0.9));
+}
+
+TEST_CASE("region-aware prefers the nearest region under the load limit, else all",
+          "[router]") {
+  Cluster cl;
+  RouterOptions o = with_policy(Policy::kRegionAware);
+  o.home = Region{"eu-west", 53.3, -6.3};  // Dublin
+  o.region_load_limit = 0.5;
+  auto& a = cl.add(o);
+  FLEET_REQUIRE_OK(a.router->add_node(node("dub", 4, "eu-west", 53.3, -6.3)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("fra", 4, "eu-central", 50.1, 8.7)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("nyc", 4, "us-east", 40.7, -74.0)));
+
+  CHECK(pick(*a.router) == "dub");  // 0/4
+  CHECK(pick(*a.router) == "dub");  // 1/4
+  CHECK(pick(*a.router) == "fra");  // dub at the limit: next nearest
+  CHECK(pick(*a.router) == "fra");
+  CHECK(pick(*a.router) == "nyc");
+  CHECK(pick(*a.router) == "nyc");
+  // Every region at 2/4: no region is under the limit, so all count, least
+  // loaded first (a tie: the rotation decides, but never beyond capacity).
+  for (int i = 0; i < 6; ++i) CHECK(pick(*a.router) != "RESOURCE_EXHAUSTED");
+  CHECK(pick(*a.router) == "RESOURCE_EXHAUSTED");
+
+  // A request may bring its own origin.
+  Cluster cl2;
+  auto& b = cl2.add(o);
+  FLEET_REQUIRE_OK(b.router->add_node(node("dub", 4, "eu-west", 53.3, -6.3)));
+  FLEET_REQUIRE_OK(b.router->add_node(node("nyc", 4, "us-east", 40.7, -74.0)));
+  Hints h;
+  h.origin = Region{"", 42.4, -71.1};  // Boston
+  CHECK(pick(*b.router, h) == "nyc");
+}
+
+TEST_CASE("power-of-two samples two nodes with room and takes the less loaded",
+          "[router]") {
+  Cluster cl;
+  RouterOptions o = with_policy(Policy::kPowerOfTwo);
+  o.seed = 42;
+  auto& a = cl.add(o);
+  FLEET_REQUIRE_OK(a.router->add_node(node("n1", 2)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n2", 2)));
+  // With two nodes, both are sampled: it behaves as least-inflight.
+  auto t1 = unwrap(a.router->acquire());
+  auto t2 = unwrap(a.router->acquire());
+  CHECK(t1.node_id != t2.node_id);
+  FLEET_REQUIRE_OK(a.router->add_node(node("n3", 2)));
+  std::map<std::string, int> count;
+  for (int i = 0; i < 4; ++i) ++count[pick(*a.router)];
+  CHECK(count == std::map<std::string, int>{{"n1", 1}, {"n2", 1}, {"n3", 2}});
+  CHECK(pick(*a.router) == "RESOURCE_EXHAUSTED");
+}
+
+TEST_CASE("priority: low-priority requests leave headroom for the others", "[router]") {
+  Cluster cl;
+  RouterOptions o = with_policy(Policy::kLeastInflight);
+  o.low_priority_share = 0.75;
+  auto& a = cl.add(o);
+  FLEET_REQUIRE_OK(a.router->add_node(node("n", 4)));
+  Hints low;
+  low.priority = Priority::kLow;
+  for (int i = 0; i < 3; ++i) CHECK(pick(*a.router, low) == "n");
+  CHECK(pick(*a.router, low) == "RESOURCE_EXHAUSTED");
+  Hints high;
+  high.priority = Priority::kHigh;
+  CHECK(pick(*a.router, high) == "n");
+  CHECK(pick(*a.router, high) == "RESOURCE_EXHAUSTED");
+}
+
+TEST_CASE("labels, exclusions and node states decide which nodes are eligible",
+          "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  auto& b = cl.add(with_policy(Policy::kLeastInflight));
+  NodeSpec llama = node("llama-box", 4);
+  llama.labels = {"llama3", "mistral"};
+  NodeSpec qwen = node("qwen-box", 4);
+  qwen.labels = {"qwen"};
+  FLEET_REQUIRE_OK(a.router->add_node(llama));
+  FLEET_REQUIRE_OK(a.router->add_node(qwen));
+  cl.refresh_all();
+
+  Hints h;
+  h.label = "qwen";
+  CHECK(pick(*b.router, h) == "qwen-box");
+  CHECK(pick(*b.router, h) == "qwen-box");
+  h.label = "gpt-5";
+  CHECK(pick(*b.router, h) == "NOT_FOUND");
+  h.label = "llama3";
+  h.exclude = {"llama-box"};
+  CHECK(pick(*b.router, h) == "UNAVAILABLE");
+
+  FLEET_REQUIRE_OK(a.router->set_node_state("qwen-box", NodeState::kDraining));
+  cl.refresh_all();
+  CHECK(pick(*b.router) == "llama-box");
+  CHECK(pick(*b.router) == "llama-box");
+  Hints q;
+  q.label = "qwen";
+  CHECK(pick(*b.router, q) == "UNAVAILABLE");
+  auto views = b.router->nodes();
+  REQUIRE(views.size() == 2);
+  CHECK(views[1].spec.state == NodeState::kDraining);
+  CHECK(views[1].cluster_inflight == 2);  // draining: in-flight ones finish
+  FLEET_REQUIRE_CODE(a.router->set_node_state("nope", NodeState::kDown), kNotFound);
+  FLEET_REQUIRE_OK(a.router->remove_node("qwen-box"));
+  cl.refresh_all();
+  CHECK(b.router->nodes().size() == 1);
+}
+
+TEST_CASE("a failing node's circuit opens cluster-wide and closes after the cool-down",
+          "[router]") {
+  Cluster cl;
+  RouterOptions o = with_policy(Policy::kLeastInflight);
+  o.breaker_failures = 3;
+  o.breaker_cooldown = milliseconds(1000);
+  auto& a = cl.add(o);
+  auto& b = cl.add(o);
+  FLEET_REQUIRE_OK(a.router->add_node(node("bad", 8)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("good", 8)));
+  cl.refresh_all();
+
+  Hints only_bad;
+  only_bad.exclude = {"good"};
+  for (int i = 0; i < 2; ++i) {
+    FLEET_REQUIRE_OK(a.router->release(unwrap(a.router->acquire(only_bad)), {false}));
+  }
+  FLEET_REQUIRE_OK(a.router->release(unwrap(a.router->acquire(only_bad)), {true}));
+  CHECK(pick(*a.router, only_bad) == "bad");  // a success reset the count
+  for (int i = 0; i < 3; ++i) {
+    FLEET_REQUIRE_OK(a.router->release(unwrap(a.router->acquire(only_bad)), {false}));
+  }
+  CHECK(a.router->stats().breaker_trips == 1);
+  CHECK(pick(*a.router, only_bad) == "UNAVAILABLE");
+  cl.refresh_all();  // b reads the shared breaker
+  CHECK(pick(*b.router, only_bad) == "UNAVAILABLE");
+  for (int i = 0; i < 3; ++i) CHECK(pick(*b.router) == "good");
+  auto views = b.router->nodes();
+  CHECK(views[0].spec.id == "bad");
+  CHECK(views[0].circuit_open);
+  CHECK(views[0].circuit_reopens_in == milliseconds(1000));
+
+  cl.clock().advance(milliseconds(999));
+  CHECK(pick(*a.router, only_bad) == "UNAVAILABLE");
+  cl.clock().advance(milliseconds(1));
+  cl.refresh_all();
+  CHECK(pick(*b.router, only_bad) == "bad");  // back by itself, for everyone
+  // Half-open: a's count is still at the threshold, one more failure re-opens.
+  auto t = unwrap(a.router->acquire(only_bad));
+  FLEET_REQUIRE_OK(a.router->release(t, {false}));
+  CHECK(a.router->stats().breaker_trips == 2);
+  CHECK(pick(*a.router, only_bad) == "UNAVAILABLE");
+  CHECK(cl.log().contains("failed 3 times in a row"));
+}
+
+TEST_CASE("acquire waits for a slot up to hints.wait", "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n", 1)));
+  auto held = unwrap(a.router->acquire());
+
+  Hints h;
+  h.wait = milliseconds(5000);
+  auto waiting = std::async(std::launch::async, [&] { return a.router->acquire(h); });
+  // Once it has found the node full; the release wakes it, also if it comes
+  // before the waiter went to sleep. No time passes on the manual clock.
+  while (a.router->stats().waits == 0) std::this_thread::yield();
+  FLEET_REQUIRE_OK(a.router->release(held, {true}));
+  auto got = waiting.get();
+  FLEET_REQUIRE_OK(got.status());
+  CHECK(got->node_id == "n");
+  CHECK(a.router->stats().waits == 1);
+
+  // Nobody releases: ResourceExhausted once the deadline passes.
+  h.wait = milliseconds(100);
+  auto timing_out = std::async(std::launch::async, [&] { return a.router->acquire(h); });
+  while (a.router->stats().waits == 1) std::this_thread::yield();
+  // Advance in steps until it gives up (it re-checks after every step).
+  for (int i = 0; i < 1000 && timing_out.wait_for(milliseconds(1)) != std::future_status::ready;
+       ++i) {
+    cl.clock().advance(milliseconds(20));
+  }
+  FLEET_REQUIRE_CODE(timing_out.get(), kResourceExhausted);
+}
+
+TEST_CASE("a crashed gateway's tickets disappear with its session", "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n", 2)));
+  {
+    // Gateway b takes both slots and dies without releasing or leaving.
+    auto coordinator = LocalCoordinator::connect(cl.store()).value();
+    RouterOptions o = with_policy(Policy::kLeastInflight);
+    o.background_refresh = false;
+    o.log_sink = quiet_log_sink();
+    auto router = unwrap(Router::create(*coordinator, o));
+    unwrap(router->acquire());
+    unwrap(router->acquire());
+  }
+  CHECK(pick(*a.router) == "RESOURCE_EXHAUSTED");
+  cl.clock().advance(kTtl + milliseconds(1));
+  auto t = unwrap(a.router->acquire());
+  CHECK(t.cluster_inflight == 1);
+  CHECK(pick(*a.router) == "n");  // full capacity again
+}
+
+TEST_CASE("leave() at shutdown frees the gateway's tickets at once", "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  auto& b = cl.add(with_policy(Policy::kLeastInflight));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n", 1)));
+  cl.refresh_all();
+  unwrap(b.router->acquire());
+  CHECK(pick(*a.router) == "RESOURCE_EXHAUSTED");
+  FLEET_REQUIRE_OK(b.coordinator->leave());
+  CHECK(pick(*a.router) == "n");
+}
+
+TEST_CASE("malformed registry entries are skipped with a warning", "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  FLEET_REQUIRE_OK(a.router->add_node(node("ok", 1)));
+  unwrap(a.coordinator->put("router/llm/nodes", "broken", "{not json"));
+  unwrap(a.coordinator->put("router/llm/nodes", "zero", R"({"address":"h:1","capacity":0})"));
+  FLEET_REQUIRE_OK(a.router->refresh());
+  auto views = a.router->nodes();
+  REQUIRE(views.size() == 1);
+  CHECK(views[0].spec.id == "ok");
+  CHECK(cl.log().contains("skipping malformed node 'broken'"));
+  CHECK(cl.log().contains("skipping malformed node 'zero'"));
+  CHECK(pick(*a.router) == "ok");
+}
+
+TEST_CASE("an empty pool is Unavailable, bad options are InvalidArgument", "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  CHECK(pick(*a.router) == "UNAVAILABLE");
+  auto coordinator = LocalCoordinator::connect(cl.store()).value();
+  RouterOptions o;
+  o.background_refresh = false;
+  o.pool = "";
+  FLEET_REQUIRE_CODE(Router::create(*coordinator, o), kInvalidArgument);
+  o.pool = std::string(65, 'p');
+  FLEET_REQUIRE_CODE(Router::create(*coordinator, o), kInvalidArgument);
+  o.pool = "p";
+  o.weights.latency = -1;
+  FLEET_REQUIRE_CODE(Router::create(*coordinator, o), kInvalidArgument);
+  o.weights.latency = 1;
+  o.region_load_limit = 1.5;
+  FLEET_REQUIRE_CODE(Router::create(*coordinator, o), kInvalidArgument);
+  o.region_load_limit = 0.8;
+  o.breaker_failures = 0;
+  FLEET_REQUIRE_CODE(Router::create(*coordinator, o), kInvalidArgument);
+  NodeSpec bad = node("x", 1);
+  bad.capacity = 0;
+  FLEET_REQUIRE_CODE(a.router->add_node(bad), kInvalidArgument);
+}
+
+TEST_CASE("node specs, regions and policies parse, or say what is wrong", "[router]") {
+  auto n = unwrap(parse_node_spec(
+      "10.0.0.7:11434, region=eu-west, lat=53.3, lon=-6.3, capacity=4, "
+      "labels=llama3|qwen, id=gpu-7"));
+  CHECK(n.id == "gpu-7");
+  CHECK(n.address == "10.0.0.7:11434");
+  CHECK(n.region.name == "eu-west");
+  CHECK(*n.region.latitude == Approx(53.3));
+  CHECK(n.capacity == 4);
+  CHECK(n.labels == std::set<std::string>{"llama3", "qwen"});
+  CHECK(n.state == NodeState::kServing);
+  CHECK(unwrap(parse_node_spec("host:80")).id == "host:80");
+  CHECK(unwrap(parse_node_spec("host:80,state=draining")).state == NodeState::kDraining);
+
+  for (const char* bad :
+       {"", "host", "host:0", "host:70000", ":80", "host:80,capacity=0",
+        "host:80,capacity=x", "host:80,lat=1", "host:80,lat=91,lon=0", "host:80,color=red",
+        "host:80,region", "host:80,state=sleeping", "host:80,lat=abc,lon=1"}) {
+    INFO(bad);
+    FLEET_REQUIRE_CODE(parse_node_spec(bad), kInvalidArgument);
+  }
+  auto file = parse_node_specs("# pool\n\na:1,capacity=2\n  b:2  \n");
+  REQUIRE(file.ok());
+  CHECK(file->size() == 2);
+  auto bad_file = parse_node_specs("a:1\nb\n");
+  FLEET_REQUIRE_CODE(bad_file, kInvalidArgument);
+  CHECK(std::string(bad_file.status().message()).find("line 2") != std::string::npos);
+
+  CHECK(unwrap(parse_policy("least-inflight")) == Policy::kLeastInflight);
+  CHECK(unwrap(parse_policy("weighted")) == Policy::kWeighted);
+  CHECK(unwrap(parse_policy("region")) == Policy::kRegionAware);
+  CHECK(unwrap(parse_policy("p2c")) == Policy::kPowerOfTwo);
+  FLEET_REQUIRE_CODE(parse_policy("random"), kInvalidArgument);
+  auto r = unwrap(parse_region("eu-west,lat=53.3,lon=-6.3"));
+  CHECK(r.name == "eu-west");
+  CHECK(*r.longitude == Approx(-6.3));
+  FLEET_REQUIRE_CODE(parse_region("eu-west,lat=53.3"), kInvalidArgument);
+  FLEET_REQUIRE_CODE(parse_region(""), kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace fleet::testing
