@@ -138,9 +138,10 @@ struct SlotCandidate {
 };
 
 // How acquire_slot chooses. With `used` the slots in use on a candidate
-// (every live session's) and load = used / capacity, before this slot:
-//  1. a candidate has room when used < capacity; only those are eligible,
-//     in the order given; with sample = k > 0 only the first k of them are;
+// (every live session's) and load = used / capacity, before this slot, and
+// the candidates taken in order from index rotate % size, wrapping around:
+//  1. a candidate has room when used < capacity; only those are eligible;
+//     with sample = k > 0 only the first k of them are;
 //  2. if some eligible candidate has load < tier_load_limit, only the
 //     lowest tier that has one counts, and in it only those candidates;
 //     otherwise every eligible candidate does;
@@ -151,6 +152,7 @@ struct SlotRequest {
   double load_weight = 1.0;               // finite, >= 0
   double tier_load_limit = 1.0;           // (0, 1]
   std::uint32_t sample = 0;               // 0: all eligible; k: power of k choices
+  std::uint32_t rotate = 0;               // where the order starts (equal ones take turns)
 };
 
 inline constexpr std::size_t kMaxSlotCandidates = 256;

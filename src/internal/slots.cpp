@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <set>
-#include <vector>
 
 #include "fleet/names.hpp"
 #include "fmt/format.h"
@@ -43,39 +42,36 @@ absl::Status validate_slot_request(std::string_view pool, const SlotRequest& req
   return absl::OkStatus();
 }
 
+// One pass, as slot_acquire.lua does it: the best eligible candidate
+// overall, and the best one in the lowest tier under the load limit.
 std::optional<std::size_t> choose_slot(
     const SlotRequest& request, const std::function<std::int64_t(const std::string&)>& used) {
-  struct Eligible {
-    std::size_t index;
-    double load;
-  };
-  std::vector<Eligible> eligible;
-  for (std::size_t i = 0; i < request.candidates.size(); ++i) {
-    const auto& c = request.candidates[i];
+  const std::size_t n = request.candidates.size();
+  std::optional<std::size_t> best, tier_best;
+  double best_score = 0, tier_best_score = 0;
+  std::int32_t tier_best_tier = 0;
+  std::uint32_t seen = 0;
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t i = (request.rotate + k) % n;
+    const SlotCandidate& c = request.candidates[i];
     const std::int64_t u = used(c.target);
     if (u >= c.capacity) continue;
-    eligible.push_back({i, static_cast<double>(u) / static_cast<double>(c.capacity)});
-    if (request.sample > 0 && eligible.size() == request.sample) break;
-  }
-  if (eligible.empty()) return std::nullopt;
-
-  std::optional<std::int32_t> tier;
-  for (const auto& e : eligible) {
-    const auto t = request.candidates[e.index].tier;
-    if (e.load < request.tier_load_limit && (!tier || t < *tier)) tier = t;
-  }
-  std::optional<std::size_t> best;
-  double best_score = 0;
-  for (const auto& e : eligible) {
-    const auto& c = request.candidates[e.index];
-    if (tier && (c.tier != *tier || !(e.load < request.tier_load_limit))) continue;
-    const double score = c.score + request.load_weight * e.load;
+    const double load = static_cast<double>(u) / static_cast<double>(c.capacity);
+    const double score = c.score + request.load_weight * load;
     if (!best || score < best_score) {
-      best = e.index;
+      best = i;
       best_score = score;
     }
+    if (load < request.tier_load_limit &&
+        (!tier_best || c.tier < tier_best_tier ||
+         (c.tier == tier_best_tier && score < tier_best_score))) {
+      tier_best = i;
+      tier_best_score = score;
+      tier_best_tier = c.tier;
+    }
+    if (++seen == request.sample) break;
   }
-  return best;
+  return tier_best ? tier_best : best;
 }
 
 }  // namespace fleet::internal

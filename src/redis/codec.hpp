@@ -41,6 +41,12 @@ std::optional<std::optional<Leader>> decode_leader(std::string_view election,
 // Membership channel: "<J|L|E>\n<member record>".
 std::optional<MemberEvent> decode_member_event(std::string_view payload);
 
+// slot_acquire.lua's parameters as one MessagePack array (cmsgpack decodes
+// it in C, far faster than Lua parses numbers from many ARGV strings):
+// [load_weight, tier_load_limit, sample, rotate, then per candidate
+//  target, capacity, score, tier].
+std::string encode_slot_request(const SlotRequest& request);
+
 bool parse_u64(std::string_view s, std::uint64_t* out);
 bool parse_i64(std::string_view s, std::int64_t* out);
 

@@ -527,31 +527,9 @@ absl::StatusOr<std::int64_t> RedisSession::owned_counter_get(std::string_view na
 absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
     std::string_view pool, const SlotRequest& request) {
   FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
-  const std::string weight = fmt::format("{:.17g}", request.load_weight);
-  const std::string limit = fmt::format("{:.17g}", request.tier_load_limit);
-  const std::string sample = std::to_string(request.sample);
-  // Numbers as strings, kept alive for the call.
-  std::vector<std::string> numbers;
-  numbers.reserve(request.candidates.size() * 3);
-  Argv args;
-  args.reserve(5 + request.candidates.size() * 4);
-  for (std::string_view a : {std::string_view(sid_), pool, std::string_view(weight),
-                             std::string_view(limit), std::string_view(sample)}) {
-    args.push_back(a);
-  }
-  for (const auto& c : request.candidates) {
-    numbers.push_back(std::to_string(c.capacity));
-    numbers.push_back(fmt::format("{:.17g}", c.score));
-    numbers.push_back(std::to_string(c.tier));
-  }
-  for (std::size_t i = 0; i < request.candidates.size(); ++i) {
-    args.push_back(request.candidates[i].target);
-    args.push_back(numbers[3 * i]);
-    args.push_back(numbers[3 * i + 1]);
-    args.push_back(numbers[3 * i + 2]);
-  }
+  const std::string params = encode_slot_request(request);
   const std::string slots = keys_.slots(pool), mine = keys_.session_slots(sid_);
-  auto r = run(Script::kSlotAcquire, {slots, mine, keys_.sessions}, args);
+  auto r = run(Script::kSlotAcquire, {slots, mine, keys_.sessions}, {sid_, pool, params});
   if (!r.ok()) return r.status();
   if (r->type == Reply::Type::kInteger) {
     if (r->integer == 0) return std::nullopt;

@@ -115,6 +115,24 @@ TEST_CASE("acquire_slot with sample k looks only at the first k with room",
   CHECK(take(*a, "p", r) == "d");
 }
 
+TEST_CASE("acquire_slot starts its order at rotate, wrapping around",
+          "[conformance][slots]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto r = request({cand("a", 2), cand("b", 2), cand("c", 2)});
+  r.rotate = 1;
+  CHECK(take(*a, "p", r) == "b");  // all idle: the first from index 1
+  r.rotate = 5;                    // 5 % 3 == 2
+  CHECK(take(*a, "p", r) == "c");
+  CHECK(take(*a, "p", r) == "a");  // c is busier now: a comes next in c, a, b
+  r.sample = 1;
+  r.rotate = 2;
+  CHECK(take(*a, "p", r) == "c");  // sample 1 from c: c, although busier
+  CHECK(take(*a, "p", r) == "a");  // c is full: the first with room after it
+  CHECK(unwrap(a->slot_usage("p")) ==
+        std::map<std::string, std::int64_t>{{"a", 2}, {"b", 1}, {"c", 2}});
+}
+
 TEST_CASE("concurrent acquires never exceed capacity", "[conformance][slots]") {
   auto backend = make_backend();
   std::vector<std::unique_ptr<Coordinator>> sessions;

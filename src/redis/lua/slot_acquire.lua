@@ -1,53 +1,52 @@
--- slot_acquire: chooses a target by SlotRequest's rule (the same as
--- internal/slots.cpp choose_slot) and takes one slot on it.
+-- slot_acquire: chooses a target by SlotRequest's rule (the same single
+-- pass as internal/slots.cpp choose_slot) and takes one slot on it.
 -- KEYS[1] slots hash of the pool  KEYS[2] this session's slotsess hash
 -- KEYS[3] sessions
--- ARGV[1] session id  ARGV[2] pool  ARGV[3] load weight  ARGV[4] tier load
--- limit  ARGV[5] sample (0: all)  ARGV[6..] per candidate: target,
--- capacity, score, tier
+-- ARGV[1] session id  ARGV[2] pool  ARGV[3] MessagePack array: load weight,
+-- tier load limit, sample (0: all), rotate, then per candidate target,
+-- capacity, score, tier (codec.cpp encode_slot_request)
 -- Reply: -1 if the session is not alive (swept: it must heartbeat first),
 -- 0 if no candidate has room, else {candidate index (1-based), used after}.
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) == false then return -1 end
-local weight, limit, sample = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local n = (#ARGV - 5) / 4
+local p = cmsgpack.unpack(ARGV[3])
+local weight, limit, sample, rotate = p[1], p[2], p[3], p[4]
+local n = (#p - 4) / 4
 local targets = {}
-for i = 1, n do targets[i] = ARGV[2 + 4 * i] end
+for i = 1, n do targets[i] = p[4 * i + 1] end
 local used = redis.call('HMGET', KEYS[1], unpack(targets))
 
-local el_index, el_load, el_used = {}, {}, {}
-for i = 1, n do
-  local u = 0
-  if used[i] then
-    u = tonumber(used[i])
+local best, best_s, best_u           -- the best eligible candidate
+local tb, tb_s, tb_u, tb_tier        -- the best in the lowest tier under the limit
+local seen = 0
+for k = 0, n - 1 do
+  local i = (rotate + k) % n + 1
+  local u = used[i]
+  if u then
+    u = tonumber(u)
     if not u then
       return redis.error_reply('ERR slot count of ' .. targets[i] .. ' is not an integer')
     end
+  else
+    u = 0
   end
-  local cap = tonumber(ARGV[3 + 4 * i])
+  local cap = p[4 * i + 2]
   if u < cap then
-    local k = #el_index + 1
-    el_index[k], el_load[k], el_used[k] = i, u / cap, u
-    if sample > 0 and k == sample then break end
+    local load = u / cap
+    local s = p[4 * i + 3] + weight * load
+    if best == nil or s < best_s then best, best_s, best_u = i, s, u end
+    if load < limit then
+      local tier = p[4 * i + 4]
+      if tb == nil or tier < tb_tier or (tier == tb_tier and s < tb_s) then
+        tb, tb_s, tb_u, tb_tier = i, s, u, tier
+      end
+    end
+    seen = seen + 1
+    if seen == sample then break end
   end
 end
-if #el_index == 0 then return 0 end
+if best == nil then return 0 end
+if tb ~= nil then best, best_u = tb, tb_u end
 
-local tier = nil
-for k = 1, #el_index do
-  local t = tonumber(ARGV[5 + 4 * el_index[k]])
-  if el_load[k] < limit and (tier == nil or t < tier) then tier = t end
-end
-local best, best_score = nil, 0
-for k = 1, #el_index do
-  local i = el_index[k]
-  if tier == nil or (tonumber(ARGV[5 + 4 * i]) == tier and el_load[k] < limit) then
-    local score = tonumber(ARGV[4 + 4 * i]) + weight * el_load[k]
-    if best == nil or score < best_score then best, best_score = k, score end
-  end
-end
-
-local i = el_index[best]
-local after = el_used[best] + 1
-redis.call('HSET', KEYS[1], targets[i], int(after))
-redis.call('HINCRBY', KEYS[2], slot_field(ARGV[2], targets[i]), 1)
-return {i, after}
+redis.call('HSET', KEYS[1], targets[best], int(best_u + 1))
+redis.call('HINCRBY', KEYS[2], slot_field(ARGV[2], targets[best]), 1)
+return {best, best_u + 1}

@@ -1,0 +1,219 @@
+// bench_router: fleet::router's routing decision on Redis, 16 nodes x 4
+// gateways, beside raw PINGs and beside the pipelined ceiling.
+//
+//   bench_router --redis-url redis://127.0.0.1:PORT/0 [--json FILE] [--ops N]
+//
+// Rows (same format as bench_redis):
+//   route_<policy>        Router::acquire, 1 and 8 threads, p50 vs interleaved PING
+//   route_throughput      8 threads deciding back to back: decisions/s
+//   ceiling_pipelined     a minimal one-round-trip decision script (HMGET 8
+//                         fields, pick the least, HINCRBY it) sent in batches
+//                         of 64 on one connection: the most decisions/s one
+//                         Redis gives on this machine
+// and the ratio route_throughput / ceiling_pipelined.
+#include <hiredis/hiredis.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <mutex>
+
+#include "bench_common.hpp"
+#include "fleet/fleet.hpp"
+
+namespace {
+
+using bench::die;
+using bench::must;
+using bench::Result;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr int kNodes = 16;
+constexpr int kGateways = 4;
+
+const char* kCeilingScript = R"(
+local v = redis.call('HMGET', KEYS[1], unpack(ARGV))
+local best, bi = nil, 1
+for i = 1, #ARGV do
+  local x = tonumber(v[i]) or 0
+  if best == nil or x < best then best, bi = x, i end
+end
+redis.call('HINCRBY', KEYS[1], ARGV[bi], 1)
+return bi
+)";
+
+redisContext* connect_raw(const std::string& host, int port) {
+  redisContext* c = redisConnect(host.c_str(), port);
+  if (c == nullptr || c->err) {
+    std::fprintf(stderr, "bench_router: cannot connect to %s:%d\n", host.c_str(), port);
+    std::exit(1);
+  }
+  return c;
+}
+
+// Decisions/s of the minimal script, pipelined 64 at a time on one connection.
+double pipelined_ceiling(redisContext* c, int total) {
+  auto* loaded =
+      static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", kCeilingScript));
+  if (loaded == nullptr || loaded->type != REDIS_REPLY_STRING) {
+    std::fprintf(stderr, "bench_router: SCRIPT LOAD failed\n");
+    std::exit(1);
+  }
+  const std::string sha(loaded->str, loaded->len);
+  freeReplyObject(loaded);
+  std::vector<const char*> argv = {"EVALSHA", sha.c_str(), "1", "bench-ceiling"};
+  std::vector<std::string> fields;
+  for (int i = 0; i < 8; ++i) fields.push_back("node-" + std::to_string(i));
+  for (const auto& f : fields) argv.push_back(f.c_str());
+  constexpr int kBatch = 64;
+  auto run = [&](int n) {
+    for (int done = 0; done < n; done += kBatch) {
+      for (int k = 0; k < kBatch; ++k) {
+        redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), nullptr);
+      }
+      for (int k = 0; k < kBatch; ++k) {
+        void* r = nullptr;
+        if (redisGetReply(c, &r) != REDIS_OK) {
+          std::fprintf(stderr, "bench_router: pipelined read failed\n");
+          std::exit(1);
+        }
+        freeReplyObject(r);
+      }
+    }
+  };
+  run(total / 10);  // warm-up
+  const auto start = SteadyClock::now();
+  run(total);
+  const double s = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  return total / s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string url, json_path;
+  int ops = 4000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--redis-url" && i + 1 < argc) {
+      url = argv[++i];
+    } else if (a == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else if (a == "--ops" && i + 1 < argc) {
+      ops = std::atoi(argv[++i]);
+    } else {
+      std::fprintf(stderr, "usage: bench_router --redis-url URL [--json FILE] [--ops N]\n");
+      return 64;
+    }
+  }
+  if (url.rfind("redis://", 0) != 0) {
+    std::fprintf(stderr, "bench_router: --redis-url redis://HOST:PORT/DB is required\n");
+    return 64;
+  }
+  const auto host = url.substr(8, url.rfind(':') - 8);
+  const int port = std::atoi(url.substr(url.rfind(':') + 1).c_str());
+
+  std::vector<redisContext*> raw;
+  for (int t = 0; t < 8; ++t) raw.push_back(connect_raw(host, port));
+  auto ping = [&](int t) { freeReplyObject(redisCommand(raw[t], "PING")); };
+
+  fleet::RedisOptions options;
+  options.url = url;
+  options.namespace_name = "bench-router-" + std::to_string(::getpid());
+  options.pool_size = 8;
+  options.log_sink = fleet::quiet_log_sink();
+
+  // 4 gateways over 16 nodes; every gateway has observed every node.
+  struct Gateway {
+    std::unique_ptr<fleet::Coordinator> coordinator;
+    std::unique_ptr<fleet::router::Router> router;
+  };
+  std::vector<Result> results;
+  for (auto policy : {fleet::router::Policy::kWeighted, fleet::router::Policy::kLeastInflight}) {
+    std::deque<Gateway> gateways;
+    const std::string pool = std::string("bench-") + std::string(to_string(policy));
+    for (int g = 0; g < kGateways; ++g) {
+      Gateway gw;
+      gw.coordinator = must(fleet::RedisCoordinator::connect(options), "connect");
+      fleet::router::RouterOptions ro;
+      ro.pool = pool;
+      ro.policy = policy;
+      ro.log_sink = fleet::quiet_log_sink();
+      gw.router = must(fleet::router::Router::create(*gw.coordinator, ro), "router");
+      gateways.push_back(std::move(gw));
+    }
+    for (int n = 0; n < kNodes; ++n) {
+      fleet::router::NodeSpec spec;
+      spec.id = "node-" + std::to_string(n);
+      spec.address = "127.0.0.1:" + std::to_string(11000 + n);
+      spec.capacity = std::int64_t{1} << 40;  // never full: measure the decision
+      if (auto st = gateways[0].router->add_node(spec); !st.ok()) die("add_node", st);
+    }
+    for (int g = 0; g < kGateways; ++g) {
+      auto& r = *gateways[g].router;
+      if (auto st = r.refresh(); !st.ok()) die("refresh", st);
+      for (int i = 0; i < kNodes * 2; ++i) {
+        auto t = must(r.acquire(), "acquire");
+        (void)r.release(t, {true, std::chrono::microseconds(1000 * (5 + i % kNodes))});
+      }
+      if (auto st = r.refresh(); !st.ok()) die("refresh", st);
+    }
+    for (auto& gw : gateways) (void)gw.router->refresh();
+
+    // Latency: threads share gateway (t % 4); each ticket is released
+    // before the next decision, untimed.
+    std::vector<std::optional<fleet::router::Ticket>> held(8);
+    auto release_held = [&](int t, int) {
+      if (held[t]) {
+        (void)gateways[t % kGateways].router->release(*held[t], {true});
+        held[t].reset();
+      }
+    };
+    auto decide = [&](int t, int) {
+      held[t] = must(gateways[t % kGateways].router->acquire(), "acquire");
+    };
+    const std::string name = "route_" + std::string(to_string(policy));
+    for (int threads : {1, 8}) {
+      const int per_thread = threads == 1 ? ops : ops / 2;
+      results.push_back(bench::measure(name, threads, per_thread, decide, release_held, ping));
+      for (int t = 0; t < 8; ++t) release_held(t, 0);
+    }
+
+    // Throughput: 8 threads deciding back to back (tickets released after).
+    if (policy == fleet::router::Policy::kWeighted) {
+      const int per_thread = ops;
+      std::vector<std::vector<fleet::router::Ticket>> tickets(8);
+      std::atomic<bool> go{false};
+      std::vector<std::thread> threads;
+      for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+          tickets[t].reserve(per_thread);
+          while (!go) std::this_thread::yield();
+          for (int i = 0; i < per_thread; ++i) {
+            tickets[t].push_back(must(gateways[t % kGateways].router->acquire(), "acquire"));
+          }
+        });
+      }
+      const auto start = SteadyClock::now();
+      go = true;
+      for (auto& th : threads) th.join();
+      const double s = std::chrono::duration<double>(SteadyClock::now() - start).count();
+      const double rate = 8.0 * per_thread / s;
+      for (int t = 0; t < 8; ++t) {
+        for (auto& ticket : tickets[t]) {
+          (void)gateways[t % kGateways].router->release(ticket, {true});
+        }
+      }
+      const double ceiling = pipelined_ceiling(raw[0], 64 * 500);
+      results.push_back(Result{"route_throughput", 8, 0, 0, rate, 0});
+      results.push_back(Result{"ceiling_pipelined", 1, 0, 0, ceiling, 0});
+      std::printf("routing decisions/s with 8 threads: %.0f = %.0f%% of the pipelined "
+                  "ceiling (%.0f/s)\n",
+                  rate, 100.0 * rate / ceiling, ceiling);
+    }
+    for (auto& gw : gateways) (void)gw.coordinator->leave();
+  }
+  bench::report(results, json_path);
+  for (auto* c : raw) redisFree(c);
+  return 0;
+}
