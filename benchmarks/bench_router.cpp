@@ -93,6 +93,7 @@ double pipelined_ceiling(redisContext* c, int total) {
 int main(int argc, char** argv) {
   std::string url, json_path;
   int ops = 4000;
+  bool throughput_only = false;  // for profiling: only the 8-thread throughput run
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--redis-url" && i + 1 < argc) {
@@ -101,8 +102,12 @@ int main(int argc, char** argv) {
       json_path = argv[++i];
     } else if (a == "--ops" && i + 1 < argc) {
       ops = std::atoi(argv[++i]);
+    } else if (a == "--throughput-only") {
+      throughput_only = true;
     } else {
-      std::fprintf(stderr, "usage: bench_router --redis-url URL [--json FILE] [--ops N]\n");
+      std::fprintf(stderr,
+                   "usage: bench_router --redis-url URL [--json FILE] [--ops N] "
+                   "[--throughput-only]\n");
       return 64;
     }
   }
@@ -174,6 +179,7 @@ int main(int argc, char** argv) {
     };
     const std::string name = "route_" + std::string(to_string(policy));
     for (int threads : {1, 8}) {
+      if (throughput_only) break;
       const int per_thread = threads == 1 ? ops : ops / 2;
       results.push_back(bench::measure(name, threads, per_thread, decide, release_held, ping));
       for (int t = 0; t < 8; ++t) release_held(t, 0);
@@ -205,6 +211,10 @@ int main(int argc, char** argv) {
         }
       }
       const double ceiling = pipelined_ceiling(raw[0], 64 * 500);
+      if (throughput_only) {
+        std::printf("%.0f decisions/s, ceiling %.0f/s\n", rate, ceiling);
+        return 0;
+      }
       results.push_back(Result{"route_throughput", 8, 0, 0, rate, 0});
       results.push_back(Result{"ceiling_pipelined", 1, 0, 0, ceiling, 0});
       std::printf("routing decisions/s with 8 threads: %.0f = %.0f%% of the pipelined "

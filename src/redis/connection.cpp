@@ -3,6 +3,7 @@
 #include <hiredis/hiredis.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -233,7 +234,10 @@ absl::Status RedisConnection::fill() {
 // ---- ConnectionPool ---------------------------------------------------------------
 
 ConnectionPool::ConnectionPool(Options options, Clock* clock, const Logger* logger)
-    : options_(std::move(options)), clock_(clock), logger_(logger) {
+    : options_(std::move(options)),
+      clock_(clock),
+      logger_(logger),
+      max_drivers_(std::min(kMaxDrivers, std::max(1, options_.size))) {
   slots_.resize(static_cast<std::size_t>(options_.size));
 }
 
@@ -244,29 +248,122 @@ absl::Status ConnectionPool::open_one() {
   return absl::OkStatus();
 }
 
+ConnectionPool::Slot* ConnectionPool::idle_slot_locked() {
+  Slot* idle_broken = nullptr;
+  for (auto& s : slots_) {
+    if (s.busy) continue;
+    if (s.conn && !s.conn->broken()) return &s;
+    if (idle_broken == nullptr) idle_broken = &s;
+  }
+  return idle_broken;
+}
+
+void ConnectionPool::wake_next_locked() {
+  cv_.notify_one();
+  if (!queue_.empty()) queue_.front()->cv.notify_one();
+}
+
+absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
+  Request me;
+  me.argv = &argv;
+  std::unique_lock<std::mutex> lock(mu_);
+  queue_.push_back(&me);
+  for (;;) {
+    if (me.done) return std::move(me.result);
+    // At most kMaxDrivers connections send at once, so that concurrent
+    // callers share round trips instead of each taking a connection.
+    Slot* slot = me.taken || drivers_ >= max_drivers_ ? nullptr : idle_slot_locked();
+    if (slot == nullptr) {
+      // Woken when our reply is in, or when a connection frees up while we
+      // are still queued (then we drive).
+      me.cv.wait(lock);
+      continue;
+    }
+    slot->busy = true;
+    if (!slot->conn || slot->conn->broken()) {
+      absl::Status st = reopen_locked(*slot, lock);
+      if (!st.ok()) {
+        slot->busy = false;
+        if (!me.taken) {
+          queue_.erase(std::find(queue_.begin(), queue_.end(), &me));
+          wake_next_locked();
+          return st;
+        }
+        wake_next_locked();
+        continue;  // another driver took us meanwhile
+      }
+      if (me.taken) {  // taken while reopen_locked() had the lock released
+        slot->busy = false;
+        wake_next_locked();
+        continue;
+      }
+    }
+    ++drivers_;
+    drive_locked(*slot, me, lock);
+    --drivers_;
+    slot->busy = false;
+    wake_next_locked();
+    return std::move(me.result);
+  }
+}
+
+void ConnectionPool::drive_locked(Slot& slot, Request& me,
+                                  std::unique_lock<std::mutex>& lock) {
+  std::vector<Request*> batch;
+  batch.reserve(kMaxBatch);
+  while (!me.done) {
+    batch.clear();
+    while (!queue_.empty() && batch.size() < kMaxBatch) {
+      batch.push_back(queue_.front());
+      batch.back()->taken = true;
+      queue_.pop_front();
+    }
+    if (batch.empty()) {
+      // Cannot happen: `me` is queued until a driver takes it, and a driver
+      // hands back every request it takes.
+      me.result = absl::InternalError("pipelined request lost");
+      me.done = true;
+      return;
+    }
+    lock.unlock();
+    RedisConnection& conn = *slot.conn;
+    absl::Status st;
+    for (Request* r : batch) {
+      if (st = conn.append(*r->argv); !st.ok()) break;
+    }
+    if (st.ok()) st = conn.flush();
+    std::size_t answered = 0;
+    if (st.ok()) {
+      for (; answered < batch.size(); ++answered) {
+        auto reply = conn.read();
+        if (!reply.ok()) {
+          st = reply.status();
+          break;
+        }
+        batch[answered]->result = *std::move(reply);
+      }
+    }
+    lock.lock();
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      Request* r = batch[i];
+      if (i >= answered) r->result = st;
+      r->done = true;
+      if (r != &me) r->cv.notify_one();
+    }
+  }
+}
+
 absl::StatusOr<ConnectionPool::Slot*> ConnectionPool::acquire() {
   std::unique_lock<std::mutex> lock(mu_);
   Slot* slot = nullptr;
-  for (;;) {
-    Slot* idle_broken = nullptr;
-    for (auto& s : slots_) {
-      if (s.busy) continue;
-      if (s.conn && !s.conn->broken()) {
-        slot = &s;
-        break;
-      }
-      if (idle_broken == nullptr) idle_broken = &s;
-    }
-    if (slot == nullptr) slot = idle_broken;
-    if (slot != nullptr) break;
-    cv_.wait(lock);  // every slot busy: each frees within a command timeout
-  }
+  // Every slot busy: each frees within a command timeout.
+  while ((slot = idle_slot_locked()) == nullptr) cv_.wait(lock);
   slot->busy = true;
   if (slot->conn && !slot->conn->broken()) return slot;
   absl::Status st = reopen_locked(*slot, lock);
   if (!st.ok()) {
     slot->busy = false;
-    cv_.notify_one();
+    wake_next_locked();
     return st;
   }
   return slot;
@@ -314,7 +411,7 @@ absl::Status ConnectionPool::reopen_locked(Slot& slot,
 void ConnectionPool::release(Slot& slot) {
   std::lock_guard<std::mutex> lock(mu_);
   slot.busy = false;
-  cv_.notify_one();
+  wake_next_locked();
 }
 
 }  // namespace fleet::internal

@@ -131,8 +131,8 @@ RedisSession::~RedisSession() {
 
 absl::StatusOr<Reply> RedisSession::run(Script script, const Argv& keys,
                                         const Argv& args) {
-  return pool_.with_connection(
-      [&](RedisConnection& c) { return scripts_.run(c, script, keys, args); });
+  return scripts_.run([this](const Argv& argv) { return pool_.command(argv); }, script, keys,
+                      args);
 }
 
 absl::StatusOr<Reply> RedisSession::command(const Argv& argv) {

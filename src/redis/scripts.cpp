@@ -51,7 +51,7 @@ absl::Status Scripts::load(RedisConnection& conn) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Reply> Scripts::run(RedisConnection& conn, Script script, const Argv& keys,
+absl::StatusOr<Reply> Scripts::run(const Send& send, Script script, const Argv& keys,
                                    const Argv& args) const {
   const auto i = static_cast<std::size_t>(script);
   const std::string numkeys = std::to_string(keys.size());
@@ -63,11 +63,11 @@ absl::StatusOr<Reply> Scripts::run(RedisConnection& conn, Script script, const A
   argv.insert(argv.end(), keys.begin(), keys.end());
   argv.insert(argv.end(), args.begin(), args.end());
   for (int attempt = 0;; ++attempt) {
-    auto reply = conn.command(argv);
+    auto reply = send(argv);
     if (!reply.ok()) return reply.status();
     if (!reply->is_error()) return reply;
     if (attempt == 0 && reply->str.compare(0, 8, "NOSCRIPT") == 0) {
-      auto loaded = conn.command({"SCRIPT", "LOAD", bodies_[i]});
+      auto loaded = send({"SCRIPT", "LOAD", bodies_[i]});
       if (!loaded.ok()) return loaded.status();
       if (loaded->is_error()) return status_from_error(loaded->str);
       continue;

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -41,9 +42,17 @@ class Scripts {
   // SCRIPT LOAD of every script; remembers their SHA1s.
   absl::Status load(RedisConnection& conn);
 
+  // Sends one command and returns its reply (ConnectionPool::command, or
+  // RedisConnection::command).
+  using Send = std::function<absl::StatusOr<Reply>(const Argv&)>;
+
   // Runs a script. Redis error replies become statuses (status_from_error).
-  absl::StatusOr<Reply> run(RedisConnection& conn, Script script, const Argv& keys,
+  absl::StatusOr<Reply> run(const Send& send, Script script, const Argv& keys,
                             const Argv& args) const;
+  absl::StatusOr<Reply> run(RedisConnection& conn, Script script, const Argv& keys,
+                            const Argv& args) const {
+    return run([&conn](const Argv& argv) { return conn.command(argv); }, script, keys, args);
+  }
 
  private:
   std::array<std::string, kScriptCount> bodies_;

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <thread>
 
 #include "backend.hpp"
@@ -139,12 +140,16 @@ TEST_CASE("concurrent acquires never exceed capacity", "[conformance][slots]") {
   for (int i = 0; i < 3; ++i) sessions.push_back(backend->connect());
   const auto r = request({cand("x", 3), cand("y", 2)});
   std::atomic<int> granted{0}, refused{0}, errors{0};
+  std::mutex mu;
+  std::string first_error;
   std::vector<std::thread> threads;
   for (int t = 0; t < 6; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 5; ++i) {
         auto g = sessions[t % 3]->acquire_slot("race", r);
         if (!g.ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (first_error.empty()) first_error = g.status().ToString();
           ++errors;
         } else if (g->has_value()) {
           ++granted;
@@ -155,6 +160,7 @@ TEST_CASE("concurrent acquires never exceed capacity", "[conformance][slots]") {
     });
   }
   for (auto& th : threads) th.join();
+  CHECK(first_error == "");
   CHECK(errors == 0);
   CHECK(granted == 5);
   CHECK(refused == 25);
