@@ -158,8 +158,9 @@ struct RouterStats {
   std::uint64_t decisions = 0;
   std::uint64_t rejections = 0;  // ResourceExhausted returned
   std::uint64_t waits = 0;       // acquires that had to wait for a slot
-  // Decisions where the node already had requests of other gateways in
-  // flight: the proof that this gateway sees the others' load.
+  // Decisions that the other gateways' requests shaped: a node chosen that
+  // already had others' requests in flight, or a refusal while this
+  // gateway's own requests left room. The proof that it sees their load.
   std::uint64_t saw_other_gateways = 0;
   std::uint64_t breaker_trips = 0;
   // Latency histogram of released requests: counts per upper bound (ms),

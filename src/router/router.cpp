@@ -233,6 +233,15 @@ class RouterImpl final : public Router {
       if (grant->has_value()) return record_grant_locked(**grant);
       if (clock->now() >= deadline) {
         ++stats_.rejections;
+        // Full, while this gateway's own requests leave room: the others'
+        // requests fill it.
+        std::int64_t own = 0, capacity = 0;
+        for (const auto& c : request.candidates) {
+          capacity += c.capacity;
+          auto l = local_.find(c.target);
+          if (l != local_.end()) own += l->second.own_inflight;
+        }
+        if (own < capacity) ++stats_.saw_other_gateways;
         return absl::ResourceExhaustedError(fmt::format(
             "all {} eligible nodes of pool '{}' are at capacity", request.candidates.size(),
             o_.pool));

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@ Child spawn(const std::string& binary, const std::vector<std::string>& args) {
   c.pid = ::fork();
   if (c.pid < 0) return {};
   if (c.pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
     ::dup2(fds[1], 1);
     ::close(fds[0]);
     ::close(fds[1]);
@@ -32,8 +34,35 @@ Child spawn(const std::string& binary, const std::vector<std::string>& args) {
   return c;
 }
 
+std::string read_line_with(Child& c, const std::string& needle,
+                           std::chrono::milliseconds limit) {
+  if (c.pid <= 0) return {};
+  ::fcntl(c.out, F_SETFL, O_NONBLOCK);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::size_t scanned = 0;
+  char buf[4096];
+  for (;;) {
+    for (std::size_t nl; (nl = c.read.find('\n', scanned)) != std::string::npos;
+         scanned = nl + 1) {
+      const std::string line = c.read.substr(scanned, nl - scanned);
+      if (line.find(needle) != std::string::npos) return line;
+    }
+    const ssize_t n = ::read(c.out, buf, sizeof buf);
+    if (n > 0) {
+      c.read.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n == 0 || std::chrono::steady_clock::now() > deadline) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void signal_child(const Child& c, int signal) {
+  if (c.pid > 0) ::kill(c.pid, signal);
+}
+
 std::string finish(Child& c, int* exit_code, std::chrono::seconds limit) {
-  std::string out;
+  std::string out = std::move(c.read);
   *exit_code = -1;
   if (c.pid <= 0) return out;
   char buf[4096];

@@ -14,10 +14,20 @@ namespace fleet::testing {
 struct Child {
   pid_t pid = -1;
   int out = -1;
+  std::string read;  // stdout read so far by read_line_with()
 };
 
 // Starts `binary` with `args`; its stdout is captured.
 Child spawn(const std::string& binary, const std::vector<std::string>& args);
+
+// Reads the child's stdout up to the first line containing `needle` and
+// returns that line; empty if the child closed stdout or `limit` passed.
+// What was read before stays available to finish().
+std::string read_line_with(Child& child, const std::string& needle,
+                           std::chrono::milliseconds limit);
+
+// Sends `signal` to the child (by its PID).
+void signal_child(const Child& child, int signal);
 
 // Waits for it (killing it after `limit`), returns its stdout; *exit_code
 // is its exit status, or -1 if it was killed or crashed.

@@ -113,8 +113,10 @@ TEST_CASE("least-inflight spreads by load over all gateways and respects capacit
   FLEET_REQUIRE_CODE(a.router->acquire(), kResourceExhausted);
   CHECK(a.router->stats().rejections == 1);
   CHECK(a.router->stats().decisions == 2);
-  CHECK(a.router->stats().saw_other_gateways == 1);
-  CHECK(b.router->stats().saw_other_gateways == 1);  // t4, beside a's t1
+  // t3 beside b's t2, and the refusal with only 2 of 4 slots a's own.
+  CHECK(a.router->stats().saw_other_gateways == 2);
+  // t4 beside a's t1, and the refusal with only 2 of 4 slots b's own.
+  CHECK(b.router->stats().saw_other_gateways == 2);
 
   FLEET_REQUIRE_OK(a.router->release(t1, {true}));
   auto t5 = unwrap(b.router->acquire());
