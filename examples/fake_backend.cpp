@@ -20,6 +20,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -171,20 +172,28 @@ class Backend {
       return;
     }
     const auto pause = std::chrono::microseconds(o_.latency_ms * 1000L / o_.chunks);
+    // The request stops counting when its last byte is written (a client may
+    // send the next one before this server has finished its bookkeeping), or
+    // when the response ends otherwise (the client went away).
+    auto counted = std::make_shared<std::atomic<bool>>(true);
+    auto finish = [this, counted] {
+      if (counted->exchange(false)) --current_;
+    };
     res.set_chunked_content_provider(
         "application/x-ndjson",
-        [this, pause](std::size_t, httplib::DataSink& sink) {
+        [this, pause, finish](std::size_t, httplib::DataSink& sink) {
           for (int i = 0; i < o_.chunks; ++i) {
             std::this_thread::sleep_for(pause);
             const std::string line =
                 Json{{"node", o_.name}, {"chunk", i}, {"done", i + 1 == o_.chunks}}.dump() +
                 "\n";
+            if (i + 1 == o_.chunks) finish();
             if (!sink.write(line.data(), line.size())) return false;  // client went away
           }
           sink.done();
           return true;
         },
-        [this](bool) { --current_; });  // the response is over, sent or not
+        [finish](bool) { finish(); });
   }
 
   const Options o_;

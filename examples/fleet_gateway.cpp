@@ -231,6 +231,7 @@ class Gateway {
                 {"policy", std::string(fleet::router::to_string(o_.router.policy))},
                 {"decisions", s.decisions},
                 {"rejections", s.rejections},
+                {"waits", s.waits},
                 {"saw_other_gateways", s.saw_other_gateways},
                 {"breaker_trips", s.breaker_trips},
                 {"nodes", nodes}};

@@ -5,7 +5,7 @@ set -euo pipefail
 FLEET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FLEET_PACKAGES=(
   build-essential cmake pkg-config
-  libhiredis-dev nlohmann-json3-dev libfmt-dev libabsl-dev catch2
+  libhiredis-dev nlohmann-json3-dev libfmt-dev libabsl-dev catch2 libcpp-httplib-dev
   redis-server
 )
 
