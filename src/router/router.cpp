@@ -185,6 +185,7 @@ class RouterImpl final : public Router {
     if (!put.ok()) return put.status();
     std::lock_guard<std::mutex> lock(mu_);
     registry_[spec.id] = spec;
+    invalidate_locked();
     return absl::OkStatus();
   }
 
@@ -209,6 +210,7 @@ class RouterImpl final : public Router {
     if (!erased.ok()) return erased.status();
     std::lock_guard<std::mutex> lock(mu_);
     registry_.erase(std::string(node_id));
+    invalidate_locked();
     return absl::OkStatus();
   }
 
@@ -293,6 +295,7 @@ class RouterImpl final : public Router {
           trip = true;
           breakers_[ticket.node_id] = clock->now() + o_.breaker_cooldown;
           own_trips_.insert(ticket.node_id);
+          invalidate_locked();
           ++stats_.breaker_trips;
         }
       }
@@ -423,6 +426,7 @@ class RouterImpl final : public Router {
     } else {
       note(breakers.status());
     }
+    invalidate_locked();
     cv_.notify_all();
     return first_error;
   }
@@ -524,6 +528,7 @@ class RouterImpl final : public Router {
     } else {
       registry_.erase(e.key);
     }
+    invalidate_locked();
     cv_.notify_all();
   }
 
@@ -535,18 +540,53 @@ class RouterImpl final : public Router {
     } else if (own_trips_.count(e.key) == 0) {  // not the end of an older trip
       breakers_.erase(e.key);
     }
+    invalidate_locked();
     cv_.notify_all();
   }
 
+  // The request for `hints`: built once per change of the pool view and
+  // reused (the common hints only), then rotated so that equal nodes take
+  // turns, and shuffled for power of two.
   absl::Status build_request_locked(const Hints& hints, Clock::TimePoint now,
                                     SlotRequest* request) {
+    if (hints.exclude.empty() && !hints.origin) {
+      auto key = std::make_pair(static_cast<int>(hints.priority), hints.label);
+      auto it = cache_.find(key);
+      if (it == cache_.end() || now >= it->second.valid_until) {
+        CachedRequest built;
+        built.status = compose_request_locked(hints, now, &built.request, &built.valid_until);
+        it = cache_.insert_or_assign(std::move(key), std::move(built)).first;
+      }
+      if (!it->second.status.ok()) return it->second.status;
+      *request = it->second.request;
+    } else {
+      Clock::TimePoint unused;
+      if (auto st = compose_request_locked(hints, now, request, &unused); !st.ok()) return st;
+    }
+    request->rotate = static_cast<std::uint32_t>(rotation_++ % request->candidates.size());
+    if (o_.policy == Policy::kPowerOfTwo) {
+      std::shuffle(request->candidates.begin(), request->candidates.end(), rng_);
+    }
+    return absl::OkStatus();
+  }
+
+  // The pool view changed: cached requests are stale.
+  void invalidate_locked() { cache_.clear(); }
+
+  // *valid_until: when an open circuit among the nodes closes (the request
+  // changes then), or far in the future.
+  absl::Status compose_request_locked(const Hints& hints, Clock::TimePoint now,
+                                      SlotRequest* request, Clock::TimePoint* valid_until) {
+    *valid_until = Clock::TimePoint::max();
     std::vector<const NodeSpec*> nodes;
     bool any_label = hints.label.empty();
     for (const auto& [id, spec] : registry_) {
       if (!hints.label.empty() && spec.labels.count(hints.label) == 0) continue;
       any_label = true;
+      const Ms open = breaker_open_locked(id, now);
+      if (open > Ms::zero()) *valid_until = std::min(*valid_until, now + open);
       if (spec.state != NodeState::kServing || hints.exclude.count(id) > 0 ||
-          breaker_open_locked(id, now) > Ms::zero()) {
+          open > Ms::zero()) {
         continue;
       }
       nodes.push_back(&spec);
@@ -564,13 +604,7 @@ class RouterImpl final : public Router {
           "an open circuit)",
           o_.pool));
     }
-    // Ties go to the earliest candidate: rotate the list so that equal
-    // nodes take turns.
     const std::size_t n = nodes.size();
-    std::rotate(nodes.begin(), nodes.begin() + static_cast<std::ptrdiff_t>(rotation_++ % n),
-                nodes.end());
-    if (o_.policy == Policy::kPowerOfTwo) std::shuffle(nodes.begin(), nodes.end(), rng_);
-
     request->candidates.clear();
     request->candidates.reserve(n);
     for (const NodeSpec* spec : nodes) {
@@ -740,6 +774,12 @@ class RouterImpl final : public Router {
   std::uint64_t next_ticket_ = 1;
   std::uint64_t release_generation_ = 0;
   std::size_t rotation_ = 0;
+  struct CachedRequest {
+    absl::Status status;
+    SlotRequest request;
+    Clock::TimePoint valid_until;
+  };
+  std::map<std::pair<int, std::string>, CachedRequest> cache_;  // (priority, label)
   std::mt19937_64 rng_;
   RouterStats stats_;
 

@@ -213,8 +213,55 @@ TEST_CASE("malformed data planted in fleet's keys is skipped or DataLoss, never 
   CHECK(sink.contains("malformed message"));
   CHECK(got.size() == 1);
 
+  // Slot pools: a non-integer count is DataLoss for a decision that needs
+  // it, and skipped with a warning by slot_usage; a wrong type is DataLoss.
+  SlotRequest slots;
+  slots.candidates = {SlotCandidate{"bad", 2, 0, 0}, SlotCandidate{"fine", 2, 0, 0}};
+  REQUIRE(server.command({"HSET", p + "slots:pool", "bad", "many"}).ok());
+  FLEET_REQUIRE_CODE(c->acquire_slot("pool", slots), kDataLoss);
+  slots.candidates.erase(slots.candidates.begin());
+  auto grant = unwrap(c->acquire_slot("pool", slots));
+  REQUIRE(grant.has_value());
+  CHECK(grant->target == "fine");
+  CHECK(unwrap(c->slot_usage("pool")) == std::map<std::string, std::int64_t>{{"fine", 1}});
+  CHECK(sink.contains("skipping malformed slot count of 'bad'"));
+  REQUIRE(server.command({"SET", p + "slots:wrong", "not a hash"}).ok());
+  FLEET_REQUIRE_CODE(c->acquire_slot("wrong", slots), kDataLoss);
+  FLEET_REQUIRE_CODE(c->slot_usage("wrong"), kDataLoss);
+
   // After all that, the session still works.
   CHECK(unwrap(c->counter_add("fresh", 3)) == 3);
+}
+
+TEST_CASE("a session swept while partitioned gets Unavailable from acquire_slot",
+          "[redis][slots]") {
+  RedisServer& server = shared_redis_server();
+  CaptureSink sink;
+  auto options = fast_options(server.url(), &sink, "swept");
+  auto c = unwrap(RedisCoordinator::connect(options));
+  SlotRequest r;
+  r.candidates = {SlotCandidate{"n", 4, 0, 0}};
+  REQUIRE(unwrap(c->acquire_slot("p", r)).has_value());
+  // As if the sweep had removed our session (we were unreachable too long):
+  // our slots are gone, and new ones would never be swept again.
+  const std::string p = "fleet:{swept}:";
+  REQUIRE(server.command({"ZREM", p + "sessions", c->session_id()}).ok());
+  REQUIRE(server.command({"DEL", p + "slotsess:" + c->session_id(), p + "slots:p"}).ok());
+  FLEET_REQUIRE_CODE(c->acquire_slot("p", r), kUnavailable);
+  FLEET_REQUIRE_CODE(c->release_slot("p", "n"), kFailedPrecondition);
+  // The next heartbeat brings the session back, and it can decide again.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    auto g = c->acquire_slot("p", r);
+    if (g.ok()) {
+      REQUIRE(g->has_value());
+      CHECK((*g)->used == 1);
+      break;
+    }
+    FLEET_REQUIRE_CODE(g, kUnavailable);
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 TEST_CASE(
