@@ -7,6 +7,9 @@
 //   route_<policy>        Router::acquire, 1 and 8 threads, p50 vs interleaved PING
 //   route_throughput      8 threads of one gateway deciding back to back:
 //                         decisions/s
+//   pool_ping_throughput  8 threads sending PING through fleet's connection
+//                         pool (pipelined like every fleet call): what 8
+//                         blocking threads reach with the cheapest command
 //   ceiling_pipelined     a minimal one-round-trip decision script (HMGET 8
 //                         fields, pick the least, HINCRBY it) sent in batches
 //                         of 64 on one connection: the most decisions/s one
@@ -21,6 +24,9 @@
 
 #include "bench_common.hpp"
 #include "fleet/fleet.hpp"
+#include "internal/logger.hpp"
+#include "redis/connection.hpp"
+#include "redis/url.hpp"
 
 namespace {
 
@@ -87,6 +93,34 @@ double pipelined_ceiling(redisContext* c, int total) {
   run(total);
   const double s = std::chrono::duration<double>(SteadyClock::now() - start).count();
   return total / s;
+}
+
+// Commands/s of 8 threads each sending PING through one ConnectionPool.
+double pool_ping(const std::string& url, int per_thread) {
+  const fleet::internal::Logger quiet(fleet::quiet_log_sink(), fleet::LogLevel::kError,
+                                      "bench");
+  fleet::internal::ConnectionPool pool(
+      {*fleet::internal::parse_redis_url(url),
+       {std::chrono::milliseconds(1000), std::chrono::milliseconds(1000)},
+       8,
+       std::chrono::milliseconds(50),
+       std::chrono::milliseconds(2000)},
+      fleet::real_clock(), &quiet);
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      while (!go) std::this_thread::yield();
+      for (int i = 0; i < per_thread; ++i) {
+        auto r = pool.command({"PING"});
+        if (!r.ok()) die("PING", r.status());
+      }
+    });
+  }
+  const auto start = SteadyClock::now();
+  go = true;
+  for (auto& th : threads) th.join();
+  return 8.0 * per_thread / std::chrono::duration<double>(SteadyClock::now() - start).count();
 }
 
 }  // namespace
@@ -213,15 +247,21 @@ int main(int argc, char** argv) {
         }
       }
       const double ceiling = pipelined_ceiling(raw[0], 64 * 500);
+      const double pings = pool_ping(url, ops);
       if (throughput_only) {
-        std::printf("%.0f decisions/s, ceiling %.0f/s\n", rate, ceiling);
+        std::printf("%.0f decisions/s, ceiling %.0f/s, pool PING %.0f/s\n", rate, ceiling,
+                    pings);
         return 0;
       }
       results.push_back(Result{"route_throughput", 8, 0, 0, rate, 0});
+      results.push_back(Result{"pool_ping_throughput", 8, 0, 0, pings, 0});
       results.push_back(Result{"ceiling_pipelined", 1, 0, 0, ceiling, 0});
       std::printf("routing decisions/s with 8 threads: %.0f = %.0f%% of the pipelined "
                   "ceiling (%.0f/s)\n",
                   rate, 100.0 * rate / ceiling, ceiling);
+      std::printf("PING/s with 8 threads through the same connection pool: %.0f = %.0f%% "
+                  "of the ceiling; decisions reach %.0f%% of that\n",
+                  pings, 100.0 * pings / ceiling, 100.0 * rate / pings);
     }
     for (auto& gw : gateways) (void)gw.coordinator->leave();
   }

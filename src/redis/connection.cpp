@@ -260,7 +260,11 @@ ConnectionPool::Slot* ConnectionPool::idle_slot_locked() {
 
 void ConnectionPool::wake_next_locked() {
   cv_.notify_one();
-  if (!queue_.empty()) queue_.front()->cv.notify_one();
+  if (queue_.empty()) return;
+  Request* r = queue_.front();  // alive: it is queued, so its caller waits
+  std::lock_guard<std::mutex> own(r->mu);
+  r->wake = true;
+  r->cv.notify_one();
 }
 
 absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
@@ -269,14 +273,20 @@ absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
   std::unique_lock<std::mutex> lock(mu_);
   queue_.push_back(&me);
   for (;;) {
-    if (me.done) return std::move(me.result);
     // At most kMaxDrivers connections send at once, so that concurrent
     // callers share round trips instead of each taking a connection.
     Slot* slot = me.taken || drivers_ >= max_drivers_ ? nullptr : idle_slot_locked();
     if (slot == nullptr) {
-      // Woken when our reply is in, or when a connection frees up while we
-      // are still queued (then we drive).
-      me.cv.wait(lock);
+      // Sleep on our own mutex, not the pool's: a driver hands over each
+      // reply without the pool lock, and we wake without contending for it.
+      lock.unlock();
+      {
+        std::unique_lock<std::mutex> own(me.mu);
+        me.cv.wait(own, [&] { return me.done || me.wake; });
+        if (me.done) return std::move(me.result);
+        me.wake = false;  // a connection is free: try to drive
+      }
+      lock.lock();
       continue;
     }
     slot->busy = true;
@@ -299,19 +309,29 @@ absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
       }
     }
     ++drivers_;
-    drive_locked(*slot, me, lock);
+    absl::StatusOr<Reply> mine = drive_locked(*slot, me, lock);
     --drivers_;
     slot->busy = false;
     wake_next_locked();
-    return std::move(me.result);
+    return mine;
   }
 }
 
-void ConnectionPool::drive_locked(Slot& slot, Request& me,
-                                  std::unique_lock<std::mutex>& lock) {
+void ConnectionPool::complete(Request* r, absl::StatusOr<Reply> result) {
+  r->result = std::move(result);
+  // Notify under the request's mutex: once it is released, the waiter may
+  // return and destroy the request.
+  std::lock_guard<std::mutex> own(r->mu);
+  r->done = true;
+  r->cv.notify_one();
+}
+
+absl::StatusOr<Reply> ConnectionPool::drive_locked(Slot& slot, Request& me,
+                                                   std::unique_lock<std::mutex>& lock) {
   std::vector<Request*> batch;
   batch.reserve(kMaxBatch);
-  while (!me.done) {
+  std::optional<absl::StatusOr<Reply>> mine;
+  while (!mine) {
     batch.clear();
     while (!queue_.empty() && batch.size() < kMaxBatch) {
       batch.push_back(queue_.front());
@@ -321,9 +341,7 @@ void ConnectionPool::drive_locked(Slot& slot, Request& me,
     if (batch.empty()) {
       // Cannot happen: `me` is queued until a driver takes it, and a driver
       // hands back every request it takes.
-      me.result = absl::InternalError("pipelined request lost");
-      me.done = true;
-      return;
+      return absl::InternalError("pipelined request lost");
     }
     lock.unlock();
     RedisConnection& conn = *slot.conn;
@@ -332,25 +350,19 @@ void ConnectionPool::drive_locked(Slot& slot, Request& me,
       if (st = conn.append(*r->argv); !st.ok()) break;
     }
     if (st.ok()) st = conn.flush();
-    std::size_t answered = 0;
-    if (st.ok()) {
-      for (; answered < batch.size(); ++answered) {
-        auto reply = conn.read();
-        if (!reply.ok()) {
-          st = reply.status();
-          break;
-        }
-        batch[answered]->result = *std::move(reply);
+    // Each reply goes to its caller as soon as it is read.
+    for (Request* r : batch) {
+      absl::StatusOr<Reply> reply = st.ok() ? conn.read() : absl::StatusOr<Reply>(st);
+      if (!reply.ok()) st = reply.status();  // the rest get this error too
+      if (r == &me) {
+        mine = std::move(reply);
+      } else {
+        complete(r, std::move(reply));
       }
     }
     lock.lock();
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      Request* r = batch[i];
-      if (i >= answered) r->result = st;
-      r->done = true;
-      if (r != &me) r->cv.notify_one();
-    }
   }
+  return *std::move(mine);
 }
 
 absl::StatusOr<ConnectionPool::Slot*> ConnectionPool::acquire() {

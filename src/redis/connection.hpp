@@ -135,17 +135,22 @@ class ConnectionPool {
   struct Request {
     const Argv* argv;
     absl::StatusOr<Reply> result{absl::UnknownError("no reply")};
-    bool taken = false;  // in a driver's batch
-    bool done = false;
+    bool taken = false;  // in a driver's batch (guarded by the pool's mu_)
+    std::mutex mu;       // guards done and wake
     std::condition_variable cv;
+    bool done = false;  // result is in
+    bool wake = false;  // a connection is free: come and drive
   };
 
   absl::StatusOr<Slot*> acquire();
   void release(Slot& slot);
   // A slot that is not busy (healthy first), or nullptr.
   Slot* idle_slot_locked();
-  // Sends queued requests on `slot` until `me` has its reply.
-  void drive_locked(Slot& slot, Request& me, std::unique_lock<std::mutex>& lock);
+  // Sends queued requests on `slot` until `me` has its reply; returns it.
+  absl::StatusOr<Reply> drive_locked(Slot& slot, Request& me,
+                                     std::unique_lock<std::mutex>& lock);
+  // Hands `result` to a waiting caller.
+  static void complete(Request* r, absl::StatusOr<Reply> result);
   // A slot was freed: wake one exclusive waiter and the oldest queued request.
   void wake_next_locked();
   absl::Status reopen_locked(Slot& slot, std::unique_lock<std::mutex>& lock);
