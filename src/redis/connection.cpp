@@ -234,10 +234,7 @@ absl::Status RedisConnection::fill() {
 // ---- ConnectionPool ---------------------------------------------------------------
 
 ConnectionPool::ConnectionPool(Options options, Clock* clock, const Logger* logger)
-    : options_(std::move(options)),
-      clock_(clock),
-      logger_(logger),
-      max_drivers_(std::min(kMaxDrivers, std::max(1, options_.size))) {
+    : options_(std::move(options)), clock_(clock), logger_(logger) {
   slots_.resize(static_cast<std::size_t>(options_.size));
 }
 
@@ -273,9 +270,7 @@ absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
   std::unique_lock<std::mutex> lock(mu_);
   queue_.push_back(&me);
   for (;;) {
-    // At most kMaxDrivers connections send at once, so that concurrent
-    // callers share round trips instead of each taking a connection.
-    Slot* slot = me.taken || drivers_ >= max_drivers_ ? nullptr : idle_slot_locked();
+    Slot* slot = me.taken ? nullptr : idle_slot_locked();
     if (slot == nullptr) {
       // Sleep on our own mutex, not the pool's: a driver hands over each
       // reply without the pool lock, and we wake without contending for it.
@@ -308,9 +303,7 @@ absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
         continue;
       }
     }
-    ++drivers_;
     absl::StatusOr<Reply> mine = drive_locked(*slot, me, lock);
-    --drivers_;
     slot->busy = false;
     wake_next_locked();
     return mine;

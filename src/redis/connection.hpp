@@ -81,9 +81,9 @@ class RedisConnection {
 // A fixed number of connections. command() pipelines: callers queue their
 // commands, and a caller that finds a connection free becomes its driver,
 // sending everything queued (up to kMaxBatch) in one write and handing each
-// reply to its caller; the others sleep until their reply is in. Under
-// contention, many threads' commands share each round trip instead of
-// waiting for a connection apiece. with_connection() takes a connection for
+// reply to its caller; the others sleep until their reply is in. When every
+// connection is busy, the commands that arrive meanwhile share the next
+// round trip instead of waiting for a connection apiece. with_connection() takes a connection for
 // one caller alone (script loading, sequences that must not interleave).
 // A broken connection is reopened on its next use, but not before the
 // backoff (doubling from min to max, with jitter) since the last failed
@@ -116,10 +116,6 @@ class ConnectionPool {
   absl::StatusOr<Reply> command(const Argv& argv);
 
   static constexpr std::size_t kMaxBatch = 64;
-  // Connections command() drives at once; the others stay free for
-  // with_connection(). Two measured best with 8 threads on 2 cores
-  // (bench_router): one serialises the batches, more split them up.
-  static constexpr int kMaxDrivers = 2;
 
   // Opens a connection now (used at start-up to report errors early).
   absl::Status open_one();
@@ -162,8 +158,6 @@ class ConnectionPool {
   std::condition_variable cv_;
   std::vector<Slot> slots_;
   std::deque<Request*> queue_;  // requests not yet in a batch, oldest first
-  int drivers_ = 0;             // connections sending queued requests now
-  const int max_drivers_;
   Clock::TimePoint next_attempt_{};
   std::chrono::milliseconds backoff_{0};
   bool down_logged_ = false;
