@@ -1,7 +1,8 @@
 #include "internal/slots.hpp"
 
 #include <cmath>
-#include <set>
+#include <algorithm>
+#include <vector>
 
 #include "fleet/names.hpp"
 #include "fmt/format.h"
@@ -16,13 +17,11 @@ absl::Status validate_slot_request(std::string_view pool, const SlotRequest& req
     return absl::InvalidArgumentError(fmt::format(
         "a slot request needs 1 to {} candidates (got {})", kMaxSlotCandidates, c.size()));
   }
-  std::set<std::string_view> seen;
+  std::vector<std::string_view> targets;
+  targets.reserve(c.size());
   for (const auto& cand : c) {
     FLEET_RETURN_IF_ERROR(validate_name("slot target", cand.target));
-    if (!seen.insert(cand.target).second) {
-      return absl::InvalidArgumentError(
-          fmt::format("slot target '{}' is listed twice", cand.target));
-    }
+    targets.push_back(cand.target);
     if (cand.capacity <= 0) {
       return absl::InvalidArgumentError(fmt::format(
           "slot target '{}' has capacity {}; it must be positive", cand.target,
@@ -32,6 +31,12 @@ absl::Status validate_slot_request(std::string_view pool, const SlotRequest& req
       return absl::InvalidArgumentError(
           fmt::format("slot target '{}' has a score that is not finite", cand.target));
     }
+  }
+  std::sort(targets.begin(), targets.end());
+  if (auto twice = std::adjacent_find(targets.begin(), targets.end());
+      twice != targets.end()) {
+    return absl::InvalidArgumentError(
+        fmt::format("slot target '{}' is listed twice", *twice));
   }
   if (!std::isfinite(request.load_weight) || request.load_weight < 0) {
     return absl::InvalidArgumentError("load_weight must be finite and not negative");

@@ -1,3 +1,4 @@
+-- standalone (common.lua is not prepended: this is the router's hot path)
 -- slot_acquire: chooses a target by SlotRequest's rule (the same single
 -- pass as internal/slots.cpp choose_slot) and takes one slot on it.
 -- KEYS[1] slots hash of the pool  KEYS[2] this session's slotsess hash
@@ -47,6 +48,7 @@ end
 if best == nil then return 0 end
 if tb ~= nil then best, best_u = tb, tb_u end
 
-redis.call('HSET', KEYS[1], targets[best], int(best_u + 1))
-redis.call('HINCRBY', KEYS[2], slot_field(ARGV[2], targets[best]), 1)
+-- The same field format as common.lua's slot_field.
+redis.call('HSET', KEYS[1], targets[best], string.format('%d', best_u + 1))
+redis.call('HINCRBY', KEYS[2], string.format('%d', #ARGV[2]) .. ':' .. ARGV[2] .. targets[best], 1)
 return {best, best_u + 1}
