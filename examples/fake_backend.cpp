@@ -17,7 +17,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -27,7 +26,7 @@
 #include <thread>
 
 #include "nlohmann/json.hpp"
-#include "stop_after.hpp"
+#include "serve.hpp"
 
 namespace {
 
@@ -203,12 +202,6 @@ class Backend {
   std::atomic<long> requests_{0}, rejected_{0}, errors_{0};
 };
 
-httplib::Server* g_server = nullptr;
-
-void on_signal(int) {
-  if (g_server != nullptr) g_server->stop();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -217,19 +210,15 @@ int main(int argc, char** argv) {
   svr.new_task_queue = [] { return new httplib::ThreadPool(64); };
   Backend backend(o);
   backend.install(svr);
-  const int port = o.port == 0 ? svr.bind_to_any_port("127.0.0.1")
-                               : (svr.bind_to_port("127.0.0.1", o.port) ? o.port : -1);
+  const int port = bind_server(svr, "127.0.0.1", o.port);
   if (port <= 0) {
     std::fprintf(stderr, "fake-backend: cannot listen on 127.0.0.1:%d\n", o.port);
     return 1;
   }
-  g_server = &svr;
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
-  StopAfter limit(std::chrono::seconds(o.max_seconds), [&svr] { svr.stop(); });
-  std::printf("fake-backend %s listening on 127.0.0.1:%d\n", o.name.c_str(), port);
-  std::fflush(stdout);
-  svr.listen_after_bind();
+  serve(svr, o.max_seconds, [&] {
+    std::printf("fake-backend %s listening on 127.0.0.1:%d\n", o.name.c_str(), port);
+    std::fflush(stdout);
+  });
   std::printf("%s\n", backend.stats().dump().c_str());
   return 0;
 }

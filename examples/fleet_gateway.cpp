@@ -14,11 +14,11 @@
 // /healthz, /metrics (Prometheus text) and /fleet (JSON view of the pool).
 // Listens on 127.0.0.1 unless --host says otherwise.
 #include <httplib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
-#include <csignal>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -31,7 +31,7 @@
 
 #include "fleet/fleet.hpp"
 #include "nlohmann/json.hpp"
-#include "stop_after.hpp"
+#include "serve.hpp"
 
 namespace {
 
@@ -166,7 +166,7 @@ struct Exchange {
   httplib::Headers headers;
   std::deque<std::string> chunks;
   std::string error;
-  httplib::Client* client = nullptr;  // for stop() on cancel, while running
+  int fd = -1;  // the upstream socket while the request runs (for shutdown on cancel)
   std::thread thread;
 };
 
@@ -314,11 +314,13 @@ class Gateway {
       client.set_connection_timeout(std::chrono::seconds(2));
       client.set_read_timeout(timeout);
       client.set_keep_alive(false);
-      {
+      // Remember the socket, so that a cancel can shut it down (from the
+      // server thread) and the blocked read returns at once.
+      client.set_socket_options([ex](auto sock) {
         std::lock_guard<std::mutex> lock(ex->mu);
-        if (ex->cancelled) return;
-        ex->client = &client;
-      }
+        ex->fd = sock;
+        if (ex->cancelled) ::shutdown(sock, SHUT_RDWR);
+      });
       out->response_handler = [ex](const httplib::Response& r) {
         std::lock_guard<std::mutex> lock(ex->mu);
         ex->head = true;
@@ -336,7 +338,7 @@ class Gateway {
       };
       auto result = client.send(*out);
       std::lock_guard<std::mutex> lock(ex->mu);
-      ex->client = nullptr;
+      ex->fd = -1;  // the socket is closed with `client`, after this
       ex->finished = true;
       if (!result) {
         ex->failed = true;
@@ -379,7 +381,7 @@ class Gateway {
             std::lock_guard<std::mutex> lock(ex->mu);
             if (!sent || !ex->finished) {
               ex->cancelled = true;
-              if (ex->client != nullptr) ex->client->stop();
+              if (ex->fd >= 0) ::shutdown(ex->fd, SHUT_RDWR);
             }
           }
           ex->cv.notify_all();
@@ -496,12 +498,6 @@ class Gateway {
   Counters counters_;
 };
 
-httplib::Server* g_server = nullptr;
-
-void on_signal(int) {
-  if (g_server != nullptr) g_server->stop();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -556,30 +552,22 @@ int main(int argc, char** argv) {
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   Gateway gateway(o, *coordinator, **router);
   gateway.install(svr);
-  const int port = o.port == 0 ? svr.bind_to_any_port(o.host)
-                               : (svr.bind_to_port(o.host, o.port) ? o.port : -1);
+  const int port = bind_server(svr, o.host, o.port);
   if (port <= 0) {
     std::fprintf(stderr, "fleet-gateway: cannot listen on %s:%d\n", o.host.c_str(), o.port);
     return 1;
   }
-  g_server = &svr;
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
-  std::unique_ptr<StopAfter> limit;
-  if (o.max_seconds > 0) {
-    limit = std::make_unique<StopAfter>(std::chrono::seconds(o.max_seconds),
-                                        [&svr] { svr.stop(); });
-  }
-  std::printf("fleet-gateway %s listening on http://%s:%d (backend %s, pool %s, policy %s, "
-              "%zu nodes)\n",
-              o.id.c_str(), o.host.c_str(), port, std::string(coordinator->backend_name()).c_str(),
-              o.pool.c_str(), std::string(fleet::router::to_string(o.router.policy)).c_str(),
-              o.nodes.size());
-  std::fflush(stdout);
-  svr.listen_after_bind();
+  serve(svr, o.max_seconds, [&] {
+    std::printf("fleet-gateway %s listening on http://%s:%d (backend %s, pool %s, policy %s, "
+                "%zu nodes)\n",
+                o.id.c_str(), o.host.c_str(), port,
+                std::string(coordinator->backend_name()).c_str(), o.pool.c_str(),
+                std::string(fleet::router::to_string(o.router.policy)).c_str(),
+                o.nodes.size());
+    std::fflush(stdout);
+  });
   // Final view, then leave: our in-flight counts are freed at once.
   std::printf("%s\n", gateway.view().dump().c_str());
-  limit.reset();
   router->reset();
   (void)coordinator->leave();
   return 0;
