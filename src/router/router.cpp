@@ -5,6 +5,8 @@
 //                                closes, with the cool-down as TTL
 //   slots   "router/P"           in-flight requests per node (acquire_slot)
 //   nodes   "router/P/<id>"      each gateway's observations (node state)
+//   channel "router/P/freed"     "a slot was freed", sent while the pool is
+//                                saturated, to wake waiting gateways
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
@@ -140,6 +142,7 @@ class RouterImpl final : public Router {
         nodes_map_("router/" + o_.pool + "/nodes"),
         breakers_map_("router/" + o_.pool + "/breakers"),
         state_prefix_("router/" + o_.pool + "/"),
+        freed_channel_("router/" + o_.pool + "/freed"),
         rng_(o_.seed != 0 ? o_.seed : std::random_device{}()) {
     stats_.latency_bounds_ms.assign(std::begin(kLatencyBoundsMs), std::end(kLatencyBoundsMs));
     stats_.latency_counts.assign(stats_.latency_bounds_ms.size() + 1, 0);
@@ -154,6 +157,7 @@ class RouterImpl final : public Router {
     if (refresher_.joinable()) refresher_.join();
     registry_watch_.cancel();
     breaker_watch_.cancel();
+    freed_sub_.cancel();
     // Tickets still held stay counted until the session leaves or expires,
     // exactly as after a crash: Coordinator::leave() frees them at once.
   }
@@ -165,6 +169,15 @@ class RouterImpl final : public Router {
     auto br = c_.watch(breakers_map_, "", [this](const WatchEvent& e) { on_breaker(e); });
     if (!br.ok()) return br.status();
     breaker_watch_ = std::move(*br);
+    auto freed = c_.subscribe(freed_channel_, [this](const Message&) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++release_generation_;
+      }
+      cv_.notify_all();
+    });
+    if (!freed.ok()) return freed.status();
+    freed_sub_ = std::move(*freed);
     if (auto st = refresh(); !st.ok()) return st;
     if (o_.background_refresh) refresher_ = std::thread([this] { refresh_loop(); });
     return absl::OkStatus();
@@ -232,7 +245,11 @@ class RouterImpl final : public Router {
       auto grant = c_.acquire_slot(slot_pool_, request);
       if (!grant.ok()) return grant.status();
       std::unique_lock<std::mutex> lock(mu_);
-      if (grant->has_value()) return record_grant_locked(**grant);
+      if (grant->has_value()) {
+        if ((*grant)->used >= (*grant)->capacity) mark_saturated_locked();
+        return record_grant_locked(**grant);
+      }
+      mark_saturated_locked();
       if (clock->now() >= deadline) {
         ++stats_.rejections;
         // Full, while this gateway's own requests leave room: the others'
@@ -252,9 +269,9 @@ class RouterImpl final : public Router {
         waited = true;
         ++stats_.waits;
       }
-      // Woken by a release of ours; other gateways' releases are seen by
-      // polling, every kWaitPoll at most.
-      constexpr Ms kWaitPoll{20};
+      // Woken by a release of ours, or by another gateway's announcement
+      // (freed_channel_); the poll is the backstop for a lost message.
+      constexpr Ms kWaitPoll{50};
       const auto until = std::min(deadline, clock->now() + kWaitPoll);
       while (!stop_ && release_generation_ == generation && clock->now() < until) {
         clock->wait_until(lock, cv_, until);
@@ -321,12 +338,19 @@ class RouterImpl final : public Router {
       }
     }
     absl::Status freed = free_slot(ticket.node_id);
+    bool announce = false;
     {
       // Only now is the slot free for a waiter to take.
       std::lock_guard<std::mutex> lock(mu_);
       ++release_generation_;
+      announce = clock->now() < saturated_until_;
     }
     cv_.notify_all();
+    if (announce) {
+      if (auto st = c_.publish(freed_channel_, ticket.node_id); !st.ok()) {
+        log_.log(LogLevel::kDebug, "announcing a free slot: {}", st.ToString());
+      }
+    }
     return freed;
   }
 
@@ -570,6 +594,11 @@ class RouterImpl final : public Router {
     return absl::OkStatus();
   }
 
+  void mark_saturated_locked() {
+    constexpr Ms kSaturationWindow{1000};
+    saturated_until_ = c_.clock()->now() + kSaturationWindow;
+  }
+
   // The pool view changed: cached requests are stale.
   void invalidate_locked() { cache_.clear(); }
 
@@ -757,7 +786,7 @@ class RouterImpl final : public Router {
   Coordinator& c_;
   const RouterOptions o_;
   const internal::Logger log_;
-  const std::string slot_pool_, nodes_map_, breakers_map_, state_prefix_;
+  const std::string slot_pool_, nodes_map_, breakers_map_, state_prefix_, freed_channel_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -773,6 +802,10 @@ class RouterImpl final : public Router {
   std::vector<std::string> pending_releases_;
   std::uint64_t next_ticket_ = 1;
   std::uint64_t release_generation_ = 0;
+  // Until then the pool counts as saturated (a node filled up, or a request
+  // found no room): releases are announced on freed_channel_ to wake the
+  // gateways that wait for a slot.
+  Clock::TimePoint saturated_until_{};
   std::size_t rotation_ = 0;
   struct CachedRequest {
     absl::Status status;
@@ -783,7 +816,7 @@ class RouterImpl final : public Router {
   std::mt19937_64 rng_;
   RouterStats stats_;
 
-  Subscription registry_watch_, breaker_watch_;
+  Subscription registry_watch_, breaker_watch_, freed_sub_;
   std::thread refresher_;
 };
 

@@ -408,6 +408,26 @@ TEST_CASE("acquire waits for a slot up to hints.wait", "[router]") {
   FLEET_REQUIRE_CODE(timing_out.get(), kResourceExhausted);
 }
 
+TEST_CASE("a gateway waiting for a slot is woken by another gateway's release",
+          "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  auto& b = cl.add(with_policy(Policy::kLeastInflight));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n", 1)));
+  cl.refresh_all();
+  auto held = unwrap(a.router->acquire());  // fills the node: a announces releases
+  Hints h;
+  h.wait = milliseconds(60000);
+  auto waiting = std::async(std::launch::async, [&] { return b.router->acquire(h); });
+  while (b.router->stats().waits == 0) std::this_thread::yield();
+  // The manual clock stands still, so b's poll never fires: only a's
+  // announcement can wake it.
+  FLEET_REQUIRE_OK(a.router->release(held, {true}));
+  auto got = waiting.get();
+  FLEET_REQUIRE_OK(got.status());
+  CHECK(got->node_id == "n");
+}
+
 TEST_CASE("a crashed gateway's tickets disappear with its session", "[router]") {
   Cluster cl;
   auto& a = cl.add(with_policy(Policy::kLeastInflight));
