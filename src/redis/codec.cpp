@@ -211,74 +211,28 @@ std::optional<MemberEvent> decode_member_event(std::string_view in) {
   return MemberEvent{type, std::move(*m)};
 }
 
-// ---- MessagePack (the few types slot_acquire.lua needs) ----
+// ---- slot_acquire.lua's numbers ----
 
-namespace {
-
-void put_be(std::string* out, std::uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-void mp_array(std::string* out, std::size_t n) {
-  if (n < 16) {
-    out->push_back(static_cast<char>(0x90 | n));
-  } else if (n <= 0xffff) {
-    out->push_back(static_cast<char>(0xdc));
-    put_be(out, n, 2);
-  } else {
-    out->push_back(static_cast<char>(0xdd));
-    put_be(out, n, 4);
-  }
-}
-
-void mp_str(std::string* out, std::string_view s) {
-  if (s.size() < 32) {
-    out->push_back(static_cast<char>(0xa0 | s.size()));
-  } else if (s.size() <= 0xff) {
-    out->push_back(static_cast<char>(0xd9));
-    put_be(out, s.size(), 1);
-  } else if (s.size() <= 0xffff) {
-    out->push_back(static_cast<char>(0xda));
-    put_be(out, s.size(), 2);
-  } else {
-    out->push_back(static_cast<char>(0xdb));
-    put_be(out, s.size(), 4);
-  }
-  out->append(s.data(), s.size());
-}
-
-void mp_int(std::string* out, std::int64_t v) {
-  if (v >= 0 && v < 128) {
-    out->push_back(static_cast<char>(v));
-  } else {
-    out->push_back(static_cast<char>(0xd3));
-    put_be(out, static_cast<std::uint64_t>(v), 8);
-  }
-}
-
-void mp_double(std::string* out, double v) {
-  std::uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof bits);
-  out->push_back(static_cast<char>(0xcb));
-  put_be(out, bits, 8);
-}
-
-}  // namespace
-
-std::string encode_slot_request(const SlotRequest& request) {
+std::string encode_slot_numbers(const SlotRequest& request, std::string* format) {
+  const std::size_t count = 4 + 3 * request.candidates.size();
   std::string out;
-  out.reserve(16 + request.candidates.size() * 40);
-  mp_array(&out, 4 + 4 * request.candidates.size());
-  mp_double(&out, request.load_weight);
-  mp_double(&out, request.tier_load_limit);
-  mp_int(&out, request.sample);
-  mp_int(&out, request.rotate);
+  out.reserve(count * 8);
+  auto put = [&out](double v) {
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof bits);
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
+  };
+  put(request.load_weight);
+  put(request.tier_load_limit);
+  put(static_cast<double>(request.sample));
+  put(static_cast<double>(request.rotate));
   for (const auto& c : request.candidates) {
-    mp_str(&out, c.target);
-    mp_int(&out, c.capacity);
-    mp_double(&out, c.score);
-    mp_int(&out, c.tier);
+    put(static_cast<double>(c.capacity));
+    put(c.score);
+    put(static_cast<double>(c.tier));
   }
+  format->assign(1, '<');
+  format->append(count, 'd');
   return out;
 }
 

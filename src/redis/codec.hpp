@@ -41,11 +41,12 @@ std::optional<std::optional<Leader>> decode_leader(std::string_view election,
 // Membership channel: "<J|L|E>\n<member record>".
 std::optional<MemberEvent> decode_member_event(std::string_view payload);
 
-// slot_acquire.lua's parameters as one MessagePack array (cmsgpack decodes
-// it in C, far faster than Lua parses numbers from many ARGV strings):
-// [load_weight, tier_load_limit, sample, rotate, then per candidate
-//  target, capacity, score, tier].
-std::string encode_slot_request(const SlotRequest& request);
+// slot_acquire.lua's numbers as little-endian doubles, which Lua's struct
+// library decodes in one C call (far faster than Lua parsing many ARGV
+// strings, or cmsgpack building a table): load_weight, tier_load_limit,
+// sample, rotate, then per candidate capacity, score, tier. `format` gets
+// the matching struct format ("<" and one 'd' per number).
+std::string encode_slot_numbers(const SlotRequest& request, std::string* format);
 
 bool parse_u64(std::string_view s, std::uint64_t* out);
 bool parse_i64(std::string_view s, std::int64_t* out);

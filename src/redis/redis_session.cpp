@@ -527,9 +527,17 @@ absl::StatusOr<std::int64_t> RedisSession::owned_counter_get(std::string_view na
 absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
     std::string_view pool, const SlotRequest& request) {
   FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
-  const std::string params = encode_slot_request(request);
+  std::string format;
+  const std::string numbers = encode_slot_numbers(request, &format);
+  Argv args;
+  args.reserve(4 + request.candidates.size());
+  args.push_back(sid_);
+  args.push_back(pool);
+  args.push_back(numbers);
+  args.push_back(format);
+  for (const auto& c : request.candidates) args.push_back(c.target);
   const std::string slots = keys_.slots(pool), mine = keys_.session_slots(sid_);
-  auto r = run(Script::kSlotAcquire, {slots, mine, keys_.sessions}, {sid_, pool, params});
+  auto r = run(Script::kSlotAcquire, {slots, mine, keys_.sessions}, args);
   if (!r.ok()) return r.status();
   if (r->type == Reply::Type::kInteger) {
     if (r->integer == 0) return std::nullopt;
