@@ -14,8 +14,8 @@
 #include <thread>
 #include <vector>
 
-#include "absl/status/statusor.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
 namespace bench {
@@ -40,9 +40,9 @@ inline double percentile(std::vector<double>& v, double p) {
 // operation; the ratio is p50(op) / p50(interleaved PING). ops/s counts the
 // operations only, over the time spent in them.
 inline Result measure(const std::string& name, int threads, int per_thread,
-               const std::function<void(int, int)>& op,
-               const std::function<void(int, int)>& untimed_setup,
-               const std::function<void(int)>& ping) {
+                      const std::function<void(int, int)>& op,
+                      const std::function<void(int, int)>& untimed_setup,
+                      const std::function<void(int)>& ping) {
   constexpr int kBlock = 50;
   std::vector<std::vector<double>> lat(threads), base(threads);
   std::vector<double> busy(threads, 0);
@@ -98,7 +98,6 @@ T must(absl::StatusOr<T> v, const char* what) {
   if (!v.ok()) die(what, v.status());
   return *std::move(v);
 }
-
 
 inline void report(const std::vector<Result>& results, const std::string& json_path) {
   std::printf("%-26s %7s %10s %10s %12s %12s\n", "operation", "threads", "p50 us",

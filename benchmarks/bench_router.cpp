@@ -120,7 +120,8 @@ double pool_ping(const std::string& url, int per_thread) {
   const auto start = SteadyClock::now();
   go = true;
   for (auto& th : threads) th.join();
-  return 8.0 * per_thread / std::chrono::duration<double>(SteadyClock::now() - start).count();
+  return 8.0 * per_thread /
+         std::chrono::duration<double>(SteadyClock::now() - start).count();
 }
 
 }  // namespace
@@ -169,7 +170,8 @@ int main(int argc, char** argv) {
     std::unique_ptr<fleet::router::Router> router;
   };
   std::vector<Result> results;
-  for (auto policy : {fleet::router::Policy::kWeighted, fleet::router::Policy::kLeastInflight}) {
+  for (auto policy :
+       {fleet::router::Policy::kWeighted, fleet::router::Policy::kLeastInflight}) {
     std::deque<Gateway> gateways;
     const std::string pool = std::string("bench-") + std::string(to_string(policy));
     for (int g = 0; g < kGateways; ++g) {
@@ -216,7 +218,8 @@ int main(int argc, char** argv) {
     for (int threads : {1, 8}) {
       if (throughput_only) break;
       const int per_thread = threads == 1 ? ops : ops / 2;
-      results.push_back(bench::measure(name, threads, per_thread, decide, release_held, ping));
+      results.push_back(
+          bench::measure(name, threads, per_thread, decide, release_held, ping));
       for (int t = 0; t < 8; ++t) release_held(t, 0);
     }
 
@@ -256,12 +259,14 @@ int main(int argc, char** argv) {
       results.push_back(Result{"route_throughput", 8, 0, 0, rate, 0});
       results.push_back(Result{"pool_ping_throughput", 8, 0, 0, pings, 0});
       results.push_back(Result{"ceiling_pipelined", 1, 0, 0, ceiling, 0});
-      std::printf("routing decisions/s with 8 threads: %.0f = %.0f%% of the pipelined "
-                  "ceiling (%.0f/s)\n",
-                  rate, 100.0 * rate / ceiling, ceiling);
-      std::printf("PING/s with 8 threads through the same connection pool: %.0f = %.0f%% "
-                  "of the ceiling; decisions reach %.0f%% of that\n",
-                  pings, 100.0 * pings / ceiling, 100.0 * rate / pings);
+      std::printf(
+          "routing decisions/s with 8 threads: %.0f = %.0f%% of the pipelined "
+          "ceiling (%.0f/s)\n",
+          rate, 100.0 * rate / ceiling, ceiling);
+      std::printf(
+          "PING/s with 8 threads through the same connection pool: %.0f = %.0f%% "
+          "of the ceiling; decisions reach %.0f%% of that\n",
+          pings, 100.0 * pings / ceiling, 100.0 * rate / pings);
     }
     for (auto& gw : gateways) (void)gw.coordinator->leave();
   }

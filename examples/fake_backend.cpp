@@ -59,8 +59,8 @@ long number(const std::string& flag, const char* text, long min, long max) {
   char* end = nullptr;
   const long v = std::strtol(text, &end, 10);
   if (end == text || *end != '\0' || v < min || v > max) {
-    usage(flag + " needs an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
-          "]");
+    usage(flag + " needs an integer in [" + std::to_string(min) + ", " +
+          std::to_string(max) + "]");
   }
   return v;
 }
@@ -104,7 +104,8 @@ Options parse(int argc, char** argv) {
 
 class Backend {
  public:
-  explicit Backend(Options o) : o_(std::move(o)), rng_(o_.seed ? o_.seed : std::random_device{}()) {}
+  explicit Backend(Options o)
+      : o_(std::move(o)), rng_(o_.seed ? o_.seed : std::random_device{}()) {}
 
   void install(httplib::Server& svr) {
     auto generate = [this](const httplib::Request& req, httplib::Response& res) {
@@ -117,13 +118,14 @@ class Backend {
       std::size_t start = 0;
       while (start <= o_.models.size()) {
         const auto comma = o_.models.find(',', start);
-        const auto m = o_.models.substr(start, comma == std::string::npos ? std::string::npos
-                                                                           : comma - start);
+        const auto m = o_.models.substr(
+            start, comma == std::string::npos ? std::string::npos : comma - start);
         if (!m.empty()) models.push_back({{"name", m}});
         if (comma == std::string::npos) break;
         start = comma + 1;
       }
-      res.set_content(Json{{"models", models}, {"node", o_.name}}.dump(), "application/json");
+      res.set_content(Json{{"models", models}, {"node", o_.name}}.dump(),
+                      "application/json");
     });
     svr.Get("/stats", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(stats().dump(), "application/json");
@@ -134,9 +136,12 @@ class Backend {
   }
 
   Json stats() const {
-    return Json{{"name", o_.name},           {"requests", requests_.load()},
-                {"current", current_.load()}, {"peak_concurrency", peak_.load()},
-                {"rejected", rejected_.load()}, {"errors", errors_.load()},
+    return Json{{"name", o_.name},
+                {"requests", requests_.load()},
+                {"current", current_.load()},
+                {"peak_concurrency", peak_.load()},
+                {"rejected", rejected_.load()},
+                {"errors", errors_.load()},
                 {"capacity", o_.capacity}};
   }
 
@@ -152,7 +157,8 @@ class Backend {
       return;
     }
     ++requests_;
-    for (int peak = peak_.load(); now > peak && !peak_.compare_exchange_weak(peak, now);) {
+    for (int peak = peak_.load();
+         now > peak && !peak_.compare_exchange_weak(peak, now);) {
     }
     bool fail = false;
     {
@@ -184,7 +190,8 @@ class Backend {
           for (int i = 0; i < o_.chunks; ++i) {
             std::this_thread::sleep_for(pause);
             const std::string line =
-                Json{{"node", o_.name}, {"chunk", i}, {"done", i + 1 == o_.chunks}}.dump() +
+                Json{{"node", o_.name}, {"chunk", i}, {"done", i + 1 == o_.chunks}}
+                    .dump() +
                 "\n";
             if (i + 1 == o_.chunks) finish();
             if (!sink.write(line.data(), line.size())) return false;  // client went away

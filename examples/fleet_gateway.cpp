@@ -41,8 +41,10 @@ using fleet::router::Router;
 
 constexpr const char* kUsage =
     "usage: fleet-gateway [--redis-url URL] [--namespace NS] [--host H] [--port N]\n"
-    "         (--node host:port[,id=..,region=..,lat=..,lon=..,capacity=..,labels=a|b])...\n"
-    "         [--nodes FILE] [--pool NAME] [--policy least-inflight|weighted|region|p2c]\n"
+    "         (--node "
+    "host:port[,id=..,region=..,lat=..,lon=..,capacity=..,labels=a|b])...\n"
+    "         [--nodes FILE] [--pool NAME] [--policy "
+    "least-inflight|weighted|region|p2c]\n"
     "         [--region NAME[,lat=..,lon=..]] [--wait-ms MS] [--retries N] [--id ID]\n"
     "         [--threads N] [--upstream-timeout-ms MS] [--breaker-failures N]\n"
     "         [--breaker-cooldown-ms MS] [--refresh-ms MS] [--session-ttl-ms MS]\n"
@@ -176,8 +178,7 @@ bool idempotent(const std::string& method) {
 
 class Gateway {
  public:
-  Gateway(Options o, fleet::Coordinator& c, Router& r)
-      : o_(std::move(o)), c_(c), r_(r) {}
+  Gateway(Options o, fleet::Coordinator& c, Router& r) : o_(std::move(o)), c_(c), r_(r) {}
 
   void install(httplib::Server& svr) {
     auto proxy = [this](const httplib::Request& req, httplib::Response& res) {
@@ -242,7 +243,8 @@ class Gateway {
     ++counters_.requests;
     fleet::router::Hints hints;
     hints.wait = std::chrono::milliseconds(o_.wait_ms);
-    if (req.has_header("X-Fleet-Label")) hints.label = req.get_header_value("X-Fleet-Label");
+    if (req.has_header("X-Fleet-Label"))
+      hints.label = req.get_header_value("X-Fleet-Label");
     const std::string priority = req.get_header_value("X-Fleet-Priority");
     if (priority == "low") hints.priority = fleet::router::Priority::kLow;
     if (priority == "high") hints.priority = fleet::router::Priority::kHigh;
@@ -272,10 +274,9 @@ class Gateway {
       }
       ++counters_.bad_gateway;
       res.status = 502;
-      res.set_content(Json{{"error", "upstream failed: " + error},
-                           {"node", ticket->node_id}}
-                              .dump(),
-                      "application/json");
+      res.set_content(
+          Json{{"error", "upstream failed: " + error}, {"node", ticket->node_id}}.dump(),
+          "application/json");
       return;
     }
   }
@@ -300,9 +301,9 @@ class Gateway {
     out->method = in.method;
     out->path = in.target.empty() ? in.path : in.target;
     for (const auto& [k, v] : in.headers) {
-      if (k == "Host" || k == "Connection" || k == "Content-Length" || k == "Keep-Alive" ||
-          k == "Transfer-Encoding" || k == "REMOTE_ADDR" || k == "REMOTE_PORT" ||
-          k == "LOCAL_ADDR" || k == "LOCAL_PORT") {
+      if (k == "Host" || k == "Connection" || k == "Content-Length" ||
+          k == "Keep-Alive" || k == "Transfer-Encoding" || k == "REMOTE_ADDR" ||
+          k == "REMOTE_PORT" || k == "LOCAL_ADDR" || k == "LOCAL_PORT") {
         continue;
       }
       out->headers.emplace(k, v);
@@ -418,7 +419,8 @@ class Gateway {
       line(std::string("# TYPE ") + name + " counter");
       line(std::string(name) + " " + std::to_string(static_cast<long long>(v)));
     };
-    counter("fleet_gateway_requests_total", "Requests received on /api/.", counters_.requests);
+    counter("fleet_gateway_requests_total", "Requests received on /api/.",
+            counters_.requests);
     counter("fleet_gateway_decisions_total", "Routing decisions (slots granted).",
             static_cast<double>(s.decisions));
     counter("fleet_gateway_rejections_total", "Requests refused: every node at capacity.",
@@ -452,8 +454,9 @@ class Gateway {
       line("fleet_gateway_node_decisions_total{node=\"" + escape(n.spec.id) + "\"} " +
            std::to_string(n.decisions));
     }
-    line("# HELP fleet_gateway_request_duration_ms Time from decision to the end of the "
-         "response.");
+    line(
+        "# HELP fleet_gateway_request_duration_ms Time from decision to the end of the "
+        "response.");
     line("# TYPE fleet_gateway_request_duration_ms histogram");
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < s.latency_counts.size(); ++i) {
@@ -515,7 +518,8 @@ int main(int argc, char** argv) {
     ro.log_sink = sink;
     auto c = fleet::RedisCoordinator::connect(ro);
     if (!c.ok()) {
-      std::fprintf(stderr, "fleet-gateway: %s\n", std::string(c.status().message()).c_str());
+      std::fprintf(stderr, "fleet-gateway: %s\n",
+                   std::string(c.status().message()).c_str());
       return 1;
     }
     coordinator = std::move(*c);
@@ -536,7 +540,8 @@ int main(int argc, char** argv) {
   o.router.log_sink = sink;
   auto router = Router::create(*coordinator, o.router);
   if (!router.ok()) {
-    std::fprintf(stderr, "fleet-gateway: %s\n", std::string(router.status().message()).c_str());
+    std::fprintf(stderr, "fleet-gateway: %s\n",
+                 std::string(router.status().message()).c_str());
     return 1;
   }
   for (const auto& n : o.nodes) {
@@ -554,16 +559,17 @@ int main(int argc, char** argv) {
   gateway.install(svr);
   const int port = bind_server(svr, o.host, o.port);
   if (port <= 0) {
-    std::fprintf(stderr, "fleet-gateway: cannot listen on %s:%d\n", o.host.c_str(), o.port);
+    std::fprintf(stderr, "fleet-gateway: cannot listen on %s:%d\n", o.host.c_str(),
+                 o.port);
     return 1;
   }
   serve(svr, o.max_seconds, [&] {
-    std::printf("fleet-gateway %s listening on http://%s:%d (backend %s, pool %s, policy %s, "
-                "%zu nodes)\n",
-                o.id.c_str(), o.host.c_str(), port,
-                std::string(coordinator->backend_name()).c_str(), o.pool.c_str(),
-                std::string(fleet::router::to_string(o.router.policy)).c_str(),
-                o.nodes.size());
+    std::printf(
+        "fleet-gateway %s listening on http://%s:%d (backend %s, pool %s, policy %s, "
+        "%zu nodes)\n",
+        o.id.c_str(), o.host.c_str(), port,
+        std::string(coordinator->backend_name()).c_str(), o.pool.c_str(),
+        std::string(fleet::router::to_string(o.router.policy)).c_str(), o.nodes.size());
     std::fflush(stdout);
   });
   // Final view, then leave: our in-flight counts are freed at once.

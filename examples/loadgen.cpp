@@ -39,7 +39,8 @@ Target parse_url(const std::string& url) {
     std::exit(2);
   }
   const auto colon = url.rfind(':');
-  return {url.substr(prefix.size(), colon - prefix.size()), std::atoi(url.c_str() + colon + 1)};
+  return {url.substr(prefix.size(), colon - prefix.size()),
+          std::atoi(url.c_str() + colon + 1)};
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -112,9 +113,9 @@ int main(int argc, char** argv) {
         const auto t0 = std::chrono::steady_clock::now();
         auto res = cli.Post("/api/generate", R"({"model":"llama3","prompt":"hello"})",
                             "application/json");
-        const double ms =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                .count();
+        const double ms = std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - t0)
+                              .count();
         std::lock_guard<std::mutex> lock(mu);
         ++statuses[res ? res->status : -1];
         if (res && res->status == 200) {
@@ -145,9 +146,9 @@ int main(int argc, char** argv) {
     }
     const int peak = s.value("peak_concurrency", -1), capacity = s.value("capacity", 0);
     if (capacity > 0 && peak > capacity) overfilled = true;
-    std::printf("%-10s %-22s %9ld %10d / %-3d %9.1f %9.1f\n", name.c_str(), address.c_str(),
-                s.value("requests", 0L), peak, capacity, percentile(lat, 0.5),
-                percentile(lat, 0.99));
+    std::printf("%-10s %-22s %9ld %10d / %-3d %9.1f %9.1f\n", name.c_str(),
+                address.c_str(), s.value("requests", 0L), peak, capacity,
+                percentile(lat, 0.5), percentile(lat, 0.99));
   }
   std::printf("\n%-24s %10s %10s %12s %26s\n", "gateway", "decisions", "refusals",
               "waited", "shaped by others' load");
@@ -157,11 +158,12 @@ int main(int argc, char** argv) {
     for (const auto& n : f.value("nodes", Json::array())) {
       if (n.value("reporters", 0) >= static_cast<int>(gateways.size())) ++seen_by_all;
     }
-    std::printf("%-24s %10ld %10ld %12ld %26ld\n", f.value("gateway", std::string("?")).c_str(),
-                f.value("decisions", 0L), f.value("rejections", 0L), f.value("waits", 0L),
+    std::printf("%-24s %10ld %10ld %12ld %26ld\n",
+                f.value("gateway", std::string("?")).c_str(), f.value("decisions", 0L),
+                f.value("rejections", 0L), f.value("waits", 0L),
                 f.value("saw_other_gateways", 0L));
-    std::printf("  nodes with observations from all %zu gateways: %ld of %zu\n", gateways.size(),
-                seen_by_all, f.value("nodes", Json::array()).size());
+    std::printf("  nodes with observations from all %zu gateways: %ld of %zu\n",
+                gateways.size(), seen_by_all, f.value("nodes", Json::array()).size());
   }
   if (overfilled) {
     std::printf("\nFAILED: a node served more requests at once than its capacity\n");

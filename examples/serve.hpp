@@ -27,7 +27,8 @@ inline int bind_server(httplib::Server& svr, const std::string& host, int port) 
 
 // Calls `ready` (say where it listens), then serves until SIGTERM or SIGINT,
 // or until `max_seconds` pass (0: no limit).
-inline void serve(httplib::Server& svr, int max_seconds, const std::function<void()>& ready) {
+inline void serve(httplib::Server& svr, int max_seconds,
+                  const std::function<void()>& ready) {
   serve_detail::running = &svr;
   std::signal(SIGTERM, serve_detail::on_signal);
   std::signal(SIGINT, serve_detail::on_signal);

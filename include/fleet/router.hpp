@@ -46,13 +46,13 @@ namespace fleet::router {
 enum class NodeState { kServing, kDraining, kDown };
 
 struct Region {
-  std::string name;  // empty: unknown
+  std::string name;                           // empty: unknown
   std::optional<double> latitude, longitude;  // degrees; both or neither
 };
 
 struct NodeSpec {
-  std::string id;                // defaults to address; name rules
-  std::string address;           // host:port
+  std::string id;       // defaults to address; name rules
+  std::string address;  // host:port
   Region region;
   std::int64_t capacity = 1;     // most requests in flight at once, > 0
   std::set<std::string> labels;  // e.g. the models a node has loaded
@@ -201,7 +201,8 @@ class Router {
 
   // Host metrics of a node as this gateway last saw them (e.g. from the
   // node's response headers); published with the other observations.
-  virtual void report_host_metrics(std::string_view node_id, std::optional<double> cpu_load,
+  virtual void report_host_metrics(std::string_view node_id,
+                                   std::optional<double> cpu_load,
                                    std::optional<double> gpu_free_mb) = 0;
 
   // Publishes this gateway's observations and re-reads the pool (registry,

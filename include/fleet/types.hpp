@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include "fleet/clock.hpp"
 
@@ -152,7 +152,7 @@ struct SlotRequest {
   double load_weight = 1.0;               // finite, >= 0
   double tier_load_limit = 1.0;           // (0, 1]
   std::uint32_t sample = 0;               // 0: all eligible; k: power of k choices
-  std::uint32_t rotate = 0;               // where the order starts (equal ones take turns)
+  std::uint32_t rotate = 0;  // where the order starts (equal ones take turns)
 };
 
 inline constexpr std::size_t kMaxSlotCandidates = 256;

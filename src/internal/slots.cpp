@@ -1,7 +1,7 @@
 #include "internal/slots.hpp"
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "fleet/names.hpp"
@@ -14,8 +14,9 @@ absl::Status validate_slot_request(std::string_view pool, const SlotRequest& req
   FLEET_RETURN_IF_ERROR(validate_name("pool name", pool));
   const auto& c = request.candidates;
   if (c.empty() || c.size() > kMaxSlotCandidates) {
-    return absl::InvalidArgumentError(fmt::format(
-        "a slot request needs 1 to {} candidates (got {})", kMaxSlotCandidates, c.size()));
+    return absl::InvalidArgumentError(
+        fmt::format("a slot request needs 1 to {} candidates (got {})",
+                    kMaxSlotCandidates, c.size()));
   }
   std::vector<std::string_view> targets;
   targets.reserve(c.size());
@@ -23,9 +24,9 @@ absl::Status validate_slot_request(std::string_view pool, const SlotRequest& req
     FLEET_RETURN_IF_ERROR(validate_name("slot target", cand.target));
     targets.push_back(cand.target);
     if (cand.capacity <= 0) {
-      return absl::InvalidArgumentError(fmt::format(
-          "slot target '{}' has capacity {}; it must be positive", cand.target,
-          cand.capacity));
+      return absl::InvalidArgumentError(
+          fmt::format("slot target '{}' has capacity {}; it must be positive",
+                      cand.target, cand.capacity));
     }
     if (!std::isfinite(cand.score)) {
       return absl::InvalidArgumentError(
@@ -50,7 +51,8 @@ absl::Status validate_slot_request(std::string_view pool, const SlotRequest& req
 // One pass, as slot_acquire.lua does it: the best eligible candidate
 // overall, and the best one in the lowest tier under the load limit.
 std::optional<std::size_t> choose_slot(
-    const SlotRequest& request, const std::function<std::int64_t(const std::string&)>& used) {
+    const SlotRequest& request,
+    const std::function<std::int64_t(const std::string&)>& used) {
   const std::size_t n = request.candidates.size();
   std::optional<std::size_t> best, tier_best;
   double best_score = 0, tier_best_score = 0;

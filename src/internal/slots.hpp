@@ -20,7 +20,8 @@ absl::Status validate_slot_request(std::string_view pool, const SlotRequest& req
 // The index of the chosen candidate, or nullopt if none has room. `used`
 // returns the slots in use on a target.
 std::optional<std::size_t> choose_slot(
-    const SlotRequest& request, const std::function<std::int64_t(const std::string&)>& used);
+    const SlotRequest& request,
+    const std::function<std::int64_t(const std::string&)>& used);
 
 }  // namespace fleet::internal
 

@@ -351,8 +351,8 @@ std::int64_t LocalStoreImpl::owned_counter_get(const std::string& name) {
 }
 
 std::optional<SlotGrant> LocalStoreImpl::acquire_slot(const std::string& sid,
-                                                     const std::string& pool,
-                                                     const SlotRequest& request) {
+                                                      const std::string& pool,
+                                                      const SlotRequest& request) {
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
   auto& targets = slots_[pool];
@@ -394,8 +394,8 @@ absl::Status LocalStoreImpl::release_slot(const std::string& sid, const std::str
       }
     }
   }
-  return absl::FailedPreconditionError(fmt::format(
-      "this session holds no slot on '{}' in pool '{}'", target, pool));
+  return absl::FailedPreconditionError(
+      fmt::format("this session holds no slot on '{}' in pool '{}'", target, pool));
 }
 
 std::map<std::string, std::int64_t> LocalStoreImpl::slot_usage(const std::string& pool) {

@@ -220,7 +220,8 @@ std::string encode_slot_numbers(const SlotRequest& request, std::string* format)
   auto put = [&out](double v) {
     std::uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof bits);
-    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
+    for (int i = 0; i < 8; ++i)
+      out.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
   };
   put(request.load_weight);
   put(request.tier_load_limit);

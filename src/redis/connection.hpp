@@ -83,8 +83,8 @@ class RedisConnection {
 // sending everything queued (up to kMaxBatch) in one write and handing each
 // reply to its caller; the others sleep until their reply is in. When every
 // connection is busy, the commands that arrive meanwhile share the next
-// round trip instead of waiting for a connection apiece. with_connection() takes a connection for
-// one caller alone (script loading, sequences that must not interleave).
+// round trip instead of waiting for a connection apiece. with_connection() takes a
+// connection for one caller alone (script loading, sequences that must not interleave).
 // A broken connection is reopened on its next use, but not before the
 // backoff (doubling from min to max, with jitter) since the last failed
 // attempt: while Redis is down, callers get Unavailable at once.

@@ -131,8 +131,8 @@ RedisSession::~RedisSession() {
 
 absl::StatusOr<Reply> RedisSession::run(Script script, const Argv& keys,
                                         const Argv& args) {
-  return scripts_.run([this](const Argv& argv) { return pool_.command(argv); }, script, keys,
-                      args);
+  return scripts_.run([this](const Argv& argv) { return pool_.command(argv); }, script,
+                      keys, args);
 }
 
 absl::StatusOr<Reply> RedisSession::command(const Argv& argv) {
@@ -549,7 +549,8 @@ absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
       static_cast<std::size_t>(r->elements[0].integer) > request.candidates.size()) {
     return absl::InternalError("slot_acquire returned an unexpected reply");
   }
-  const auto& c = request.candidates[static_cast<std::size_t>(r->elements[0].integer - 1)];
+  const auto& c =
+      request.candidates[static_cast<std::size_t>(r->elements[0].integer - 1)];
   SlotGrant grant;
   grant.target = c.target;
   grant.used = r->elements[1].integer;
@@ -564,8 +565,8 @@ absl::Status RedisSession::release_slot(std::string_view pool, std::string_view 
                {pool, target});
   if (!r.ok()) return r.status();
   if (r->integer == 1) return absl::OkStatus();
-  return absl::FailedPreconditionError(fmt::format(
-      "this session holds no slot on '{}' in pool '{}'", target, pool));
+  return absl::FailedPreconditionError(
+      fmt::format("this session holds no slot on '{}' in pool '{}'", target, pool));
 }
 
 absl::StatusOr<std::map<std::string, std::int64_t>> RedisSession::slot_usage(

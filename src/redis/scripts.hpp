@@ -51,7 +51,8 @@ class Scripts {
                             const Argv& args) const;
   absl::StatusOr<Reply> run(RedisConnection& conn, Script script, const Argv& keys,
                             const Argv& args) const {
-    return run([&conn](const Argv& argv) { return conn.command(argv); }, script, keys, args);
+    return run([&conn](const Argv& argv) { return conn.command(argv); }, script, keys,
+               args);
   }
 
  private:

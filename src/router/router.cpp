@@ -30,7 +30,7 @@ using Json = nlohmann::json;
 using Ms = std::chrono::milliseconds;
 
 constexpr std::size_t kMaxPoolBytes = 64;
-constexpr double kLatencyBoundsMs[] = {5,   10,  25,   50,   100,  250,
+constexpr double kLatencyBoundsMs[] = {5,   10,   25,   50,   100,  250,
                                        500, 1000, 2500, 5000, 10000};
 
 // Metric names of a gateway's observations of one node.
@@ -120,7 +120,8 @@ absl::Status validate_options(const RouterOptions& o) {
     return absl::InvalidArgumentError("breaker_failures must be at least 1");
   }
   if (o.breaker_cooldown <= Ms::zero() || o.refresh_interval <= Ms::zero()) {
-    return absl::InvalidArgumentError("breaker_cooldown and refresh_interval must be positive");
+    return absl::InvalidArgumentError(
+        "breaker_cooldown and refresh_interval must be positive");
   }
   if (!(o.ewma_alpha > 0 && o.ewma_alpha <= 1)) {
     return absl::InvalidArgumentError("ewma_alpha must be in (0, 1]");
@@ -144,7 +145,8 @@ class RouterImpl final : public Router {
         state_prefix_("router/" + o_.pool + "/"),
         freed_channel_("router/" + o_.pool + "/freed"),
         rng_(o_.seed != 0 ? o_.seed : std::random_device{}()) {
-    stats_.latency_bounds_ms.assign(std::begin(kLatencyBoundsMs), std::end(kLatencyBoundsMs));
+    stats_.latency_bounds_ms.assign(std::begin(kLatencyBoundsMs),
+                                    std::end(kLatencyBoundsMs));
     stats_.latency_counts.assign(stats_.latency_bounds_ms.size() + 1, 0);
   }
 
@@ -190,9 +192,10 @@ class RouterImpl final : public Router {
   absl::Status add_node(const NodeSpec& spec) override {
     if (auto st = validate_name("node id", spec.id); !st.ok()) return st;
     if (spec.id.size() > 128 || spec.address.empty() || spec.capacity < 1) {
-      return absl::InvalidArgumentError(fmt::format(
-          "node '{}': needs an address, a positive capacity and an id of at most 128 bytes",
-          spec.id));
+      return absl::InvalidArgumentError(
+          fmt::format("node '{}': needs an address, a positive capacity and an id of at "
+                      "most 128 bytes",
+                      spec.id));
     }
     auto put = c_.put(nodes_map_, spec.id, encode_spec(spec));
     if (!put.ok()) return put.status();
@@ -208,7 +211,8 @@ class RouterImpl final : public Router {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = registry_.find(std::string(node_id));
       if (it == registry_.end()) {
-        return absl::NotFoundError(fmt::format("no node '{}' in pool '{}'", node_id, o_.pool));
+        return absl::NotFoundError(
+            fmt::format("no node '{}' in pool '{}'", node_id, o_.pool));
       }
       spec = it->second;
     }
@@ -261,9 +265,9 @@ class RouterImpl final : public Router {
           if (l != local_.end()) own += l->second.own_inflight;
         }
         if (own < capacity) ++stats_.saw_other_gateways;
-        return absl::ResourceExhaustedError(fmt::format(
-            "all {} eligible nodes of pool '{}' are at capacity", request.candidates.size(),
-            o_.pool));
+        return absl::ResourceExhaustedError(
+            fmt::format("all {} eligible nodes of pool '{}' are at capacity",
+                        request.candidates.size(), o_.pool));
       }
       if (!waited) {
         waited = true;
@@ -287,13 +291,14 @@ class RouterImpl final : public Router {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = tickets_.find(ticket.id);
       if (it == tickets_.end() || it->second != ticket.node_id) {
-        return absl::FailedPreconditionError(fmt::format(
-            "ticket {} for node '{}' is unknown or already released", ticket.id,
-            ticket.node_id));
+        return absl::FailedPreconditionError(
+            fmt::format("ticket {} for node '{}' is unknown or already released",
+                        ticket.id, ticket.node_id));
       }
       tickets_.erase(it);
-      const auto latency = outcome.latency.value_or(
-          std::chrono::duration_cast<std::chrono::microseconds>(clock->now() - ticket.started));
+      const auto latency =
+          outcome.latency.value_or(std::chrono::duration_cast<std::chrono::microseconds>(
+              clock->now() - ticket.started));
       const double ms = static_cast<double>(latency.count()) / 1000.0;
       Local& l = local_[ticket.node_id];
       --l.own_inflight;
@@ -323,7 +328,8 @@ class RouterImpl final : public Router {
     }
     if (trip) {
       log_.warn("node '{}' of pool '{}' failed {} times in a row: out for {} ms",
-                ticket.node_id, o_.pool, o_.breaker_failures, o_.breaker_cooldown.count());
+                ticket.node_id, o_.pool, o_.breaker_failures,
+                o_.breaker_cooldown.count());
       const auto closes = c_.clock()->wall_now() + o_.breaker_cooldown;
       const auto closes_ms =
           std::chrono::duration_cast<Ms>(closes.time_since_epoch()).count();
@@ -395,8 +401,10 @@ class RouterImpl final : public Router {
 
     auto entries = c_.scan(nodes_map_);
     AggregationSpec spec;
-    spec.metrics = {{kInflight, Aggregation::kSum}, {kLatency, Aggregation::kAvg},
-                    {kSuccess, Aggregation::kAvg},  {kCpu, Aggregation::kMax},
+    spec.metrics = {{kInflight, Aggregation::kSum},
+                    {kLatency, Aggregation::kAvg},
+                    {kSuccess, Aggregation::kAvg},
+                    {kCpu, Aggregation::kMax},
                     {kGpuFree, Aggregation::kMax}};
     auto aggregates = c_.aggregate_all(spec);
     auto usage = c_.slot_usage(slot_pool_);
@@ -516,9 +524,8 @@ class RouterImpl final : public Router {
   Clock::TimePoint closes_at(const std::string& value) const {
     char* end = nullptr;
     const long long ms = std::strtoll(value.c_str(), &end, 10);
-    const auto wall_ms = std::chrono::duration_cast<Ms>(
-                             c_.clock()->wall_now().time_since_epoch())
-                             .count();
+    const auto wall_ms =
+        std::chrono::duration_cast<Ms>(c_.clock()->wall_now().time_since_epoch()).count();
     const long long left = std::clamp<long long>(ms - wall_ms, 0, 24LL * 3600 * 1000);
     return c_.clock()->now() + Ms(left);
   }
@@ -547,7 +554,8 @@ class RouterImpl final : public Router {
       if (auto node = decode_spec(e.key, e.value)) {
         registry_[e.key] = std::move(*node);
       } else {
-        log_.warn("skipping malformed node '{}' in the registry of pool '{}'", e.key, o_.pool);
+        log_.warn("skipping malformed node '{}' in the registry of pool '{}'", e.key,
+                  o_.pool);
       }
     } else {
       registry_.erase(e.key);
@@ -578,16 +586,19 @@ class RouterImpl final : public Router {
       auto it = cache_.find(key);
       if (it == cache_.end() || now >= it->second.valid_until) {
         CachedRequest built;
-        built.status = compose_request_locked(hints, now, &built.request, &built.valid_until);
+        built.status =
+            compose_request_locked(hints, now, &built.request, &built.valid_until);
         it = cache_.insert_or_assign(std::move(key), std::move(built)).first;
       }
       if (!it->second.status.ok()) return it->second.status;
       *request = it->second.request;
     } else {
       Clock::TimePoint unused;
-      if (auto st = compose_request_locked(hints, now, request, &unused); !st.ok()) return st;
+      if (auto st = compose_request_locked(hints, now, request, &unused); !st.ok())
+        return st;
     }
-    request->rotate = static_cast<std::uint32_t>(rotation_++ % request->candidates.size());
+    request->rotate =
+        static_cast<std::uint32_t>(rotation_++ % request->candidates.size());
     if (o_.policy == Policy::kPowerOfTwo) {
       std::shuffle(request->candidates.begin(), request->candidates.end(), rng_);
     }
@@ -605,7 +616,8 @@ class RouterImpl final : public Router {
   // *valid_until: when an open circuit among the nodes closes (the request
   // changes then), or far in the future.
   absl::Status compose_request_locked(const Hints& hints, Clock::TimePoint now,
-                                      SlotRequest* request, Clock::TimePoint* valid_until) {
+                                      SlotRequest* request,
+                                      Clock::TimePoint* valid_until) {
     *valid_until = Clock::TimePoint::max();
     std::vector<const NodeSpec*> nodes;
     bool any_label = hints.label.empty();

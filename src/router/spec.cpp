@@ -75,7 +75,8 @@ bool valid_address(std::string_view a) {
   std::int64_t port = 0;
   if (!parse_int(a.substr(colon + 1), &port) || port < 1 || port > 65535) return false;
   for (char c : a.substr(0, colon)) {
-    if (c == ' ' || c == '/' || c == ',' || static_cast<unsigned char>(c) < 0x21) return false;
+    if (c == ' ' || c == '/' || c == ',' || static_cast<unsigned char>(c) < 0x21)
+      return false;
   }
   return true;
 }
@@ -103,7 +104,8 @@ absl::StatusOr<NodeSpec> parse_node_spec(std::string_view spec) {
     } else if (key == "region") {
       node.region.name = std::string(value);
     } else if (key == "lat" || key == "lon") {
-      if (!parse_double(value, &d)) return bad(spec, fmt::format("{} is not a number", key));
+      if (!parse_double(value, &d))
+        return bad(spec, fmt::format("{} is not a number", key));
       (key == "lat" ? node.region.latitude : node.region.longitude) = d;
     } else if (key == "capacity") {
       if (!parse_int(value, &node.capacity) || node.capacity < 1) {
@@ -123,7 +125,8 @@ absl::StatusOr<NodeSpec> parse_node_spec(std::string_view spec) {
                                    key));
     }
   }
-  if (auto st = validate_name("node id", node.id); !st.ok()) return bad(spec, std::string(st.message()));
+  if (auto st = validate_name("node id", node.id); !st.ok())
+    return bad(spec, std::string(st.message()));
   if (node.id.size() > 128) return bad(spec, "node id is longer than 128 bytes");
   if (auto st = check_coordinates(node.region, "node spec"); !st.ok()) {
     return bad(spec, std::string(st.message()));
@@ -166,7 +169,8 @@ absl::StatusOr<Region> parse_region(std::string_view text) {
     }
     (key == "lat" ? r.latitude : r.longitude) = d;
   }
-  if (auto st = check_coordinates(r, fmt::format("region '{}'", text)); !st.ok()) return st;
+  if (auto st = check_coordinates(r, fmt::format("region '{}'", text)); !st.ok())
+    return st;
   return r;
 }
 
@@ -175,25 +179,32 @@ absl::StatusOr<Policy> parse_policy(std::string_view name) {
   if (name == "weighted") return Policy::kWeighted;
   if (name == "region" || name == "region-aware") return Policy::kRegionAware;
   if (name == "p2c" || name == "power-of-two") return Policy::kPowerOfTwo;
-  return absl::InvalidArgumentError(fmt::format(
-      "unknown policy '{}' (least-inflight, weighted, region, p2c)", name));
+  return absl::InvalidArgumentError(
+      fmt::format("unknown policy '{}' (least-inflight, weighted, region, p2c)", name));
 }
 
 std::string_view to_string(Policy policy) {
   switch (policy) {
-    case Policy::kLeastInflight: return "least-inflight";
-    case Policy::kWeighted: return "weighted";
-    case Policy::kRegionAware: return "region";
-    case Policy::kPowerOfTwo: return "p2c";
+    case Policy::kLeastInflight:
+      return "least-inflight";
+    case Policy::kWeighted:
+      return "weighted";
+    case Policy::kRegionAware:
+      return "region";
+    case Policy::kPowerOfTwo:
+      return "p2c";
   }
   return "?";
 }
 
 std::string_view to_string(NodeState state) {
   switch (state) {
-    case NodeState::kServing: return "serving";
-    case NodeState::kDraining: return "draining";
-    case NodeState::kDown: return "down";
+    case NodeState::kServing:
+      return "serving";
+    case NodeState::kDraining:
+      return "draining";
+    case NodeState::kDown:
+      return "down";
   }
   return "?";
 }

@@ -69,12 +69,12 @@ TEST_CASE("acquire_slot adds load_weight times load to each score",
   r.load_weight = 2.0;
   // fast: 0 + 2*used/10; slow: 0.5 + 2*used/10. fast wins until it is
   // 3 slots ahead (0.6 > 0.5), then slow.
-  CHECK(take(*a, "p", r) == "fast");   // 0.0 vs 0.5
-  CHECK(take(*a, "p", r) == "fast");   // 0.2 vs 0.5
-  CHECK(take(*a, "p", r) == "fast");   // 0.4 vs 0.5
-  CHECK(take(*a, "p", r) == "slow");   // 0.6 vs 0.5
-  CHECK(take(*a, "p", r) == "fast");   // 0.6 vs 0.7
-  r.load_weight = 0;  // score alone decides
+  CHECK(take(*a, "p", r) == "fast");  // 0.0 vs 0.5
+  CHECK(take(*a, "p", r) == "fast");  // 0.2 vs 0.5
+  CHECK(take(*a, "p", r) == "fast");  // 0.4 vs 0.5
+  CHECK(take(*a, "p", r) == "slow");  // 0.6 vs 0.5
+  CHECK(take(*a, "p", r) == "fast");  // 0.6 vs 0.7
+  r.load_weight = 0;                  // score alone decides
   CHECK(take(*a, "p", r) == "fast");
   CHECK(unwrap(a->slot_usage("p")) ==
         std::map<std::string, std::int64_t>{{"fast", 5}, {"slow", 1}});
@@ -218,7 +218,8 @@ TEST_CASE("bad slot requests are InvalidArgument", "[conformance][slots]") {
   FLEET_REQUIRE_CODE(a->acquire_slot("p", request({cand("n", 1), cand("n", 2)})),
                      kInvalidArgument);
   FLEET_REQUIRE_CODE(
-      a->acquire_slot("p", request({cand("n", 1, std::numeric_limits<double>::infinity())})),
+      a->acquire_slot("p",
+                      request({cand("n", 1, std::numeric_limits<double>::infinity())})),
       kInvalidArgument);
   auto r = request({cand("n", 1)});
   r.tier_load_limit = 0;
@@ -227,7 +228,8 @@ TEST_CASE("bad slot requests are InvalidArgument", "[conformance][slots]") {
   r.load_weight = -1;
   FLEET_REQUIRE_CODE(a->acquire_slot("p", r), kInvalidArgument);
   std::vector<SlotCandidate> many;
-  for (std::size_t i = 0; i <= kMaxSlotCandidates; ++i) many.push_back(cand("n" + std::to_string(i), 1));
+  for (std::size_t i = 0; i <= kMaxSlotCandidates; ++i)
+    many.push_back(cand("n" + std::to_string(i), 1));
   FLEET_REQUIRE_CODE(a->acquire_slot("p", request(many)), kInvalidArgument);
   many.pop_back();
   auto g = unwrap(a->acquire_slot("p", request(many)));

@@ -74,8 +74,8 @@ std::string unique_namespace(const std::string& test) {
   return "e2e-" + test + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
 }
 
-std::unique_ptr<Server> fake_backend(const std::string& name, int capacity, int latency_ms,
-                                     int chunks) {
+std::unique_ptr<Server> fake_backend(const std::string& name, int capacity,
+                                     int latency_ms, int chunks) {
   return std::make_unique<Server>(
       FAKE_BACKEND_BINARY,
       std::vector<std::string>{"--name", name, "--capacity", std::to_string(capacity),
@@ -83,10 +83,18 @@ std::unique_ptr<Server> fake_backend(const std::string& name, int capacity, int 
                                std::to_string(chunks), "--max-seconds", "120"});
 }
 
-std::unique_ptr<Server> gateway(const std::string& ns, const std::vector<std::string>& nodes,
+std::unique_ptr<Server> gateway(const std::string& ns,
+                                const std::vector<std::string>& nodes,
                                 std::vector<std::string> extra = {}) {
-  std::vector<std::string> args{"--redis-url", shared_redis_server().url(), "--namespace", ns,
-                                "--max-seconds", "120", "--quiet", "--refresh-ms", "100"};
+  std::vector<std::string> args{"--redis-url",
+                                shared_redis_server().url(),
+                                "--namespace",
+                                ns,
+                                "--max-seconds",
+                                "120",
+                                "--quiet",
+                                "--refresh-ms",
+                                "100"};
   for (const auto& n : nodes) {
     args.push_back("--node");
     args.push_back(n);
@@ -98,7 +106,8 @@ std::unique_ptr<Server> gateway(const std::string& ns, const std::vector<std::st
 int post(int port, const std::string& path = "/api/generate") {
   httplib::Client cli("127.0.0.1", port);
   cli.set_read_timeout(std::chrono::seconds(20));
-  auto res = cli.Post(path.c_str(), R"({"model":"llama3","prompt":"hi"})", "application/json");
+  auto res =
+      cli.Post(path.c_str(), R"({"model":"llama3","prompt":"hi"})", "application/json");
   return res ? res->status : -1;
 }
 
@@ -117,7 +126,8 @@ int dead_port() {
 
 // Sends `per_thread` requests from each of `threads` threads, alternating
 // between the gateways; returns the count of each HTTP status.
-std::map<int, int> load(const std::vector<int>& gateway_ports, int threads, int per_thread) {
+std::map<int, int> load(const std::vector<int>& gateway_ports, int threads,
+                        int per_thread) {
   std::mutex mu;
   std::map<int, int> statuses;
   std::vector<std::thread> pool;
@@ -245,8 +255,9 @@ TEST_CASE("an unreachable node counts as a failure and idempotent requests go el
   auto backend = fake_backend("alive", 4, 5, 1);
   const std::string dead = "127.0.0.1:" + std::to_string(dead_port());
   // The dead node first, so that it is tried first.
-  auto g = gateway(ns, {dead + ",id=a-dead,capacity=4", backend->address() + ",id=b-alive"},
-                   {"--policy", "least-inflight"});
+  auto g =
+      gateway(ns, {dead + ",id=a-dead,capacity=4", backend->address() + ",id=b-alive"},
+              {"--policy", "least-inflight"});
   httplib::Client cli("127.0.0.1", g->port());
   auto tags = cli.Get("/api/tags");
   REQUIRE(tags);
@@ -264,7 +275,8 @@ TEST_CASE("an unreachable node counts as a failure and idempotent requests go el
   auto metrics = m.Get("/metrics");
   REQUIRE(metrics);
   CHECK(metrics->body.find("fleet_gateway_retries_total 1\n") != std::string::npos);
-  CHECK(metrics->body.find("fleet_gateway_upstream_failures_total 1\n") != std::string::npos);
+  CHECK(metrics->body.find("fleet_gateway_upstream_failures_total 1\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("a client that disconnects mid-stream frees its slot", "[e2e][gateway]") {
@@ -296,8 +308,10 @@ TEST_CASE("a client that disconnects mid-stream frees its slot", "[e2e][gateway]
   httplib::Client m("127.0.0.1", g->port());
   auto metrics = m.Get("/metrics");
   REQUIRE(metrics);
-  CHECK(metrics->body.find("fleet_gateway_client_disconnects_total 1\n") != std::string::npos);
-  CHECK(g->get_json("/fleet")["nodes"][0]["failures"].get<int>() == 0);  // not the node's fault
+  CHECK(metrics->body.find("fleet_gateway_client_disconnects_total 1\n") !=
+        std::string::npos);
+  CHECK(g->get_json("/fleet")["nodes"][0]["failures"].get<int>() ==
+        0);  // not the node's fault
 }
 
 TEST_CASE("bad flags: unknown policy, malformed node spec, no nodes", "[e2e][gateway]") {
@@ -317,8 +331,8 @@ TEST_CASE("bad flags: unknown policy, malformed node spec, no nodes", "[e2e][gat
     INFO(c.message);
     // stderr is not captured; the exit code and a second run through a
     // shell with 2>&1 show the message.
-    std::vector<std::string> args{"-c", std::string(FLEET_GATEWAY_BINARY) + " \"$@\" 2>&1",
-                                  "fleet-gateway"};
+    std::vector<std::string> args{
+        "-c", std::string(FLEET_GATEWAY_BINARY) + " \"$@\" 2>&1", "fleet-gateway"};
     args.insert(args.end(), c.args.begin(), c.args.end());
     Child child = spawn("/bin/sh", args);
     int code = 0;

@@ -223,7 +223,8 @@ TEST_CASE("malformed data planted in fleet's keys is skipped or DataLoss, never 
   auto grant = unwrap(c->acquire_slot("pool", slots));
   REQUIRE(grant.has_value());
   CHECK(grant->target == "fine");
-  CHECK(unwrap(c->slot_usage("pool")) == std::map<std::string, std::int64_t>{{"fine", 1}});
+  CHECK(unwrap(c->slot_usage("pool")) ==
+        std::map<std::string, std::int64_t>{{"fine", 1}});
   CHECK(sink.contains("skipping malformed slot count of 'bad'"));
   REQUIRE(server.command({"SET", p + "slots:wrong", "not a hash"}).ok());
   FLEET_REQUIRE_CODE(c->acquire_slot("wrong", slots), kDataLoss);

@@ -62,8 +62,9 @@ class Cluster {
   std::deque<Gateway> gateways_;
 };
 
-NodeSpec node(const std::string& id, std::int64_t capacity, const std::string& region = "",
-              std::optional<double> lat = {}, std::optional<double> lon = {}) {
+NodeSpec node(const std::string& id, std::int64_t capacity,
+              const std::string& region = "", std::optional<double> lat = {},
+              std::optional<double> lon = {}) {
   NodeSpec n;
   n.id = id;
   n.address = "127.0.0.1:" + std::to_string(9000 + id.size());
@@ -171,8 +172,8 @@ TEST_CASE("weighted prefers the faster, healthier node from the gateways' aggreg
   for (int i = 0; i < 2; ++i) {
     Ticket t = unwrap(a.router->acquire());
     const bool slow = t.node_id == "slow";
-    FLEET_REQUIRE_OK(a.router->release(
-        t, {true, std::chrono::microseconds(slow ? 400000 : 40000)}));
+    FLEET_REQUIRE_OK(
+        a.router->release(t, {true, std::chrono::microseconds(slow ? 400000 : 40000)}));
   }
   cl.refresh_all();  // a publishes; b reads the aggregate
   auto views = b.router->nodes();
@@ -192,14 +193,14 @@ TEST_CASE("weighted prefers the faster, healthier node from the gateways' aggreg
   FLEET_REQUIRE_OK(x.router->add_node(node("q", 8)));
   for (int i = 0; i < 6; ++i) {
     Ticket t = unwrap(x.router->acquire());
-    FLEET_REQUIRE_OK(x.router->release(
-        t, {t.node_id == "q", std::chrono::microseconds(10000)}));
+    FLEET_REQUIRE_OK(
+        x.router->release(t, {t.node_id == "q", std::chrono::microseconds(10000)}));
   }
   FLEET_REQUIRE_OK(x.router->refresh());
   auto v = x.router->nodes();
   REQUIRE(v.size() == 2);
   REQUIRE(v[0].success_rate.has_value());
-  CHECK(*v[0].success_rate < 0.5);   // p failed every time
+  CHECK(*v[0].success_rate < 0.5);  // p failed every time
   CHECK(*v[1].success_rate == Approx(1.0));
   for (int i = 0; i < 3; ++i) CHECK(pick(*x.router) == "q");
 }
@@ -401,7 +402,8 @@ TEST_CASE("acquire waits for a slot up to hints.wait", "[router]") {
   auto timing_out = std::async(std::launch::async, [&] { return a.router->acquire(h); });
   while (a.router->stats().waits == 1) std::this_thread::yield();
   // Advance in steps until it gives up (it re-checks after every step).
-  for (int i = 0; i < 1000 && timing_out.wait_for(milliseconds(1)) != std::future_status::ready;
+  for (int i = 0;
+       i < 1000 && timing_out.wait_for(milliseconds(1)) != std::future_status::ready;
        ++i) {
     cl.clock().advance(milliseconds(20));
   }
@@ -466,7 +468,8 @@ TEST_CASE("malformed registry entries are skipped with a warning", "[router]") {
   auto& a = cl.add(with_policy(Policy::kLeastInflight));
   FLEET_REQUIRE_OK(a.router->add_node(node("ok", 1)));
   unwrap(a.coordinator->put("router/llm/nodes", "broken", "{not json"));
-  unwrap(a.coordinator->put("router/llm/nodes", "zero", R"({"address":"h:1","capacity":0})"));
+  unwrap(a.coordinator->put("router/llm/nodes", "zero",
+                            R"({"address":"h:1","capacity":0})"));
   FLEET_REQUIRE_OK(a.router->refresh());
   auto views = a.router->nodes();
   REQUIRE(views.size() == 1);
@@ -502,9 +505,9 @@ TEST_CASE("an empty pool is Unavailable, bad options are InvalidArgument", "[rou
 }
 
 TEST_CASE("node specs, regions and policies parse, or say what is wrong", "[router]") {
-  auto n = unwrap(parse_node_spec(
-      "10.0.0.7:11434, region=eu-west, lat=53.3, lon=-6.3, capacity=4, "
-      "labels=llama3|qwen, id=gpu-7"));
+  auto n = unwrap(
+      parse_node_spec("10.0.0.7:11434, region=eu-west, lat=53.3, lon=-6.3, capacity=4, "
+                      "labels=llama3|qwen, id=gpu-7"));
   CHECK(n.id == "gpu-7");
   CHECK(n.address == "10.0.0.7:11434");
   CHECK(n.region.name == "eu-west");
@@ -515,10 +518,10 @@ TEST_CASE("node specs, regions and policies parse, or say what is wrong", "[rout
   CHECK(unwrap(parse_node_spec("host:80")).id == "host:80");
   CHECK(unwrap(parse_node_spec("host:80,state=draining")).state == NodeState::kDraining);
 
-  for (const char* bad :
-       {"", "host", "host:0", "host:70000", ":80", "host:80,capacity=0",
-        "host:80,capacity=x", "host:80,lat=1", "host:80,lat=91,lon=0", "host:80,color=red",
-        "host:80,region", "host:80,state=sleeping", "host:80,lat=abc,lon=1"}) {
+  for (const char* bad : {"", "host", "host:0", "host:70000", ":80", "host:80,capacity=0",
+                          "host:80,capacity=x", "host:80,lat=1", "host:80,lat=91,lon=0",
+                          "host:80,color=red", "host:80,region", "host:80,state=sleeping",
+                          "host:80,lat=abc,lon=1"}) {
     INFO(bad);
     FLEET_REQUIRE_CODE(parse_node_spec(bad), kInvalidArgument);
   }
