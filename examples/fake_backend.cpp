@@ -56,13 +56,7 @@ struct Options {
 }
 
 long number(const std::string& flag, const char* text, long min, long max) {
-  char* end = nullptr;
-  const long v = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || v < min || v > max) {
-    usage(flag + " needs an integer in [" + std::to_string(min) + ", " +
-          std::to_string(max) + "]");
-  }
-  return v;
+  return flag_integer(flag, text, min, max, usage);
 }
 
 Options parse(int argc, char** argv) {

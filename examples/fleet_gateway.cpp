@@ -66,13 +66,7 @@ struct Options {
 }
 
 long integer(const std::string& flag, const std::string& text, long min, long max) {
-  char* end = nullptr;
-  const long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v < min || v > max) {
-    usage_error(flag + " needs an integer in [" + std::to_string(min) + ", " +
-                std::to_string(max) + "], not '" + text + "'");
-  }
-  return v;
+  return flag_integer(flag, text, min, max, usage_error);
 }
 
 Options parse(int argc, char** argv) {
@@ -154,7 +148,6 @@ Options parse(int argc, char** argv) {
 // Counters for /metrics beyond what the router keeps.
 struct Counters {
   std::atomic<long> requests{0}, upstream_failures{0}, retries{0}, client_disconnects{0};
-  std::atomic<long> bad_gateway{0};
 };
 
 // One proxied exchange: the upstream request runs on its own thread and
@@ -272,7 +265,6 @@ class Gateway {
         hints.exclude.insert(ticket->node_id);
         continue;
       }
-      ++counters_.bad_gateway;
       res.status = 502;
       res.set_content(
           Json{{"error", "upstream failed: " + error}, {"node", ticket->node_id}}.dump(),

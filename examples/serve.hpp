@@ -1,11 +1,12 @@
-// Shared by the example HTTP servers (fleet-gateway, fake-backend): bind,
-// then serve until SIGTERM, SIGINT or a time limit.
+// Shared by the example HTTP servers (fleet-gateway, fake-backend): integer
+// flags, binding, then serving until SIGTERM, SIGINT or a time limit.
 #ifndef FLEET_EXAMPLES_SERVE_HPP_
 #define FLEET_EXAMPLES_SERVE_HPP_
 
 #include <httplib.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -18,6 +19,19 @@ inline void on_signal(int) {
   if (running != nullptr) running->stop();
 }
 }  // namespace serve_detail
+
+// The integer in `text` if it is one in [min, max]; otherwise calls
+// `usage` (which must exit) with a message that names `flag`.
+inline long flag_integer(const std::string& flag, const std::string& text, long min,
+                         long max, void (*usage)(const std::string&)) {
+  char* end = nullptr;
+  const long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || v < min || v > max) {
+    usage(flag + " needs an integer in [" + std::to_string(min) + ", " +
+          std::to_string(max) + "], not '" + text + "'");
+  }
+  return v;
+}
 
 // Binds `svr` to host:port (port 0: any free port); returns the port, or -1.
 inline int bind_server(httplib::Server& svr, const std::string& host, int port) {

@@ -27,6 +27,7 @@
 #define FLEET_ROUTER_HPP_
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -50,8 +51,10 @@ struct Region {
   std::optional<double> latitude, longitude;  // degrees; both or neither
 };
 
+inline constexpr std::size_t kMaxNodeIdBytes = 128;
+
 struct NodeSpec {
-  std::string id;       // defaults to address; name rules
+  std::string id;       // defaults to address; name rules, kMaxNodeIdBytes at most
   std::string address;  // host:port
   Region region;
   std::int64_t capacity = 1;     // most requests in flight at once, > 0

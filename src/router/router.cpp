@@ -191,11 +191,11 @@ class RouterImpl final : public Router {
 
   absl::Status add_node(const NodeSpec& spec) override {
     if (auto st = validate_name("node id", spec.id); !st.ok()) return st;
-    if (spec.id.size() > 128 || spec.address.empty() || spec.capacity < 1) {
+    if (spec.id.size() > kMaxNodeIdBytes || spec.address.empty() || spec.capacity < 1) {
       return absl::InvalidArgumentError(
           fmt::format("node '{}': needs an address, a positive capacity and an id of at "
-                      "most 128 bytes",
-                      spec.id));
+                      "most {} bytes",
+                      spec.id, kMaxNodeIdBytes));
     }
     auto put = c_.put(nodes_map_, spec.id, encode_spec(spec));
     if (!put.ok()) return put.status();

@@ -127,7 +127,9 @@ absl::StatusOr<NodeSpec> parse_node_spec(std::string_view spec) {
   }
   if (auto st = validate_name("node id", node.id); !st.ok())
     return bad(spec, std::string(st.message()));
-  if (node.id.size() > 128) return bad(spec, "node id is longer than 128 bytes");
+  if (node.id.size() > kMaxNodeIdBytes) {
+    return bad(spec, fmt::format("node id is longer than {} bytes", kMaxNodeIdBytes));
+  }
   if (auto st = check_coordinates(node.region, "node spec"); !st.ok()) {
     return bad(spec, std::string(st.message()));
   }
