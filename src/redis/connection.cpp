@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "fmt/format.h"
+#include "internal/validate.hpp"
 
 namespace fleet::internal {
 namespace {
@@ -231,10 +232,48 @@ absl::Status RedisConnection::fill() {
   return absl::OkStatus();
 }
 
+// ---- Reconnect --------------------------------------------------------------------
+
+absl::Status Reconnect::ready(const RedisEndpoint& ep, Clock::TimePoint now) const {
+  if (now >= next_attempt_) return absl::OkStatus();
+  return absl::UnavailableError(fmt::format(
+      "Redis at {} is unreachable; next attempt in {} ms", ep.redacted(),
+      std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt_ - now)
+          .count()));
+}
+
+void Reconnect::record(const absl::Status& outcome, const RedisEndpoint& ep, Clock* clock,
+                       const Logger* logger) {
+  if (outcome.ok()) {
+    if (down_logged_) {
+      down_logged_ = false;
+      logger->info("reconnected to Redis at {}", ep.redacted());
+    }
+    backoff_ = std::chrono::milliseconds(0);
+    return;
+  }
+  if (outcome.code() != absl::StatusCode::kUnavailable &&
+      outcome.code() != absl::StatusCode::kDeadlineExceeded) {
+    return;  // not a question of waiting (bad credentials, say)
+  }
+  backoff_ = backoff_.count() == 0 ? min_ : std::min(backoff_ * 2, max_);
+  // Full jitter in [backoff/2, backoff]: instances restarting together do
+  // not reconnect in lockstep.
+  std::uniform_int_distribution<long long> jitter(backoff_.count() / 2, backoff_.count());
+  next_attempt_ = clock->now() + std::chrono::milliseconds(jitter(rng_));
+  if (!down_logged_) {
+    down_logged_ = true;
+    logger->warn("{}", std::string(outcome.message()));
+  }
+}
+
 // ---- ConnectionPool ---------------------------------------------------------------
 
 ConnectionPool::ConnectionPool(Options options, Clock* clock, const Logger* logger)
-    : options_(std::move(options)), clock_(clock), logger_(logger) {
+    : options_(std::move(options)),
+      clock_(clock),
+      logger_(logger),
+      reconnect_(options_.backoff_min, options_.backoff_max) {
   slots_.resize(static_cast<std::size_t>(options_.size));
 }
 
@@ -376,39 +415,13 @@ absl::StatusOr<ConnectionPool::Slot*> ConnectionPool::acquire() {
 
 absl::Status ConnectionPool::reopen_locked(Slot& slot,
                                            std::unique_lock<std::mutex>& lock) {
-  const auto now = clock_->now();
-  if (now < next_attempt_) {
-    return absl::UnavailableError(fmt::format(
-        "Redis at {} is unreachable; next attempt in {} ms", options_.endpoint.redacted(),
-        std::chrono::duration_cast<std::chrono::milliseconds>(next_attempt_ - now)
-            .count()));
-  }
+  FLEET_RETURN_IF_ERROR(reconnect_.ready(options_.endpoint, clock_->now()));
   slot.conn.reset();
   lock.unlock();
   auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
   lock.lock();
-  if (!conn.ok()) {
-    if (conn.status().code() == absl::StatusCode::kUnavailable ||
-        conn.status().code() == absl::StatusCode::kDeadlineExceeded) {
-      backoff_ = backoff_.count() == 0 ? options_.backoff_min
-                                       : std::min(backoff_ * 2, options_.backoff_max);
-      // Full jitter in [backoff/2, backoff]: instances restarting together
-      // do not reconnect in lockstep.
-      std::uniform_int_distribution<long long> jitter(backoff_.count() / 2,
-                                                      backoff_.count());
-      next_attempt_ = clock_->now() + std::chrono::milliseconds(jitter(rng_));
-      if (!down_logged_) {
-        down_logged_ = true;
-        logger_->warn("{}", std::string(conn.status().message()));
-      }
-    }
-    return conn.status();
-  }
-  if (down_logged_) {
-    down_logged_ = false;
-    logger_->info("reconnected to Redis at {}", options_.endpoint.redacted());
-  }
-  backoff_ = std::chrono::milliseconds(0);
+  reconnect_.record(conn.status(), options_.endpoint, clock_, logger_);
+  if (!conn.ok()) return conn.status();
   slot.conn = *std::move(conn);
   return absl::OkStatus();
 }

@@ -78,6 +78,28 @@ class RedisConnection {
   bool broken_ = false;
 };
 
+// When a broken connection may be opened again: not before the backoff
+// (doubling from min to max, with jitter) since the last failed attempt, so
+// that while Redis is down callers get Unavailable at once. Logs the first
+// failure and the recovery. Not thread-safe: its owner locks.
+class Reconnect {
+ public:
+  Reconnect(std::chrono::milliseconds min, std::chrono::milliseconds max)
+      : min_(min), max_(max) {}
+  // Whether an attempt is allowed now; Unavailable with the wait if not.
+  absl::Status ready(const RedisEndpoint& ep, Clock::TimePoint now) const;
+  // Records an attempt's outcome.
+  void record(const absl::Status& outcome, const RedisEndpoint& ep, Clock* clock,
+              const Logger* logger);
+
+ private:
+  const std::chrono::milliseconds min_, max_;
+  Clock::TimePoint next_attempt_{};
+  std::chrono::milliseconds backoff_{0};
+  bool down_logged_ = false;
+  std::minstd_rand rng_{std::random_device{}()};
+};
+
 // A fixed number of connections. command() pipelines: callers queue their
 // commands, and a caller that finds a connection free becomes its driver,
 // sending everything queued (up to kMaxBatch) in one write and handing each
@@ -85,9 +107,7 @@ class RedisConnection {
 // connection is busy, the commands that arrive meanwhile share the next
 // round trip instead of waiting for a connection apiece. with_connection() takes a
 // connection for one caller alone (script loading, sequences that must not interleave).
-// A broken connection is reopened on its next use, but not before the
-// backoff (doubling from min to max, with jitter) since the last failed
-// attempt: while Redis is down, callers get Unavailable at once.
+// A broken connection is reopened on its next use (see Reconnect).
 class ConnectionPool {
  public:
   struct Options {
@@ -158,10 +178,7 @@ class ConnectionPool {
   std::condition_variable cv_;
   std::vector<Slot> slots_;
   std::deque<Request*> queue_;  // requests not yet in a batch, oldest first
-  Clock::TimePoint next_attempt_{};
-  std::chrono::milliseconds backoff_{0};
-  bool down_logged_ = false;
-  std::minstd_rand rng_{std::random_device{}()};
+  Reconnect reconnect_;
 };
 
 }  // namespace fleet::internal
