@@ -139,6 +139,22 @@ class Coordinator {
   virtual absl::StatusOr<std::optional<SlotGrant>> acquire_slot(
       std::string_view pool, const SlotRequest& request) = 0;
 
+  // acquire_slot without waiting for the answer: `done` gets exactly what
+  // acquire_slot would have returned, exactly once. On Redis it runs on the
+  // session's slot I/O thread, which sends the decisions queued meanwhile in
+  // one write and those that differ only by `rotate` in one script call
+  // (each still its own decision, in the order submitted); the in-process
+  // backend calls it before returning. Many decisions in flight from few
+  // threads: the way to route at the rate Redis allows. `done` must be
+  // quick, must not throw and must not destroy this Coordinator; it may call
+  // it. Decisions still pending when the Coordinator is destroyed get
+  // Cancelled (a slot taken meanwhile is freed with the session).
+  using SlotCallback = std::function<void(absl::StatusOr<std::optional<SlotGrant>>)>;
+  virtual void acquire_slot_async(std::string_view pool, SlotRequest request,
+                                  SlotCallback done) {
+    done(acquire_slot(pool, request));
+  }
+
   // Frees one of this session's slots on `target`. FailedPrecondition if the
   // session holds none there (never taken, already freed, or freed because
   // the session expired).

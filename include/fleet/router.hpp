@@ -29,6 +29,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -196,6 +197,18 @@ class Router {
   // Unavailable: no eligible node is serving (all draining, down, excluded
   // or with an open circuit), or the backend is unreachable.
   virtual absl::StatusOr<Ticket> acquire(const Hints& hints = {}) = 0;
+
+  // acquire() without blocking: `done` gets the ticket or the error
+  // acquire() would have returned, exactly once, on the Coordinator's slot
+  // I/O thread (Redis) or before this returns (in-process). It never waits
+  // for a slot: hints.wait must be zero (InvalidArgument otherwise), and a
+  // full pool is ResourceExhausted at once. For event-loop servers and
+  // many requests in flight: decisions made meanwhile share round trips,
+  // and those on the same hints share one script call (see
+  // Coordinator::acquire_slot_async). `done` must be quick and must not
+  // destroy the Router; the Router's destructor waits for pending ones.
+  using TicketCallback = std::function<void(absl::StatusOr<Ticket>)>;
+  virtual void acquire_async(const Hints& hints, TicketCallback done) = 0;
 
   // Frees the ticket's slot and records its latency and success. A failure
   // counts toward the node's circuit breaker. FailedPrecondition for a

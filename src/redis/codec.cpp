@@ -213,24 +213,23 @@ std::optional<MemberEvent> decode_member_event(std::string_view in) {
 
 // ---- slot_acquire.lua's numbers ----
 
+void append_double(double v, std::string* out) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof bits);
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
+}
+
 std::string encode_slot_numbers(const SlotRequest& request, std::string* format) {
-  const std::size_t count = 4 + 3 * request.candidates.size();
+  const std::size_t count = 3 + 3 * request.candidates.size();
   std::string out;
   out.reserve(count * 8);
-  auto put = [&out](double v) {
-    std::uint64_t bits = 0;
-    std::memcpy(&bits, &v, sizeof bits);
-    for (int i = 0; i < 8; ++i)
-      out.push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
-  };
-  put(request.load_weight);
-  put(request.tier_load_limit);
-  put(static_cast<double>(request.sample));
-  put(static_cast<double>(request.rotate));
+  append_double(request.load_weight, &out);
+  append_double(request.tier_load_limit, &out);
+  append_double(static_cast<double>(request.sample), &out);
   for (const auto& c : request.candidates) {
-    put(static_cast<double>(c.capacity));
-    put(c.score);
-    put(static_cast<double>(c.tier));
+    append_double(static_cast<double>(c.capacity), &out);
+    append_double(c.score, &out);
+    append_double(static_cast<double>(c.tier), &out);
   }
   format->assign(1, '<');
   format->append(count, 'd');

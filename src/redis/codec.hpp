@@ -44,9 +44,12 @@ std::optional<MemberEvent> decode_member_event(std::string_view payload);
 // slot_acquire.lua's numbers as little-endian doubles, which Lua's struct
 // library decodes in one C call (far faster than Lua parsing many ARGV
 // strings, or cmsgpack building a table): load_weight, tier_load_limit,
-// sample, rotate, then per candidate capacity, score, tier. `format` gets
-// the matching struct format ("<" and one 'd' per number).
+// sample, then per candidate capacity, score, tier. `format` gets the
+// matching struct format ("<" and one 'd' per number). The rotate is not
+// among them: decisions that differ only by it are sent together, each
+// with its rotate appended to `rotates` by append_double.
 std::string encode_slot_numbers(const SlotRequest& request, std::string* format);
+void append_double(double v, std::string* out);
 
 bool parse_u64(std::string_view s, std::uint64_t* out);
 bool parse_i64(std::string_view s, std::int64_t* out);

@@ -108,6 +108,10 @@ absl::Status RedisSession::start() {
 
 RedisSession::~RedisSession() {
   {
+    std::lock_guard<std::mutex> lock(lane_mu_);
+    lane_.reset();  // pending decisions get Cancelled
+  }
+  {
     std::lock_guard<std::mutex> lock(state_mu_);
     stop_ = true;
   }
@@ -527,35 +531,47 @@ absl::StatusOr<std::int64_t> RedisSession::owned_counter_get(std::string_view na
 absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
     std::string_view pool, const SlotRequest& request) {
   FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
-  std::string format;
-  const std::string numbers = encode_slot_numbers(request, &format);
-  Argv args;
-  args.reserve(4 + request.candidates.size());
-  args.push_back(sid_);
-  args.push_back(pool);
-  args.push_back(numbers);
-  args.push_back(format);
-  for (const auto& c : request.candidates) args.push_back(c.target);
-  const std::string slots = keys_.slots(pool), mine = keys_.session_slots(sid_);
-  auto r = run(Script::kSlotAcquire, {slots, mine, keys_.sessions}, args);
-  if (!r.ok()) return r.status();
-  if (r->type == Reply::Type::kInteger) {
-    if (r->integer == 0) return std::nullopt;
-    return absl::UnavailableError(
-        "this session has expired in Redis; it is re-established by the next heartbeat");
+  const SlotCall call(keys_.slots(pool), keys_.session_slots(sid_), pool, request);
+  std::string rotate;
+  append_double(request.rotate, &rotate);
+  const Script script = Script::kSlotAcquire;
+  absl::StatusOr<Reply> reply = pool_.command(
+      call.argv("EVALSHA", scripts_.sha(script), keys_.sessions, sid_, rotate));
+  if (reply.ok() && reply->is_error() && reply->str.compare(0, 8, "NOSCRIPT") == 0) {
+    reply = pool_.command(
+        call.argv("EVAL", scripts_.body(script), keys_.sessions, sid_, rotate));
   }
-  if (r->type != Reply::Type::kArray || r->elements.size() != 2 ||
-      r->elements[0].integer < 1 ||
-      static_cast<std::size_t>(r->elements[0].integer) > request.candidates.size()) {
-    return absl::InternalError("slot_acquire returned an unexpected reply");
+  return std::move(decode_slot_reply(call, 1, reply).front());
+}
+
+void RedisSession::acquire_slot_async(std::string_view pool, SlotRequest request,
+                                      SlotCallback done) {
+  if (absl::Status st = validate_slot_request(pool, request); !st.ok()) {
+    done(st);
+    return;
   }
-  const auto& c =
-      request.candidates[static_cast<std::size_t>(r->elements[0].integer - 1)];
-  SlotGrant grant;
-  grant.target = c.target;
-  grant.used = r->elements[1].integer;
-  grant.capacity = c.capacity;
-  return grant;
+  const std::uint32_t rotate = request.rotate;
+  auto call = std::make_shared<const SlotCall>(
+      keys_.slots(pool), keys_.session_slots(sid_), pool, std::move(request));
+  slot_lane().submit(std::move(call), rotate, std::move(done));
+}
+
+SlotLane& RedisSession::slot_lane() {
+  std::lock_guard<std::mutex> lock(lane_mu_);
+  if (!lane_) {
+    const Script script = Script::kSlotAcquire;
+    lane_ = std::make_unique<SlotLane>(
+        SlotLane::Options{pool_.endpoint(),
+                          {options_.connect_timeout, options_.command_timeout},
+                          options_.reconnect_backoff_min,
+                          options_.reconnect_backoff_max,
+                          keys_.sessions,
+                          sid_,
+                          scripts_.sha(script),
+                          scripts_.body(script)},
+        clock_, &logger_);
+  }
+  return *lane_;
 }
 
 absl::Status RedisSession::release_slot(std::string_view pool, std::string_view target) {

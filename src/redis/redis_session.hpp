@@ -20,6 +20,7 @@
 #include "redis/connection.hpp"
 #include "redis/keys.hpp"
 #include "redis/scripts.hpp"
+#include "redis/slot_lane.hpp"
 #include "redis/subscriber.hpp"
 
 namespace fleet::internal {
@@ -57,6 +58,8 @@ class RedisSession final : public Coordinator {
   absl::StatusOr<std::int64_t> owned_counter_get(std::string_view name) override;
   absl::StatusOr<std::optional<SlotGrant>> acquire_slot(
       std::string_view pool, const SlotRequest& request) override;
+  void acquire_slot_async(std::string_view pool, SlotRequest request,
+                          SlotCallback done) override;
   absl::Status release_slot(std::string_view pool, std::string_view target) override;
   absl::StatusOr<std::map<std::string, std::int64_t>> slot_usage(
       std::string_view pool) override;
@@ -122,6 +125,7 @@ class RedisSession final : public Coordinator {
   absl::Status start();
 
   absl::StatusOr<Reply> run(Script script, const Argv& keys, const Argv& args);
+  SlotLane& slot_lane();
   absl::StatusOr<Reply> command(const Argv& argv);
   absl::StatusOr<std::optional<Lease>> acquire(LeaseKind kind, const std::string& name,
                                                std::string_view value, Ttl ttl,
@@ -156,6 +160,9 @@ class RedisSession final : public Coordinator {
   // the stamp is still current the script answers "=" and we reuse it.
   std::mutex aggregate_mu_;
   std::map<std::string, std::pair<std::string, std::vector<NodeAggregate>>> aggregates_;
+
+  std::mutex lane_mu_;
+  std::unique_ptr<SlotLane> lane_;  // acquire_slot_async's, from the first call
 
   std::mutex publish_mu_;  // keeps sequence order == send order
   std::uint64_t next_sequence_ = 1;

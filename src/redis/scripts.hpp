@@ -49,6 +49,13 @@ class Scripts {
   // Runs a script. Redis error replies become statuses (status_from_error).
   absl::StatusOr<Reply> run(const Send& send, Script script, const Argv& keys,
                             const Argv& args) const;
+  const std::string& sha(Script script) const {
+    return shas_[static_cast<std::size_t>(script)];
+  }
+  const std::string& body(Script script) const {
+    return bodies_[static_cast<std::size_t>(script)];
+  }
+
   absl::StatusOr<Reply> run(RedisConnection& conn, Script script, const Argv& keys,
                             const Argv& args) const {
     return run([&conn](const Argv& argv) { return conn.command(argv); }, script, keys,

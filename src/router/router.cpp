@@ -152,8 +152,11 @@ class RouterImpl final : public Router {
 
   ~RouterImpl() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       stop_ = true;
+      // acquire_async callbacks use this object: each comes within the
+      // Coordinator's command timeout.
+      cv_.wait(lock, [this] { return pending_async_ == 0; });
     }
     cv_.notify_all();
     if (refresher_.joinable()) refresher_.join();
@@ -249,26 +252,9 @@ class RouterImpl final : public Router {
       auto grant = c_.acquire_slot(slot_pool_, request);
       if (!grant.ok()) return grant.status();
       std::unique_lock<std::mutex> lock(mu_);
-      if (grant->has_value()) {
-        if ((*grant)->used >= (*grant)->capacity) mark_saturated_locked();
-        return record_grant_locked(**grant);
-      }
+      if (grant->has_value()) return granted_locked(**grant);
       mark_saturated_locked();
-      if (clock->now() >= deadline) {
-        ++stats_.rejections;
-        // Full, while this gateway's own requests leave room: the others'
-        // requests fill it.
-        std::int64_t own = 0, capacity = 0;
-        for (const auto& c : request.candidates) {
-          capacity += c.capacity;
-          auto l = local_.find(c.target);
-          if (l != local_.end()) own += l->second.own_inflight;
-        }
-        if (own < capacity) ++stats_.saw_other_gateways;
-        return absl::ResourceExhaustedError(
-            fmt::format("all {} eligible nodes of pool '{}' are at capacity",
-                        request.candidates.size(), o_.pool));
-      }
+      if (clock->now() >= deadline) return rejected_locked(request);
       if (!waited) {
         waited = true;
         ++stats_.waits;
@@ -282,6 +268,51 @@ class RouterImpl final : public Router {
       }
       if (stop_) return absl::CancelledError("the router is shutting down");
     }
+  }
+
+  void acquire_async(const Hints& hints, TicketCallback done) override {
+    if (hints.wait.count() != 0) {
+      done(absl::InvalidArgumentError(
+          "acquire_async does not wait for a slot: hints.wait must be zero (use "
+          "acquire, or call again on ResourceExhausted)"));
+      return;
+    }
+    SlotRequest request;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) {
+        done(absl::CancelledError("the router is shutting down"));
+        return;
+      }
+      if (auto built = build_request_locked(hints, c_.clock()->now(), &request);
+          !built.ok()) {
+        done(built);
+        return;
+      }
+      ++pending_async_;
+    }
+    // The copy stays here for the rejection's figures.
+    auto kept = std::make_shared<SlotRequest>(request);
+    c_.acquire_slot_async(slot_pool_, std::move(request),
+                          [this, kept = std::move(kept), done = std::move(done)](
+                              absl::StatusOr<std::optional<SlotGrant>> grant) {
+                            absl::StatusOr<Ticket> ticket = absl::UnknownError("");
+                            {
+                              std::lock_guard<std::mutex> lock(mu_);
+                              if (!grant.ok()) {
+                                ticket = grant.status();
+                              } else if (grant->has_value()) {
+                                ticket = granted_locked(**grant);
+                              } else {
+                                mark_saturated_locked();
+                                ticket = rejected_locked(*kept);
+                              }
+                            }
+                            done(std::move(ticket));
+                            // Last: the destructor may return once this is zero.
+                            std::lock_guard<std::mutex> lock(mu_);
+                            if (--pending_async_ == 0) cv_.notify_all();
+                          });
   }
 
   absl::Status release(const Ticket& ticket, const Outcome& outcome) override {
@@ -742,6 +773,28 @@ class RouterImpl final : public Router {
     }
   }
 
+  Ticket granted_locked(const SlotGrant& grant) {
+    if (grant.used >= grant.capacity) mark_saturated_locked();
+    return record_grant_locked(grant);
+  }
+
+  // No candidate of `request` had room, and no more waiting.
+  absl::Status rejected_locked(const SlotRequest& request) {
+    ++stats_.rejections;
+    // Full, while this gateway's own requests leave room: the others'
+    // requests fill it.
+    std::int64_t own = 0, capacity = 0;
+    for (const auto& c : request.candidates) {
+      capacity += c.capacity;
+      auto l = local_.find(c.target);
+      if (l != local_.end()) own += l->second.own_inflight;
+    }
+    if (own < capacity) ++stats_.saw_other_gateways;
+    return absl::ResourceExhaustedError(
+        fmt::format("all {} eligible nodes of pool '{}' are at capacity",
+                    request.candidates.size(), o_.pool));
+  }
+
   Ticket record_grant_locked(const SlotGrant& grant) {
     Ticket t;
     t.id = next_ticket_++;
@@ -814,6 +867,7 @@ class RouterImpl final : public Router {
   std::vector<std::string> pending_releases_;
   std::uint64_t next_ticket_ = 1;
   std::uint64_t release_generation_ = 0;
+  std::size_t pending_async_ = 0;  // acquire_async calls not yet called back
   // Until then the pool counts as saturated (a node filled up, or a request
   // found no room): releases are announced on freed_channel_ to wake the
   // gateways that wait for a slot.

@@ -1,4 +1,5 @@
 // Conformance: slot pools (acquire_slot / release_slot / slot_usage).
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -6,6 +7,7 @@
 #include <thread>
 
 #include "backend.hpp"
+#include "recorder.hpp"
 #include "status.hpp"
 
 namespace fleet::testing {
@@ -238,6 +240,101 @@ TEST_CASE("bad slot requests are InvalidArgument", "[conformance][slots]") {
   FLEET_REQUIRE_CODE(a->release_slot("p", ""), kInvalidArgument);
   FLEET_REQUIRE_CODE(a->slot_usage(""), kInvalidArgument);
   CHECK(unwrap(a->slot_usage("p")) == std::map<std::string, std::int64_t>{{"n0", 1}});
+}
+
+// ---- acquire_slot_async ---------------------------------------------------------
+
+using SlotResult = absl::StatusOr<std::optional<SlotGrant>>;
+
+Coordinator::SlotCallback record(Recorder<SlotResult>& into) {
+  return [cb = into.callback()](SlotResult r) { cb(r); };
+}
+
+std::string describe(const SlotResult& r) {
+  if (!r.ok()) return r.status().ToString();
+  if (!r->has_value()) return "<none>";
+  return (*r)->target + " " + std::to_string((*r)->used) + "/" +
+         std::to_string((*r)->capacity);
+}
+
+TEST_CASE("acquire_slot_async answers what acquire_slot would, once per call, in order",
+          "[conformance][slots][async]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto b = backend->connect();
+  const auto r = request({cand("n1", 2), cand("n2", 1)});
+  Recorder<SlotResult> results;
+  for (int i = 0; i < 4; ++i) a->acquire_slot_async("gpu", r, record(results));
+  REQUIRE(results.wait_count(4));
+  std::vector<std::string> got;
+  for (const auto& e : results.events()) got.push_back(describe(e));
+  // The same rule as acquire_slot, decision after decision: n1 (tie, the
+  // earliest), n2 (0/1 beats 1/2), n1 (n2 is full), then no room.
+  CHECK(got == std::vector<std::string>{"n1 1/2", "n2 1/1", "n1 2/2", "<none>"});
+  // The slots are the session's, as acquire_slot's are.
+  CHECK(unwrap(b->slot_usage("gpu")) ==
+        std::map<std::string, std::int64_t>{{"n1", 2}, {"n2", 1}});
+  FLEET_REQUIRE_OK(a->release_slot("gpu", "n2"));
+  FLEET_REQUIRE_CODE(b->release_slot("gpu", "n1"), kFailedPrecondition);
+  CHECK(take(*b, "gpu", r) == "n2");
+  CHECK(results.size() == 4);  // each callback came exactly once
+}
+
+TEST_CASE("acquire_slot_async from many threads and sessions never exceeds capacity",
+          "[conformance][slots][async]") {
+  auto backend = make_backend();
+  std::vector<std::unique_ptr<Coordinator>> sessions;
+  for (int i = 0; i < 3; ++i) sessions.push_back(backend->connect());
+  const auto r = request({cand("a", 10), cand("b", 10), cand("c", 10)});
+  Recorder<SlotResult> results;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto req = r;
+      for (int i = 0; i < 20; ++i) {
+        req.rotate = static_cast<std::uint32_t>(i);
+        sessions[static_cast<std::size_t>(t) % 3]->acquire_slot_async("race", req,
+                                                                      record(results));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  REQUIRE(results.wait_count(80));
+  std::map<std::string, std::vector<std::int64_t>> used;
+  int refused = 0;
+  for (const auto& e : results.events()) {
+    REQUIRE(e.ok());
+    if (e->has_value()) {
+      used[(*e)->target].push_back((*e)->used);
+    } else {
+      ++refused;
+    }
+  }
+  CHECK(refused == 50);
+  // Each slot taken once: every target's grants saw exactly 1..10 in use.
+  const std::vector<std::int64_t> one_to_ten = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  for (const char* target : {"a", "b", "c"}) {
+    auto& u = used[target];
+    std::sort(u.begin(), u.end());
+    CHECK(u == one_to_ten);
+  }
+  CHECK(unwrap(sessions[0]->slot_usage("race")) ==
+        std::map<std::string, std::int64_t>{{"a", 10}, {"b", 10}, {"c", 10}});
+}
+
+TEST_CASE("acquire_slot_async reports bad requests through its callback",
+          "[conformance][slots][async]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  Recorder<SlotResult> results;
+  a->acquire_slot_async("p", request({}), record(results));
+  a->acquire_slot_async("", request({cand("n", 1)}), record(results));
+  a->acquire_slot_async("p", request({cand("n", 0)}), record(results));
+  REQUIRE(results.wait_count(3));
+  for (const auto& e : results.events()) {
+    CHECK(e.status().code() == absl::StatusCode::kInvalidArgument);
+  }
+  CHECK(unwrap(a->slot_usage("p")).empty());
 }
 
 }  // namespace

@@ -4,12 +4,15 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "capture_sink.hpp"
 #include "fleet/local_coordinator.hpp"
 #include "fleet/names.hpp"
 #include "fleet/redis_coordinator.hpp"
+#include "fleet/router.hpp"
 #include "recorder.hpp"
 #include "redis_server.hpp"
 #include "status.hpp"
@@ -31,6 +34,18 @@ RedisOptions fast_options(const std::string& url, LogSink* sink, const std::stri
   o.reconnect_backoff_max = milliseconds(200);
   o.log_sink = sink;
   return o;
+}
+
+// acquire_slot_async, waited for (bounded).
+absl::StatusOr<std::optional<SlotGrant>> acquire_async(Coordinator& c,
+                                                       std::string_view pool,
+                                                       const SlotRequest& r) {
+  Recorder<absl::StatusOr<std::optional<SlotGrant>>> result;
+  c.acquire_slot_async(
+      pool, r,
+      [cb = result.callback()](absl::StatusOr<std::optional<SlotGrant>> g) { cb(g); });
+  REQUIRE(result.wait_count(1));
+  return result.events().front();
 }
 
 int unused_port() {
@@ -219,6 +234,7 @@ TEST_CASE("malformed data planted in fleet's keys is skipped or DataLoss, never 
   slots.candidates = {SlotCandidate{"bad", 2, 0, 0}, SlotCandidate{"fine", 2, 0, 0}};
   REQUIRE(server.command({"HSET", p + "slots:pool", "bad", "many"}).ok());
   FLEET_REQUIRE_CODE(c->acquire_slot("pool", slots), kDataLoss);
+  FLEET_REQUIRE_CODE(acquire_async(*c, "pool", slots), kDataLoss);
   slots.candidates.erase(slots.candidates.begin());
   auto grant = unwrap(c->acquire_slot("pool", slots));
   REQUIRE(grant.has_value());
@@ -228,6 +244,7 @@ TEST_CASE("malformed data planted in fleet's keys is skipped or DataLoss, never 
   CHECK(sink.contains("skipping malformed slot count of 'bad'"));
   REQUIRE(server.command({"SET", p + "slots:wrong", "not a hash"}).ok());
   FLEET_REQUIRE_CODE(c->acquire_slot("wrong", slots), kDataLoss);
+  FLEET_REQUIRE_CODE(acquire_async(*c, "wrong", slots), kDataLoss);
   FLEET_REQUIRE_CODE(c->slot_usage("wrong"), kDataLoss);
 
   // After all that, the session still works.
@@ -249,6 +266,7 @@ TEST_CASE("a session swept while partitioned gets Unavailable from acquire_slot"
   REQUIRE(server.command({"ZREM", p + "sessions", c->session_id()}).ok());
   REQUIRE(server.command({"DEL", p + "slotsess:" + c->session_id(), p + "slots:p"}).ok());
   FLEET_REQUIRE_CODE(c->acquire_slot("p", r), kUnavailable);
+  FLEET_REQUIRE_CODE(acquire_async(*c, "p", r), kUnavailable);
   FLEET_REQUIRE_CODE(c->release_slot("p", "n"), kFailedPrecondition);
   // The next heartbeat brings the session back, and it can decide again.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -263,6 +281,135 @@ TEST_CASE("a session swept while partitioned gets Unavailable from acquire_slot"
     REQUIRE(std::chrono::steady_clock::now() < deadline);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+}
+
+TEST_CASE("acquire_slot_async: Unavailable while Redis is down, working after a restart",
+          "[redis][slots][async][restart]") {
+  auto server = RedisServer::start();
+  REQUIRE(server.ok());
+  auto c = unwrap(RedisCoordinator::connect(
+      fast_options((*server)->url(), quiet_log_sink(), "async-restart")));
+  SlotRequest r;
+  r.candidates = {SlotCandidate{"n", 100, 0, 0}};
+  auto first = unwrap(acquire_async(*c, "p", r));
+  REQUIRE(first.has_value());
+  CHECK(first->used == 1);
+
+  (*server)->kill();
+  const auto asked = std::chrono::steady_clock::now();
+  FLEET_REQUIRE_CODE(acquire_async(*c, "p", r), kUnavailable);
+  // The connection's failure, or the reconnect's: well within the timeouts.
+  CHECK(std::chrono::steady_clock::now() - asked < std::chrono::seconds(3));
+  FLEET_REQUIRE_CODE(acquire_async(*c, "p", r), kUnavailable);
+
+  // Restarted empty: the lane reconnects (after its backoff) and meets
+  // NOSCRIPT, then sends the script's body.
+  REQUIRE((*server)->restart().ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::optional<SlotGrant> again;
+  for (;;) {
+    auto g = acquire_async(*c, "p", r);
+    if (g.ok()) {
+      again = *g;
+      break;
+    }
+    // Down until the reconnect, then expired until the next heartbeat
+    // re-establishes the session in the empty Redis.
+    FLEET_REQUIRE_CODE(g, kUnavailable);
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  REQUIRE(again.has_value());
+  CHECK(again->used == 1);  // the restarted Redis forgot the first slot
+  auto stats = unwrap((*server)->command({"INFO", "commandstats"}));
+  CHECK(stats.find("cmdstat_eval:calls=") != std::string::npos);
+}
+
+TEST_CASE("acquire_slot_async calls still pending at destruction are called back once",
+          "[redis][slots][async]") {
+  RedisServer& server = shared_redis_server();
+  auto c = unwrap(RedisCoordinator::connect(
+      fast_options(server.url(), quiet_log_sink(), "async-teardown")));
+  SlotRequest r;
+  r.candidates = {SlotCandidate{"n", 1'000'000, 0, 0}};
+  constexpr int kCalls = 2000;
+  std::atomic<int> calls{0}, granted{0}, cancelled{0}, other{0};
+  for (int i = 0; i < kCalls; ++i) {
+    c->acquire_slot_async("p", r, [&](absl::StatusOr<std::optional<SlotGrant>> g) {
+      ++calls;
+      if (g.ok() && g->has_value()) {
+        ++granted;
+      } else if (absl::IsCancelled(g.status())) {
+        ++cancelled;
+      } else {
+        ++other;
+      }
+    });
+  }
+  c.reset();  // most are still queued or in flight
+  CHECK(calls == kCalls);
+  CHECK(granted + cancelled == kCalls);
+  CHECK(other == 0);
+}
+
+TEST_CASE("Router::acquire_async on Redis: two gateways share the capacity exactly",
+          "[redis][router][async]") {
+  RedisServer& server = shared_redis_server();
+  auto options = fast_options(server.url(), quiet_log_sink(), "async-router");
+  struct Gateway {
+    std::unique_ptr<Coordinator> coordinator;
+    std::unique_ptr<router::Router> router;
+  };
+  std::vector<Gateway> gateways(2);
+  for (auto& g : gateways) {
+    g.coordinator = unwrap(RedisCoordinator::connect(options));
+    router::RouterOptions ro;
+    ro.pool = "llm";
+    ro.background_refresh = false;
+    ro.log_sink = quiet_log_sink();
+    g.router = unwrap(router::Router::create(*g.coordinator, ro));
+  }
+  for (const char* id : {"n1", "n2", "n3"}) {
+    router::NodeSpec spec;
+    spec.id = id;
+    spec.address = "127.0.0.1:1";
+    spec.capacity = 2;
+    FLEET_REQUIRE_OK(gateways[0].router->add_node(spec));
+  }
+  for (auto& g : gateways) FLEET_REQUIRE_OK(g.router->refresh());
+
+  Recorder<absl::StatusOr<router::Ticket>> results;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        gateways[static_cast<std::size_t>(t % 2)].router->acquire_async(
+            {}, [cb = results.callback()](absl::StatusOr<router::Ticket> ticket) {
+              cb(ticket);
+            });
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  REQUIRE(results.wait_count(40));
+  std::map<std::string, std::set<std::int64_t>> inflight;
+  int exhausted = 0;
+  for (const auto& r : results.events()) {
+    if (r.ok()) {
+      inflight[r->node_id].insert(r->cluster_inflight);
+    } else {
+      CHECK(r.status().code() == absl::StatusCode::kResourceExhausted);
+      ++exhausted;
+    }
+  }
+  CHECK(exhausted == 34);  // 40 decisions, 6 slots
+  const std::set<std::int64_t> one_two = {1, 2};
+  CHECK(inflight == std::map<std::string, std::set<std::int64_t>>{
+                        {"n1", one_two}, {"n2", one_two}, {"n3", one_two}});
+  CHECK(gateways[0].router->stats().decisions + gateways[1].router->stats().decisions ==
+        6);
+  CHECK(unwrap(gateways[1].coordinator->slot_usage("router/llm")) ==
+        std::map<std::string, std::int64_t>{{"n1", 2}, {"n2", 2}, {"n3", 2}});
 }
 
 TEST_CASE(

@@ -410,6 +410,49 @@ TEST_CASE("acquire waits for a slot up to hints.wait", "[router]") {
   FLEET_REQUIRE_CODE(timing_out.get(), kResourceExhausted);
 }
 
+TEST_CASE("acquire_async decides like acquire, never waits, and reports through done",
+          "[router][async]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  auto& b = cl.add(with_policy(Policy::kLeastInflight));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n1", 1)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n2", 1)));
+  cl.refresh_all();
+  auto held = unwrap(b.router->acquire());  // n1, b's first in its rotation
+  REQUIRE(held.node_id == "n1");
+
+  std::vector<absl::StatusOr<Ticket>> got;
+  auto done = [&got](absl::StatusOr<Ticket> t) { got.push_back(std::move(t)); };
+  a.router->acquire_async({}, done);  // the in-process backend: called back at once
+  REQUIRE(got.size() == 1);
+  FLEET_REQUIRE_OK(got[0].status());
+  CHECK(got[0]->node_id == "n2");  // n1 holds b's request
+  CHECK(got[0]->cluster_inflight == 1);
+  CHECK(got[0]->own_inflight == 1);
+
+  a.router->acquire_async({}, done);  // both full: at once, no waiting
+  REQUIRE(got.size() == 2);
+  CHECK(got[1].status().code() == absl::StatusCode::kResourceExhausted);
+  CHECK(a.router->stats().decisions == 1);
+  CHECK(a.router->stats().rejections == 1);
+  CHECK(a.router->stats().saw_other_gateways == 1);  // 1 of 2 slots its own
+
+  Hints wait;
+  wait.wait = milliseconds(100);
+  a.router->acquire_async(wait, done);
+  Hints label;
+  label.label = "vision";
+  a.router->acquire_async(label, done);
+  REQUIRE(got.size() == 4);
+  CHECK(got[2].status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(got[3].status().code() == absl::StatusCode::kNotFound);
+
+  // Its tickets are released like acquire's.
+  FLEET_REQUIRE_OK(a.router->release(*got[0], {true}));
+  FLEET_REQUIRE_CODE(a.router->release(*got[0], {true}), kFailedPrecondition);
+  CHECK(pick(*a.router) == "n2");
+}
+
 TEST_CASE("a gateway waiting for a slot is woken by another gateway's release",
           "[router]") {
   Cluster cl;

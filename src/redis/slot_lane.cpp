@@ -1,0 +1,294 @@
+#include "redis/slot_lane.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "fmt/format.h"
+#include "internal/validate.hpp"
+#include "redis/codec.hpp"
+
+namespace fleet::internal {
+
+// ---- SlotCall -----------------------------------------------------------------
+
+SlotCall::SlotCall(std::string slots, std::string session, std::string_view pool,
+                   SlotRequest request)
+    : slots_key(std::move(slots)),
+      session_key(std::move(session)),
+      field_prefix(fmt::format("{}:{}", pool.size(), pool)) {
+  numbers = encode_slot_numbers(request, &format);
+  candidates = std::move(request.candidates);
+}
+
+bool SlotCall::same_as(const SlotCall& other) const {
+  if (slots_key != other.slots_key || numbers != other.numbers ||
+      candidates.size() != other.candidates.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    if (candidates[i].target != other.candidates[i].target) return false;
+  }
+  return true;  // same pool and numbers: same session key and format too
+}
+
+Argv SlotCall::argv(std::string_view eval, std::string_view script,
+                    std::string_view sessions_key, std::string_view sid,
+                    const std::string& rotates) const {
+  Argv a;
+  a.reserve(11 + candidates.size());
+  for (std::string_view s :
+       {eval, script, std::string_view("3"), std::string_view(slots_key),
+        std::string_view(session_key), sessions_key, sid, std::string_view(field_prefix),
+        std::string_view(numbers), std::string_view(format), std::string_view(rotates)}) {
+    a.push_back(s);
+  }
+  for (const auto& c : candidates) a.push_back(c.target);
+  return a;
+}
+
+std::vector<SlotResult> decode_slot_reply(const SlotCall& call, std::size_t decisions,
+                                          const absl::StatusOr<Reply>& reply) {
+  auto all = [decisions](const absl::Status& st) {
+    return std::vector<SlotResult>(decisions, SlotResult(st));
+  };
+  if (!reply.ok()) return all(reply.status());
+  if (reply->is_error()) {
+    const absl::Status st = status_from_error(reply->str);
+    return all(absl::Status(
+        st.code(), fmt::format("script slot_acquire: {}", std::string(st.message()))));
+  }
+  if (reply->type == Reply::Type::kInteger && reply->integer == -1) {
+    return all(absl::UnavailableError(
+        "this session has expired in Redis; it is re-established by the next heartbeat"));
+  }
+  const auto& e = reply->elements;
+  if (reply->type != Reply::Type::kArray || e.size() % 2 != 0 ||
+      e.size() / 2 > decisions) {
+    return all(absl::InternalError("slot_acquire returned an unexpected reply"));
+  }
+  std::vector<SlotResult> out;
+  out.reserve(decisions);
+  for (std::size_t i = 0; i < e.size(); i += 2) {
+    const long long index = e[i].integer;
+    if (index < 1 || static_cast<std::size_t>(index) > call.candidates.size()) {
+      return all(absl::InternalError("slot_acquire returned an unexpected reply"));
+    }
+    const SlotCandidate& c = call.candidates[static_cast<std::size_t>(index - 1)];
+    SlotGrant grant;
+    grant.target = c.target;
+    grant.used = e[i + 1].integer;
+    grant.capacity = c.capacity;
+    out.emplace_back(std::move(grant));
+  }
+  while (out.size() < decisions) out.emplace_back(std::nullopt);  // no room
+  return out;
+}
+
+// ---- SlotLane -----------------------------------------------------------------
+
+SlotLane::SlotLane(Options options, Clock* clock, const Logger* logger)
+    : options_(std::move(options)),
+      clock_(clock),
+      logger_(logger),
+      reconnect_(options_.backoff_min, options_.backoff_max) {
+  if (::pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
+    wake_fds_[0] = wake_fds_[1] = -1;  // submit() fails every decision then
+    logger_->error("cannot create the async slot lane's pipe: errno {}", errno);
+    return;
+  }
+  thread_ = std::thread([this] { loop(); });
+}
+
+SlotLane::~SlotLane() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake();
+  if (thread_.joinable()) thread_.join();
+  const absl::Status cancelled =
+      absl::CancelledError("the coordinator was destroyed before Redis answered");
+  fail_in_flight(cancelled);
+  std::vector<Job> rest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    rest.swap(queue_);
+  }
+  fail_all(std::move(rest), cancelled);
+  for (int fd : wake_fds_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+void SlotLane::submit(std::shared_ptr<const SlotCall> call, std::uint32_t rotate,
+                      Done done) {
+  bool queued = false, wake_it = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stop_ && thread_.joinable()) {
+      queue_.push_back(Job{std::move(call), rotate, std::move(done)});
+      queued = true;
+      wake_it = sleeping_;
+      sleeping_ = false;
+    }
+  }
+  if (!queued) {
+    done(absl::UnavailableError("the async slot lane is not running"));
+    return;
+  }
+  if (wake_it) wake();
+}
+
+void SlotLane::wake() {
+  if (wake_fds_[1] < 0) return;
+  const char b = 1;
+  // Full pipe: a wake-up is pending anyway.
+  while (::write(wake_fds_[1], &b, 1) < 0 && errno == EINTR) {
+  }
+}
+
+absl::Status SlotLane::connect() {
+  if (conn_ && !conn_->broken()) return absl::OkStatus();
+  FLEET_RETURN_IF_ERROR(reconnect_.ready(options_.endpoint, clock_->now()));
+  conn_.reset();
+  auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
+  reconnect_.record(conn.status(), options_.endpoint, clock_, logger_);
+  if (!conn.ok()) return conn.status();
+  conn_ = *std::move(conn);
+  return absl::OkStatus();
+}
+
+void SlotLane::fail_all(std::vector<Job> jobs, const absl::Status& status) {
+  for (auto& j : jobs) j.done(status);
+}
+
+void SlotLane::fail_in_flight(const absl::Status& status) {
+  std::deque<Sent> sent;
+  sent.swap(in_flight_);
+  for (auto& s : sent) fail_all(std::move(s.jobs), status);
+}
+
+void SlotLane::send(std::vector<Job> jobs) {
+  if (absl::Status st = connect(); !st.ok()) {
+    fail_all(std::move(jobs), st);
+    return;
+  }
+  // Merge: each job joins the first group on the same call, in queue order.
+  std::vector<std::vector<Job>> groups;
+  for (auto& j : jobs) {
+    std::vector<Job>* into = nullptr;
+    for (auto& g : groups) {
+      const Job& head = g.front();
+      if (g.size() < kMaxMerged && head.eval == j.eval &&
+          (head.call == j.call || head.call->same_as(*j.call))) {
+        into = &g;
+        break;
+      }
+    }
+    if (into == nullptr) {
+      groups.emplace_back();
+      into = &groups.back();
+    }
+    into->push_back(std::move(j));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options_.timeouts.command;
+  absl::Status st;
+  std::string rotates;
+  for (auto& g : groups) {
+    rotates.clear();
+    for (const auto& j : g) append_double(j.rotate, &rotates);
+    const SlotCall& call = *g.front().call;
+    const bool eval = g.front().eval;
+    if (st.ok()) {
+      st = conn_->append(call.argv(eval ? "EVAL" : "EVALSHA",
+                                   eval ? options_.script_body : options_.script_sha,
+                                   options_.sessions_key, options_.sid, rotates));
+    }
+    in_flight_.push_back(Sent{std::move(g), deadline});
+  }
+  if (st.ok()) st = conn_->flush();
+  if (!st.ok()) fail_in_flight(st);
+}
+
+void SlotLane::complete(Sent sent, const absl::StatusOr<Reply>& reply) {
+  if (reply.ok() && reply->is_error() && reply->str.compare(0, 8, "NOSCRIPT") == 0 &&
+      !sent.jobs.front().eval) {
+    // Redis restarted or flushed its scripts: send the body this once.
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& j : sent.jobs) {
+      j.eval = true;
+      queue_.push_back(std::move(j));
+    }
+    return;
+  }
+  auto results = decode_slot_reply(*sent.jobs.front().call, sent.jobs.size(), reply);
+  for (std::size_t i = 0; i < sent.jobs.size(); ++i) {
+    sent.jobs[i].done(std::move(results[i]));
+  }
+}
+
+void SlotLane::loop() {
+  for (;;) {
+    std::vector<Job> jobs;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      jobs.swap(queue_);
+    }
+    if (!jobs.empty()) send(std::move(jobs));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      if (in_flight_.empty() && !queue_.empty()) continue;
+      // While replies are due, what is queued meanwhile goes out when they
+      // come: no wake-up per decision, and more to merge.
+      sleeping_ = in_flight_.empty();
+    }
+    pollfd fds[2] = {{wake_fds_[0], POLLIN, 0}, {-1, POLLIN, 0}};
+    int timeout_ms = -1;
+    if (!in_flight_.empty()) {
+      fds[1].fd = conn_->fd();
+      const auto left = in_flight_.front().deadline - std::chrono::steady_clock::now();
+      timeout_ms = static_cast<int>(std::max<long long>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1));
+    }
+    const int ready = ::poll(fds, in_flight_.empty() ? 1 : 2, timeout_ms);
+    if (ready < 0 && errno != EINTR) {
+      fail_in_flight(absl::InternalError(fmt::format("poll failed: errno {}", errno)));
+      conn_.reset();
+      continue;
+    }
+    if (fds[0].revents != 0) {
+      char buf[64];
+      while (::read(wake_fds_[0], buf, sizeof buf) > 0) {
+      }
+    }
+    if (!in_flight_.empty() && fds[1].revents != 0) {
+      absl::Status st = conn_->fill();
+      while (st.ok() && !in_flight_.empty()) {
+        auto reply = conn_->buffered();
+        if (!reply.ok()) {
+          st = reply.status();
+          break;
+        }
+        if (!reply->has_value()) break;
+        Sent sent = std::move(in_flight_.front());
+        in_flight_.pop_front();
+        complete(std::move(sent), **reply);
+      }
+      if (!st.ok()) fail_in_flight(st);
+    } else if (!in_flight_.empty() &&
+               std::chrono::steady_clock::now() >= in_flight_.front().deadline) {
+      conn_.reset();  // replies still due would be read as the next ones'
+      fail_in_flight(absl::DeadlineExceededError(
+          "Redis did not answer in time (acquiring a slot); the slot may have been "
+          "taken, and is freed when this session leaves or expires"));
+    }
+  }
+}
+
+}  // namespace fleet::internal

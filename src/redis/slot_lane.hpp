@@ -1,0 +1,118 @@
+// Coordinator::acquire_slot_async on Redis: a connection and an I/O thread
+// of their own. Callers queue their decisions and return at once; the I/O
+// thread sends what is queued in one write and hands each reply to its
+// callback as it is read, without any caller waking for it. Decisions that
+// differ only by their rotate (one router's requests between two changes of
+// its pool view) are merged into one slot_acquire call, which takes them in
+// queue order and shares the script's reads and writes among them.
+#ifndef FLEET_SRC_REDIS_SLOT_LANE_HPP_
+#define FLEET_SRC_REDIS_SLOT_LANE_HPP_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "fleet/clock.hpp"
+#include "fleet/types.hpp"
+#include "internal/logger.hpp"
+#include "redis/connection.hpp"
+
+namespace fleet::internal {
+
+// One slot_acquire call's arguments, but the rotates: what merged decisions
+// share. RedisSession::acquire_slot sends it with one rotate.
+struct SlotCall {
+  std::string slots_key;     // KEYS[1]
+  std::string session_key;   // KEYS[2]
+  std::string field_prefix;  // ARGV[2]
+  std::string numbers;       // ARGV[3]
+  std::string format;        // ARGV[4]
+  std::vector<SlotCandidate> candidates;
+
+  SlotCall(std::string slots, std::string session, std::string_view pool,
+           SlotRequest request);
+  // Whether decisions on `other` can share one call with this one.
+  bool same_as(const SlotCall& other) const;
+  // EVALSHA (or EVAL with the body) of slot_acquire for these rotates.
+  Argv argv(std::string_view eval, std::string_view script, std::string_view sessions_key,
+            std::string_view sid, const std::string& rotates) const;
+};
+
+using SlotResult = absl::StatusOr<std::optional<SlotGrant>>;
+
+// Decodes slot_acquire's reply to `decisions` decisions on `call`.
+std::vector<SlotResult> decode_slot_reply(const SlotCall& call, std::size_t decisions,
+                                          const absl::StatusOr<Reply>& reply);
+
+class SlotLane {
+ public:
+  struct Options {
+    RedisEndpoint endpoint;
+    RedisConnection::Timeouts timeouts;
+    std::chrono::milliseconds backoff_min{50};
+    std::chrono::milliseconds backoff_max{2000};
+    std::string sessions_key;
+    std::string sid;
+    std::string script_sha;
+    std::string script_body;
+  };
+  using Done = std::function<void(SlotResult)>;
+
+  SlotLane(Options options, Clock* clock, const Logger* logger);
+  // Stops the I/O thread; what is still pending gets Cancelled.
+  ~SlotLane();
+  SlotLane(const SlotLane&) = delete;
+  SlotLane& operator=(const SlotLane&) = delete;
+
+  // Queues one decision; `done` runs on the I/O thread (or, for Cancelled,
+  // on the destroying one).
+  void submit(std::shared_ptr<const SlotCall> call, std::uint32_t rotate, Done done);
+
+  static constexpr std::size_t kMaxMerged = 64;  // decisions per script call
+
+ private:
+  struct Job {
+    std::shared_ptr<const SlotCall> call;
+    std::uint32_t rotate;
+    Done done;
+    bool eval = false;  // send the body: Redis lost the script (NOSCRIPT)
+  };
+  struct Sent {
+    std::vector<Job> jobs;
+    std::chrono::steady_clock::time_point deadline;  // I/O timeouts are real time
+  };
+
+  void loop();
+  // Sends `jobs`, merged; if the connection fails they fail with it.
+  void send(std::vector<Job> jobs);
+  void complete(Sent sent, const absl::StatusOr<Reply>& reply);
+  void fail_all(std::vector<Job> jobs, const absl::Status& status);
+  void fail_in_flight(const absl::Status& status);
+  absl::Status connect();
+  void wake();
+
+  const Options options_;
+  Clock* const clock_;
+  const Logger* const logger_;
+  std::unique_ptr<RedisConnection> conn_;  // the I/O thread's
+  std::deque<Sent> in_flight_;             // the I/O thread's, oldest first
+  Reconnect reconnect_;                    // the I/O thread's
+
+  std::mutex mu_;
+  std::vector<Job> queue_;
+  bool sleeping_ = false;  // the I/O thread waits in poll() for the pipe
+  bool stop_ = false;
+  int wake_fds_[2] = {-1, -1};
+  std::thread thread_;
+};
+
+}  // namespace fleet::internal
+
+#endif  // FLEET_SRC_REDIS_SLOT_LANE_HPP_
