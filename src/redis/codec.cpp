@@ -216,7 +216,9 @@ std::optional<MemberEvent> decode_member_event(std::string_view in) {
 void append_double(double v, std::string* out) {
   std::uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof bits);
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((bits >> (8 * i)) & 0xff));
+  char le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<char>((bits >> (8 * i)) & 0xff);
+  out->append(le, sizeof le);
 }
 
 std::string encode_slot_numbers(const SlotRequest& request, std::string* format) {

@@ -528,32 +528,48 @@ absl::StatusOr<std::int64_t> RedisSession::owned_counter_get(std::string_view na
 
 // ---- slot pools ----------------------------------------------------------------
 
+absl::StatusOr<std::shared_ptr<const SlotCall>> RedisSession::slot_call(
+    std::string_view pool, const SlotRequest& request) {
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    auto it = calls_.find(pool);
+    if (it != calls_.end() && it->second->matches(pool, request)) return it->second;
+  }
+  FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
+  auto call = std::make_shared<const SlotCall>(keys_.slots(pool),
+                                               keys_.session_slots(sid_), pool, request);
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  if (calls_.size() >= 64) calls_.clear();  // a few pools in practice
+  calls_.insert_or_assign(std::string(pool), call);
+  return call;
+}
+
 absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
     std::string_view pool, const SlotRequest& request) {
-  FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
-  const SlotCall call(keys_.slots(pool), keys_.session_slots(sid_), pool, request);
+  auto call = slot_call(pool, request);
+  if (!call.ok()) return call.status();
   std::string rotate;
   append_double(request.rotate, &rotate);
   const Script script = Script::kSlotAcquire;
   absl::StatusOr<Reply> reply = pool_.command(
-      call.argv("EVALSHA", scripts_.sha(script), keys_.sessions, sid_, rotate));
+      (*call)->argv("EVALSHA", scripts_.sha(script), keys_.sessions, sid_, rotate));
   if (reply.ok() && reply->is_error() && reply->str.compare(0, 8, "NOSCRIPT") == 0) {
     reply = pool_.command(
-        call.argv("EVAL", scripts_.body(script), keys_.sessions, sid_, rotate));
+        (*call)->argv("EVAL", scripts_.body(script), keys_.sessions, sid_, rotate));
   }
-  return std::move(decode_slot_reply(call, 1, reply).front());
+  return std::move(decode_slot_reply(**call, 1, reply).front());
 }
 
 void RedisSession::acquire_slot_async(std::string_view pool, SlotRequest request,
                                       SlotCallback done) {
-  if (absl::Status st = validate_slot_request(pool, request); !st.ok()) {
-    done(st);
+  // One router's requests between two changes of its view are the same
+  // call: found in calls_, checked once, encoded once, merged by pointer.
+  auto call = slot_call(pool, request);
+  if (!call.ok()) {
+    done(call.status());
     return;
   }
-  const std::uint32_t rotate = request.rotate;
-  auto call = std::make_shared<const SlotCall>(
-      keys_.slots(pool), keys_.session_slots(sid_), pool, std::move(request));
-  slot_lane().submit(std::move(call), rotate, std::move(done));
+  slot_lane().submit(*std::move(call), request.rotate, std::move(done));
 }
 
 SlotLane& RedisSession::slot_lane() {

@@ -126,6 +126,10 @@ class RedisSession final : public Coordinator {
 
   absl::StatusOr<Reply> run(Script script, const Argv& keys, const Argv& args);
   SlotLane& slot_lane();
+  // The encoded slot_acquire call for `request` (its rotate aside): the
+  // last one for the pool if it matches, else checked and encoded anew.
+  absl::StatusOr<std::shared_ptr<const SlotCall>> slot_call(std::string_view pool,
+                                                            const SlotRequest& request);
   absl::StatusOr<Reply> command(const Argv& argv);
   absl::StatusOr<std::optional<Lease>> acquire(LeaseKind kind, const std::string& name,
                                                std::string_view value, Ttl ttl,
@@ -160,6 +164,9 @@ class RedisSession final : public Coordinator {
   // the stamp is still current the script answers "=" and we reuse it.
   std::mutex aggregate_mu_;
   std::map<std::string, std::pair<std::string, std::vector<NodeAggregate>>> aggregates_;
+
+  std::mutex calls_mu_;
+  std::map<std::string, std::shared_ptr<const SlotCall>, std::less<>> calls_;  // by pool
 
   std::mutex lane_mu_;
   std::unique_ptr<SlotLane> lane_;  // acquire_slot_async's, from the first call

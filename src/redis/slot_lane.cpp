@@ -17,11 +17,30 @@ namespace fleet::internal {
 
 SlotCall::SlotCall(std::string slots, std::string session, std::string_view pool,
                    SlotRequest request)
-    : slots_key(std::move(slots)),
+    : pool(pool),
+      slots_key(std::move(slots)),
       session_key(std::move(session)),
-      field_prefix(fmt::format("{}:{}", pool.size(), pool)) {
+      field_prefix(fmt::format("{}:{}", pool.size(), pool)),
+      load_weight(request.load_weight),
+      tier_load_limit(request.tier_load_limit),
+      sample(request.sample) {
   numbers = encode_slot_numbers(request, &format);
   candidates = std::move(request.candidates);
+}
+
+bool SlotCall::matches(std::string_view p, const SlotRequest& r) const {
+  if (p != pool || r.load_weight != load_weight || r.tier_load_limit != tier_load_limit ||
+      r.sample != sample || r.candidates.size() != candidates.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const SlotCandidate &a = candidates[i], &b = r.candidates[i];
+    if (a.capacity != b.capacity || a.score != b.score || a.tier != b.tier ||
+        a.target != b.target) {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool SlotCall::same_as(const SlotCall& other) const {

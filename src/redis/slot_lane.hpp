@@ -29,17 +29,22 @@ namespace fleet::internal {
 // One slot_acquire call's arguments, but the rotates: what merged decisions
 // share. RedisSession::acquire_slot sends it with one rotate.
 struct SlotCall {
+  std::string pool;
   std::string slots_key;     // KEYS[1]
   std::string session_key;   // KEYS[2]
   std::string field_prefix;  // ARGV[2]
   std::string numbers;       // ARGV[3]
   std::string format;        // ARGV[4]
   std::vector<SlotCandidate> candidates;
+  double load_weight, tier_load_limit;
+  std::uint32_t sample;
 
   SlotCall(std::string slots, std::string session, std::string_view pool,
            SlotRequest request);
   // Whether decisions on `other` can share one call with this one.
   bool same_as(const SlotCall& other) const;
+  // Whether this is the call for `request` on `pool` (its rotate aside).
+  bool matches(std::string_view pool, const SlotRequest& request) const;
   // EVALSHA (or EVAL with the body) of slot_acquire for these rotates.
   Argv argv(std::string_view eval, std::string_view script, std::string_view sessions_key,
             std::string_view sid, const std::string& rotates) const;

@@ -241,14 +241,17 @@ class RouterImpl final : public Router {
     const auto deadline = clock->now() + hints.wait;
     bool waited = false;
     while (true) {
-      SlotRequest request;
+      std::shared_ptr<const SlotRequest> shape;
+      std::uint32_t rotate = 0;
       std::uint64_t generation = 0;  // releases seen before this attempt
       {
         std::lock_guard<std::mutex> lock(mu_);
-        auto built = build_request_locked(hints, clock->now(), &request);
+        auto built = build_request_locked(hints, clock->now(), &shape, &rotate);
         if (!built.ok()) return built;
         generation = release_generation_;
       }
+      SlotRequest request = *shape;
+      request.rotate = rotate;
       auto grant = c_.acquire_slot(slot_pool_, request);
       if (!grant.ok()) return grant.status();
       std::unique_lock<std::mutex> lock(mu_);
@@ -277,24 +280,24 @@ class RouterImpl final : public Router {
           "acquire, or call again on ResourceExhausted)"));
       return;
     }
-    SlotRequest request;
+    std::shared_ptr<const SlotRequest> shape;
+    std::uint32_t rotate = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) {
-        done(absl::CancelledError("the router is shutting down"));
-        return;
-      }
-      if (auto built = build_request_locked(hints, c_.clock()->now(), &request);
-          !built.ok()) {
-        done(built);
+      std::unique_lock<std::mutex> lock(mu_);
+      absl::Status st =
+          stop_ ? absl::CancelledError("the router is shutting down")
+                : build_request_locked(hints, c_.clock()->now(), &shape, &rotate);
+      if (!st.ok()) {
+        lock.unlock();
+        done(std::move(st));
         return;
       }
       ++pending_async_;
     }
-    // The copy stays here for the rejection's figures.
-    auto kept = std::make_shared<SlotRequest>(request);
+    SlotRequest request = *shape;
+    request.rotate = rotate;
     c_.acquire_slot_async(slot_pool_, std::move(request),
-                          [this, kept = std::move(kept), done = std::move(done)](
+                          [this, kept = std::move(shape), done = std::move(done)](
                               absl::StatusOr<std::optional<SlotGrant>> grant) {
                             absl::StatusOr<Ticket> ticket = absl::UnknownError("");
                             {
@@ -608,30 +611,36 @@ class RouterImpl final : public Router {
   }
 
   // The request for `hints`: built once per change of the pool view and
-  // reused (the common hints only), then rotated so that equal nodes take
-  // turns, and shuffled for power of two.
+  // shared (the common hints only); `rotate` makes equal nodes take turns,
+  // and power of two gets its own shuffled copy.
   absl::Status build_request_locked(const Hints& hints, Clock::TimePoint now,
-                                    SlotRequest* request) {
+                                    std::shared_ptr<const SlotRequest>* shape,
+                                    std::uint32_t* rotate) {
     if (hints.exclude.empty() && !hints.origin) {
       auto key = std::make_pair(static_cast<int>(hints.priority), hints.label);
       auto it = cache_.find(key);
       if (it == cache_.end() || now >= it->second.valid_until) {
         CachedRequest built;
+        auto request = std::make_shared<SlotRequest>();
         built.status =
-            compose_request_locked(hints, now, &built.request, &built.valid_until);
+            compose_request_locked(hints, now, request.get(), &built.valid_until);
+        built.request = std::move(request);
         it = cache_.insert_or_assign(std::move(key), std::move(built)).first;
       }
       if (!it->second.status.ok()) return it->second.status;
-      *request = it->second.request;
+      *shape = it->second.request;
     } else {
+      auto request = std::make_shared<SlotRequest>();
       Clock::TimePoint unused;
-      if (auto st = compose_request_locked(hints, now, request, &unused); !st.ok())
+      if (auto st = compose_request_locked(hints, now, request.get(), &unused); !st.ok())
         return st;
+      *shape = std::move(request);
     }
-    request->rotate =
-        static_cast<std::uint32_t>(rotation_++ % request->candidates.size());
+    *rotate = static_cast<std::uint32_t>(rotation_++ % (*shape)->candidates.size());
     if (o_.policy == Policy::kPowerOfTwo) {
-      std::shuffle(request->candidates.begin(), request->candidates.end(), rng_);
+      auto shuffled = std::make_shared<SlotRequest>(**shape);
+      std::shuffle(shuffled->candidates.begin(), shuffled->candidates.end(), rng_);
+      *shape = std::move(shuffled);
     }
     return absl::OkStatus();
   }
@@ -875,7 +884,7 @@ class RouterImpl final : public Router {
   std::size_t rotation_ = 0;
   struct CachedRequest {
     absl::Status status;
-    SlotRequest request;
+    std::shared_ptr<const SlotRequest> request;
     Clock::TimePoint valid_until;
   };
   std::map<std::pair<int, std::string>, CachedRequest> cache_;  // (priority, label)
