@@ -51,7 +51,10 @@ inline Result measure(const std::string& name, int threads, int per_thread,
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
-      for (int i = 0; i < std::min(per_thread / 10, 200); ++i) op(t, -1 - i);  // warm-up
+      for (int i = 0; i < std::min(per_thread / 10, 200); ++i) {  // warm-up, as timed
+        if (untimed_setup) untimed_setup(t, -1 - i);
+        op(t, -1 - i);
+      }
       ++ready;
       while (!go) std::this_thread::yield();
       for (int i = 0; i < per_thread;) {

@@ -5,6 +5,8 @@
 //
 // Rows (same format as bench_redis):
 //   route_<policy>        Router::acquire, 1 and 8 threads, p50 vs interleaved PING
+//   route_<policy>_busy   the same, 1 thread, while the other gateways hold 3
+//                         requests on every node
 //   route_throughput      8 threads of one gateway deciding back to back
 //                         with the blocking acquire: decisions/s
 //   route_throughput_async  the same 8 threads with acquire_async, each
@@ -272,6 +274,26 @@ int main(int argc, char** argv) {
       results.push_back(
           bench::measure(name, threads, per_thread, decide, release_held, ping));
       for (int t = 0; t < 8; ++t) release_held(t, 0);
+    }
+    // The same decision on a busy pool: the other three gateways hold 3
+    // requests on every node, so the script reads 16 counts, not 16 nils.
+    if (!throughput_only) {
+      std::vector<std::pair<int, fleet::router::Ticket>> load;
+      for (int g = 1; g < kGateways; ++g) {
+        for (int n = 0; n < kNodes; ++n) {
+          fleet::router::Hints only;  // every node but node-n excluded
+          for (int o = 0; o < kNodes; ++o) {
+            if (o != n) only.exclude.insert("node-" + std::to_string(o));
+          }
+          for (int k = 0; k < 3; ++k) {
+            load.emplace_back(g, must(gateways[g].router->acquire(only), "load"));
+          }
+        }
+      }
+      results.push_back(
+          bench::measure(name + "_busy", 1, ops, decide, release_held, ping));
+      release_held(0, 0);
+      for (auto& [g, ticket] : load) (void)gateways[g].router->release(ticket, {true});
     }
 
     // Throughput: 8 request threads of one gateway deciding back to back
