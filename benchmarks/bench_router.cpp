@@ -132,7 +132,7 @@ double async_throughput(fleet::router::Router& router, int per_thread, int windo
           me.cv.wait(lock, [&] { return me.in_flight < window; });
           ++me.in_flight;
         }
-        router.acquire_async({}, done);
+        if (auto st = router.acquire_async({}, done); !st.ok()) die("acquire_async", st);
       }
       std::unique_lock<std::mutex> lock(me.mu);
       me.cv.wait(lock, [&] { return me.in_flight == 0; });

@@ -143,16 +143,21 @@ class Coordinator {
   // acquire_slot would have returned, exactly once. On Redis it runs on the
   // session's slot I/O thread, which sends the decisions queued meanwhile in
   // one write and those that differ only by `rotate` in one script call
-  // (each still its own decision, in the order submitted); the in-process
+  // (each still its own decision; those on one request in the order
+  // submitted, see docs/threading.md); the in-process
   // backend calls it before returning. Many decisions in flight from few
   // threads: the way to route at the rate Redis allows. `done` must be
   // quick, must not throw and must not destroy this Coordinator; it may call
   // it. Decisions still pending when the Coordinator is destroyed get
-  // Cancelled (a slot taken meanwhile is freed with the session).
+  // Cancelled (a slot taken meanwhile is freed with the session). Returns
+  // InvalidArgument, deciding nothing, only when `done` is empty; every
+  // other outcome goes to `done`.
   using SlotCallback = std::function<void(absl::StatusOr<std::optional<SlotGrant>>)>;
-  virtual void acquire_slot_async(std::string_view pool, SlotRequest request,
-                                  SlotCallback done) {
+  virtual absl::Status acquire_slot_async(std::string_view pool, SlotRequest request,
+                                          SlotCallback done) {
+    if (!done) return absl::InvalidArgumentError("acquire_slot_async needs a callback");
     done(acquire_slot(pool, request));
+    return absl::OkStatus();
   }
 
   // Frees one of this session's slots on `target`. FailedPrecondition if the

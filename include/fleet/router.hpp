@@ -207,8 +207,9 @@ class Router {
   // and those on the same hints share one script call (see
   // Coordinator::acquire_slot_async). `done` must be quick and must not
   // destroy the Router; the Router's destructor waits for pending ones.
+  // Returns InvalidArgument, deciding nothing, only when `done` is empty.
   using TicketCallback = std::function<void(absl::StatusOr<Ticket>)>;
-  virtual void acquire_async(const Hints& hints, TicketCallback done) = 0;
+  virtual absl::Status acquire_async(const Hints& hints, TicketCallback done) = 0;
 
   // Frees the ticket's slot and records its latency and success. A failure
   // counts toward the node's circuit breaker. FailedPrecondition for a

@@ -560,16 +560,18 @@ absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
   return std::move(decode_slot_reply(**call, 1, reply).front());
 }
 
-void RedisSession::acquire_slot_async(std::string_view pool, SlotRequest request,
-                                      SlotCallback done) {
+absl::Status RedisSession::acquire_slot_async(std::string_view pool, SlotRequest request,
+                                              SlotCallback done) {
+  if (!done) return absl::InvalidArgumentError("acquire_slot_async needs a callback");
   // One router's requests between two changes of its view are the same
   // call: found in calls_, checked once, encoded once, merged by pointer.
   auto call = slot_call(pool, request);
   if (!call.ok()) {
     done(call.status());
-    return;
+    return absl::OkStatus();
   }
   slot_lane().submit(*std::move(call), request.rotate, std::move(done));
+  return absl::OkStatus();
 }
 
 SlotLane& RedisSession::slot_lane() {

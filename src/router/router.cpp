@@ -273,12 +273,13 @@ class RouterImpl final : public Router {
     }
   }
 
-  void acquire_async(const Hints& hints, TicketCallback done) override {
+  absl::Status acquire_async(const Hints& hints, TicketCallback done) override {
+    if (!done) return absl::InvalidArgumentError("acquire_async needs a callback");
     if (hints.wait.count() != 0) {
       done(absl::InvalidArgumentError(
           "acquire_async does not wait for a slot: hints.wait must be zero (use "
           "acquire, or call again on ResourceExhausted)"));
-      return;
+      return absl::OkStatus();
     }
     std::shared_ptr<const SlotRequest> shape;
     std::uint32_t rotate = 0;
@@ -290,32 +291,32 @@ class RouterImpl final : public Router {
       if (!st.ok()) {
         lock.unlock();
         done(std::move(st));
-        return;
+        return absl::OkStatus();
       }
       ++pending_async_;
     }
     SlotRequest request = *shape;
     request.rotate = rotate;
-    c_.acquire_slot_async(slot_pool_, std::move(request),
-                          [this, kept = std::move(shape), done = std::move(done)](
-                              absl::StatusOr<std::optional<SlotGrant>> grant) {
-                            absl::StatusOr<Ticket> ticket = absl::UnknownError("");
-                            {
-                              std::lock_guard<std::mutex> lock(mu_);
-                              if (!grant.ok()) {
-                                ticket = grant.status();
-                              } else if (grant->has_value()) {
-                                ticket = granted_locked(**grant);
-                              } else {
-                                mark_saturated_locked();
-                                ticket = rejected_locked(*kept);
-                              }
-                            }
-                            done(std::move(ticket));
-                            // Last: the destructor may return once this is zero.
-                            std::lock_guard<std::mutex> lock(mu_);
-                            if (--pending_async_ == 0) cv_.notify_all();
-                          });
+    return c_.acquire_slot_async(slot_pool_, std::move(request),
+                                 [this, kept = std::move(shape), done = std::move(done)](
+                                     absl::StatusOr<std::optional<SlotGrant>> grant) {
+                                   absl::StatusOr<Ticket> ticket = absl::UnknownError("");
+                                   {
+                                     std::lock_guard<std::mutex> lock(mu_);
+                                     if (!grant.ok()) {
+                                       ticket = grant.status();
+                                     } else if (grant->has_value()) {
+                                       ticket = granted_locked(**grant);
+                                     } else {
+                                       mark_saturated_locked();
+                                       ticket = rejected_locked(*kept);
+                                     }
+                                   }
+                                   done(std::move(ticket));
+                                   // Last: the destructor may return once this is zero.
+                                   std::lock_guard<std::mutex> lock(mu_);
+                                   if (--pending_async_ == 0) cv_.notify_all();
+                                 });
   }
 
   absl::Status release(const Ticket& ticket, const Outcome& outcome) override {

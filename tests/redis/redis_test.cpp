@@ -41,9 +41,10 @@ absl::StatusOr<std::optional<SlotGrant>> acquire_async(Coordinator& c,
                                                        std::string_view pool,
                                                        const SlotRequest& r) {
   Recorder<absl::StatusOr<std::optional<SlotGrant>>> result;
-  c.acquire_slot_async(
+  const absl::Status st = c.acquire_slot_async(
       pool, r,
       [cb = result.callback()](absl::StatusOr<std::optional<SlotGrant>> g) { cb(g); });
+  FLEET_REQUIRE_OK(st);
   REQUIRE(result.wait_count(1));
   return result.events().front();
 }
@@ -335,7 +336,7 @@ TEST_CASE("acquire_slot_async calls still pending at destruction are called back
   constexpr int kCalls = 2000;
   std::atomic<int> calls{0}, granted{0}, cancelled{0}, other{0};
   for (int i = 0; i < kCalls; ++i) {
-    c->acquire_slot_async("p", r, [&](absl::StatusOr<std::optional<SlotGrant>> g) {
+    (void)c->acquire_slot_async("p", r, [&](absl::StatusOr<std::optional<SlotGrant>> g) {
       ++calls;
       if (g.ok() && g->has_value()) {
         ++granted;
@@ -383,7 +384,7 @@ TEST_CASE("Router::acquire_async on Redis: two gateways share the capacity exact
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 10; ++i) {
-        gateways[static_cast<std::size_t>(t % 2)].router->acquire_async(
+        (void)gateways[static_cast<std::size_t>(t % 2)].router->acquire_async(
             {}, [cb = results.callback()](absl::StatusOr<router::Ticket> ticket) {
               cb(ticket);
             });

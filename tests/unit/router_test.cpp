@@ -423,14 +423,14 @@ TEST_CASE("acquire_async decides like acquire, never waits, and reports through 
 
   std::vector<absl::StatusOr<Ticket>> got;
   auto done = [&got](absl::StatusOr<Ticket> t) { got.push_back(std::move(t)); };
-  a.router->acquire_async({}, done);  // the in-process backend: called back at once
+  FLEET_REQUIRE_OK(a.router->acquire_async({}, done));  // in-process: called back at once
   REQUIRE(got.size() == 1);
   FLEET_REQUIRE_OK(got[0].status());
   CHECK(got[0]->node_id == "n2");  // n1 holds b's request
   CHECK(got[0]->cluster_inflight == 1);
   CHECK(got[0]->own_inflight == 1);
 
-  a.router->acquire_async({}, done);  // both full: at once, no waiting
+  FLEET_REQUIRE_OK(a.router->acquire_async({}, done));  // both full: at once, no waiting
   REQUIRE(got.size() == 2);
   CHECK(got[1].status().code() == absl::StatusCode::kResourceExhausted);
   CHECK(a.router->stats().decisions == 1);
@@ -439,11 +439,13 @@ TEST_CASE("acquire_async decides like acquire, never waits, and reports through 
 
   Hints wait;
   wait.wait = milliseconds(100);
-  a.router->acquire_async(wait, done);
+  FLEET_REQUIRE_OK(a.router->acquire_async(wait, done));
   Hints label;
   label.label = "vision";
-  a.router->acquire_async(label, done);
+  FLEET_REQUIRE_OK(a.router->acquire_async(label, done));
   REQUIRE(got.size() == 4);
+  FLEET_REQUIRE_CODE(a.router->acquire_async({}, nullptr), kInvalidArgument);
+  CHECK(got.size() == 4);
   CHECK(got[2].status().code() == absl::StatusCode::kInvalidArgument);
   CHECK(got[3].status().code() == absl::StatusCode::kNotFound);
 
