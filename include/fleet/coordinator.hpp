@@ -153,8 +153,8 @@ class Coordinator {
   // InvalidArgument, deciding nothing, only when `done` is empty; every
   // other outcome goes to `done`.
   using SlotCallback = std::function<void(absl::StatusOr<std::optional<SlotGrant>>)>;
-  virtual absl::Status acquire_slot_async(std::string_view pool, SlotRequest request,
-                                          SlotCallback done) {
+  virtual absl::Status acquire_slot_async(std::string_view pool,
+                                          const SlotRequest& request, SlotCallback done) {
     if (!done) return absl::InvalidArgumentError("acquire_slot_async needs a callback");
     done(acquire_slot(pool, request));
     return absl::OkStatus();

@@ -550,17 +550,15 @@ absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
   if (!call.ok()) return call.status();
   std::string rotate;
   append_double(request.rotate, &rotate);
-  const Script script = Script::kSlotAcquire;
-  absl::StatusOr<Reply> reply = pool_.command(
-      (*call)->argv("EVALSHA", scripts_.sha(script), keys_.sessions, sid_, rotate));
-  if (reply.ok() && reply->is_error() && reply->str.compare(0, 8, "NOSCRIPT") == 0) {
-    reply = pool_.command(
-        (*call)->argv("EVAL", scripts_.body(script), keys_.sessions, sid_, rotate));
-  }
-  return std::move(decode_slot_reply(**call, 1, reply).front());
+  const SlotCall& c = **call;
+  return std::move(
+      decode_slot_reply(
+          c, 1, run(Script::kSlotAcquire, c.keys(keys_.sessions), c.args(sid_, rotate)))
+          .front());
 }
 
-absl::Status RedisSession::acquire_slot_async(std::string_view pool, SlotRequest request,
+absl::Status RedisSession::acquire_slot_async(std::string_view pool,
+                                              const SlotRequest& request,
                                               SlotCallback done) {
   if (!done) return absl::InvalidArgumentError("acquire_slot_async needs a callback");
   // One router's requests between two changes of its view are the same

@@ -58,7 +58,7 @@ class RedisSession final : public Coordinator {
   absl::StatusOr<std::int64_t> owned_counter_get(std::string_view name) override;
   absl::StatusOr<std::optional<SlotGrant>> acquire_slot(
       std::string_view pool, const SlotRequest& request) override;
-  absl::Status acquire_slot_async(std::string_view pool, SlotRequest request,
+  absl::Status acquire_slot_async(std::string_view pool, const SlotRequest& request,
                                   SlotCallback done) override;
   absl::Status release_slot(std::string_view pool, std::string_view target) override;
   absl::StatusOr<std::map<std::string, std::int64_t>> slot_usage(

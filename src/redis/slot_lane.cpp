@@ -16,25 +16,24 @@ namespace fleet::internal {
 // ---- SlotCall -----------------------------------------------------------------
 
 SlotCall::SlotCall(std::string slots, std::string session, std::string_view pool,
-                   SlotRequest request)
+                   const SlotRequest& request)
     : pool(pool),
+      shape(request),
       slots_key(std::move(slots)),
       session_key(std::move(session)),
-      field_prefix(fmt::format("{}:{}", pool.size(), pool)),
-      load_weight(request.load_weight),
-      tier_load_limit(request.tier_load_limit),
-      sample(request.sample) {
-  numbers = encode_slot_numbers(request, &format);
-  candidates = std::move(request.candidates);
+      field_prefix(fmt::format("{}:{}", pool.size(), pool)) {
+  shape.rotate = 0;
+  numbers = encode_slot_numbers(shape, &format);
 }
 
 bool SlotCall::matches(std::string_view p, const SlotRequest& r) const {
-  if (p != pool || r.load_weight != load_weight || r.tier_load_limit != tier_load_limit ||
-      r.sample != sample || r.candidates.size() != candidates.size()) {
+  if (p != pool || r.load_weight != shape.load_weight ||
+      r.tier_load_limit != shape.tier_load_limit || r.sample != shape.sample ||
+      r.candidates.size() != shape.candidates.size()) {
     return false;
   }
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    const SlotCandidate &a = candidates[i], &b = r.candidates[i];
+  for (std::size_t i = 0; i < r.candidates.size(); ++i) {
+    const SlotCandidate &a = shape.candidates[i], &b = r.candidates[i];
     if (a.capacity != b.capacity || a.score != b.score || a.tier != b.tier ||
         a.target != b.target) {
       return false;
@@ -43,29 +42,14 @@ bool SlotCall::matches(std::string_view p, const SlotRequest& r) const {
   return true;
 }
 
-bool SlotCall::same_as(const SlotCall& other) const {
-  if (slots_key != other.slots_key || numbers != other.numbers ||
-      candidates.size() != other.candidates.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < candidates.size(); ++i) {
-    if (candidates[i].target != other.candidates[i].target) return false;
-  }
-  return true;  // same pool and numbers: same session key and format too
+Argv SlotCall::keys(std::string_view sessions_key) const {
+  return {slots_key, session_key, sessions_key};
 }
 
-Argv SlotCall::argv(std::string_view eval, std::string_view script,
-                    std::string_view sessions_key, std::string_view sid,
-                    const std::string& rotates) const {
-  Argv a;
-  a.reserve(11 + candidates.size());
-  for (std::string_view s :
-       {eval, script, std::string_view("3"), std::string_view(slots_key),
-        std::string_view(session_key), sessions_key, sid, std::string_view(field_prefix),
-        std::string_view(numbers), std::string_view(format), std::string_view(rotates)}) {
-    a.push_back(s);
-  }
-  for (const auto& c : candidates) a.push_back(c.target);
+Argv SlotCall::args(std::string_view sid, const std::string& rotates) const {
+  Argv a = {sid, field_prefix, numbers, format, rotates};
+  a.reserve(a.size() + shape.candidates.size());
+  for (const auto& c : shape.candidates) a.push_back(c.target);
   return a;
 }
 
@@ -93,10 +77,10 @@ std::vector<SlotResult> decode_slot_reply(const SlotCall& call, std::size_t deci
   out.reserve(decisions);
   for (std::size_t i = 0; i < e.size(); i += 2) {
     const long long index = e[i].integer;
-    if (index < 1 || static_cast<std::size_t>(index) > call.candidates.size()) {
+    if (index < 1 || static_cast<std::size_t>(index) > call.shape.candidates.size()) {
       return all(absl::InternalError("slot_acquire returned an unexpected reply"));
     }
-    const SlotCandidate& c = call.candidates[static_cast<std::size_t>(index - 1)];
+    const SlotCandidate& c = call.shape.candidates[static_cast<std::size_t>(index - 1)];
     SlotGrant grant;
     grant.target = c.target;
     grant.used = e[i + 1].integer;
@@ -223,9 +207,14 @@ void SlotLane::send(std::vector<Job> jobs) {
     const SlotCall& call = *g.front().call;
     const bool eval = g.front().eval;
     if (st.ok()) {
-      st = conn_->append(call.argv(eval ? "EVAL" : "EVALSHA",
-                                   eval ? options_.script_body : options_.script_sha,
-                                   options_.sessions_key, options_.sid, rotates));
+      Argv argv = {eval ? "EVAL" : "EVALSHA",
+                   eval ? options_.script_body : options_.script_sha,
+                   SlotCall::kKeyCount};
+      for (const Argv& part :
+           {call.keys(options_.sessions_key), call.args(options_.sid, rotates)}) {
+        argv.insert(argv.end(), part.begin(), part.end());
+      }
+      st = conn_->append(argv);
     }
     in_flight_.push_back(Sent{std::move(g), deadline});
   }

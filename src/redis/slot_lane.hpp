@@ -30,24 +30,23 @@ namespace fleet::internal {
 // share. RedisSession::acquire_slot sends it with one rotate.
 struct SlotCall {
   std::string pool;
+  SlotRequest shape;         // the request, rotate left at 0
   std::string slots_key;     // KEYS[1]
   std::string session_key;   // KEYS[2]
   std::string field_prefix;  // ARGV[2]
   std::string numbers;       // ARGV[3]
   std::string format;        // ARGV[4]
-  std::vector<SlotCandidate> candidates;
-  double load_weight, tier_load_limit;
-  std::uint32_t sample;
 
   SlotCall(std::string slots, std::string session, std::string_view pool,
-           SlotRequest request);
-  // Whether decisions on `other` can share one call with this one.
-  bool same_as(const SlotCall& other) const;
-  // Whether this is the call for `request` on `pool` (its rotate aside).
+           const SlotRequest& request);
+  // Whether this is the call for `request` on `pool` (its rotate aside);
+  // decisions on equal calls can share one script run.
   bool matches(std::string_view pool, const SlotRequest& request) const;
-  // EVALSHA (or EVAL with the body) of slot_acquire for these rotates.
-  Argv argv(std::string_view eval, std::string_view script, std::string_view sessions_key,
-            std::string_view sid, const std::string& rotates) const;
+  bool same_as(const SlotCall& other) const { return matches(other.pool, other.shape); }
+  // slot_acquire's KEYS and ARGV for these rotates.
+  static constexpr std::string_view kKeyCount = "3";  // keys()'s size
+  Argv keys(std::string_view sessions_key) const;
+  Argv args(std::string_view sid, const std::string& rotates) const;
 };
 
 using SlotResult = absl::StatusOr<std::optional<SlotGrant>>;

@@ -297,7 +297,7 @@ class RouterImpl final : public Router {
     }
     SlotRequest request = *shape;
     request.rotate = rotate;
-    return c_.acquire_slot_async(slot_pool_, std::move(request),
+    return c_.acquire_slot_async(slot_pool_, request,
                                  [this, kept = std::move(shape), done = std::move(done)](
                                      absl::StatusOr<std::optional<SlotGrant>> grant) {
                                    absl::StatusOr<Ticket> ticket = absl::UnknownError("");
