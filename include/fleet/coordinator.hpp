@@ -16,12 +16,27 @@
 //   }
 //
 // Sessions. Each Coordinator has a session id and a session TTL (set in the
-// backend's options). The session's membership, node views and owned
-// counter contributions live as long as the session heartbeats; when the
-// process dies, or the Coordinator is destroyed without leave(), they expire
-// one session TTL later and everyone sees them go. Locks and leaderships
-// have their own TTL and are not released by destruction: release them, or
-// hold them through a LeaseGuard.
+// backend's options). The session's membership, node views, owned counter
+// contributions and slots — its session-bound state — live as long as the
+// session heartbeats; when the process dies, or the Coordinator is
+// destroyed without leave(), they expire one session TTL later and everyone
+// sees them go. Locks and leaderships have their own TTL and are not
+// released by destruction: release them, or hold them through a LeaseGuard.
+//
+// Faults. A session keeps its own record of its session-bound state: what
+// its owner holds. Whenever the backend's copy may differ from it — a call
+// whose outcome is unknown (DeadlineExceeded, a dropped connection), the
+// session expiring while it was cut off, the backend losing its data — the
+// session makes the backend's copy equal to the record again, by itself and
+// in one atomic step, as soon as it reaches the backend: it re-joins,
+// re-publishes its node views, re-sets its owned contributions, takes again
+// the slots it holds (even beyond capacity: they are in use) and frees any
+// slot that a failed call took. So an error from acquire_slot or
+// owned_counter_add means nothing was taken or added, and release_slot
+// cannot fail for want of the backend. Locks and leaderships are never
+// re-created: after LOST, renew() says whether a lease survived.
+// connection_state() and watch_connection() report the faults; docs/errors.md
+// says what each call returns meanwhile.
 //
 // Errors. Every call that touches the backend returns absl::Status or
 // absl::StatusOr, never throws. "Not acquired" or "precondition not met" are
@@ -79,9 +94,11 @@ class Coordinator {
   // id. Others see MemberEventType::kJoined.
   virtual absl::Status join(const InstanceInfo& info) = 0;
 
-  // Ends this session's membership and drops its node views and owned
-  // counter contributions at once (others see kLeft). Locks are untouched.
-  // Leaving when not a member is OK.
+  // Ends this session's membership and drops its node views, owned counter
+  // contributions and slots at once (others see kLeft). Locks are
+  // untouched. Leaving when not a member is OK. The record is emptied even
+  // when the backend cannot be reached (the error is returned): the session
+  // then drops the rest as soon as it reaches the backend.
   virtual absl::Status leave() = 0;
 
   // Live members, ordered by instance id.
@@ -94,7 +111,9 @@ class Coordinator {
   // ---- node state -------------------------------------------------------------
 
   // Replaces this session's view of `node_id` with `metrics`. The view is
-  // dropped when the session leaves or expires.
+  // dropped when the session leaves or expires. The record takes the new
+  // view at once: when the backend cannot be reached (Unavailable,
+  // DeadlineExceeded) the session publishes it as soon as it can.
   virtual absl::Status publish_node_state(
       std::string_view node_id, const std::map<std::string, double>& metrics) = 0;
 
@@ -120,7 +139,9 @@ class Coordinator {
 
   // Owned counters: each session adds to its own contribution; the value is
   // the sum over live sessions, so a crashed instance's contribution (its
-  // in-flight requests, say) disappears with it. Returns the new sum.
+  // in-flight requests, say) disappears with it. Returns the new sum. An
+  // error means the contribution is unchanged (an addition the backend made
+  // for a call that then failed is undone).
   virtual absl::StatusOr<std::int64_t> owned_counter_add(std::string_view name,
                                                          std::int64_t delta) = 0;
   virtual absl::StatusOr<std::int64_t> owned_counter_get(std::string_view name) = 0;
@@ -129,13 +150,17 @@ class Coordinator {
   // Slots are owned by the session that took them: leave() frees them at
   // once; when the session expires they are freed for everyone (the local
   // backend at the expiry, Redis by the next sweep: at most one heartbeat
-  // interval later). Nothing leaks when an instance crashes.
+  // interval later). Nothing leaks when an instance crashes, and nothing
+  // leaks when calls fail: the backend holds exactly the slots this
+  // session's owner holds (see Faults above).
 
   // Chooses a target as `request` describes (see SlotRequest) and takes one
   // slot on it, atomically over all sessions: concurrent calls never take
   // more than a target's capacity. nullopt when no candidate has room.
-  // Unavailable if this session has expired (it is re-established by the
-  // next heartbeat; call again).
+  // An error means no slot is held. Unavailable while the backend is
+  // unreachable, while the session cannot re-establish itself in time, and
+  // (Redis) for RedisOptions::data_loss_grace after the backend lost its
+  // data, so that every session takes back the slots it holds first.
   virtual absl::StatusOr<std::optional<SlotGrant>> acquire_slot(
       std::string_view pool, const SlotRequest& request) = 0;
 
@@ -160,9 +185,10 @@ class Coordinator {
     return absl::OkStatus();
   }
 
-  // Frees one of this session's slots on `target`. FailedPrecondition if the
-  // session holds none there (never taken, already freed, or freed because
-  // the session expired).
+  // Frees one of this session's slots on `target`: in the session's record
+  // at once, and in the backend in the same call when it can be reached,
+  // else as soon as it can (OK either way: don't retry). FailedPrecondition
+  // if the record holds none there (never taken, or already freed).
   virtual absl::Status release_slot(std::string_view pool, std::string_view target) = 0;
 
   // Slots in use per target over all live sessions; targets at 0 are absent.
@@ -274,6 +300,16 @@ class Coordinator {
   // ---- connection state -------------------------------------------------------
 
   virtual ConnectionState connection_state() const = 0;
+
+  // How many times this session found that the backend had lost its data
+  // (Redis restarted without persistence, or failed over to a replica that
+  // had not caught up): 0 while that never happened. The session-bound state
+  // is re-established by the session itself; what is not — map entries,
+  // shared counters, locks — may be gone: a module re-publishes what it
+  // owns when this grows (fleet::router re-registers its pool's nodes). It
+  // has grown by the time watch_connection() reports the kReconnected that
+  // follows the loss.
+  virtual std::uint64_t data_losses() const = 0;
 
   // Calls `callback` with the current state at once, then on every change.
   virtual absl::StatusOr<Subscription> watch_connection(

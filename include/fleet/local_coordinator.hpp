@@ -20,6 +20,15 @@
 // a destroyed one behaves like a crashed instance: its membership, node
 // views and owned counter contributions expire one session_ttl later.
 //
+// Faults on demand, for tests of code that uses fleet: LocalStore can cut a
+// session off (as a network partition would) and lose all its data (as a
+// Redis restart without persistence would); sessions then behave as Redis
+// sessions do — SUSPENDED, LOST, re-established, RECONNECTED:
+//
+//   store->set_reachable(b_session_id, false);  // b's calls: Unavailable
+//   clock.advance(std::chrono::seconds(6));     // b expires for everyone
+//   store->set_reachable(b_session_id, true);   // b is back with its state
+//
 // Threads: each LocalStore runs one event thread (all callbacks, in order)
 // and one expiry thread that waits on the clock. See docs/threading.md and
 // docs/local-coordinator.md.
@@ -28,6 +37,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "fleet/clock.hpp"
@@ -56,6 +66,25 @@ class LocalStore {
   static absl::StatusOr<std::shared_ptr<LocalStore>> create(
       const LocalOptions& options = {});
   virtual ~LocalStore() = default;
+
+  // ---- faults, for tests ----------------------------------------------------
+
+  // Cuts the session `session_id` (Coordinator::session_id()) off the store,
+  // or heals it. While cut, its calls fail with Unavailable and change
+  // nothing but its record (release_slot still succeeds; publish_node_state
+  // and leave update the record), it stops heartbeating and its connection
+  // state goes SUSPENDED; once session_ttl has passed it expires for
+  // everyone (LOST for it). Healed, it makes the store hold its record again
+  // and goes RECONNECTED. NotFound for a session that is not open.
+  virtual absl::Status set_reachable(std::string_view session_id, bool reachable) = 0;
+
+  // Loses everything, as Redis restarted without persistence does: members,
+  // node views, counters, slots, locks and leaderships (their fencing tokens
+  // still grow), map entries (their versions start again). Every open
+  // session notices (data_losses() grows), goes LOST and re-establishes its
+  // record (RECONNECTED); a cut one does so when healed. Nothing is
+  // announced for what was lost (no watch or leader events), as on Redis.
+  virtual void lose_data() = 0;
 
  protected:
   LocalStore() = default;

@@ -14,8 +14,9 @@
 //   (*coordinator)->join(me);
 //
 // Threads: besides the caller's threads, each RedisCoordinator runs one
-// heartbeat thread (heartbeat, expiry sweep, reconnection), one pub/sub
-// thread on a dedicated connection, and one event thread for callbacks.
+// agent thread on a connection of its own (heartbeat, expiry sweep,
+// recovery after faults), one pub/sub thread on a dedicated connection, and
+// one event thread for callbacks.
 // Keys are listed in docs/redis-keys.md.
 #ifndef FLEET_REDIS_COORDINATOR_HPP_
 #define FLEET_REDIS_COORDINATOR_HPP_
@@ -56,9 +57,19 @@ struct RedisOptions {
   // Connections for commands (pub/sub has its own). 1 to 64.
   int pool_size = 4;
 
-  // Reconnection backoff: doubles from min to max, with jitter.
+  // Reconnection backoff: doubles from min to max, with jitter. The
+  // heartbeat's own connection retries at least every heartbeat_interval,
+  // and once it gets through the other connections retry at once.
   std::chrono::milliseconds reconnect_backoff_min{50};
   std::chrono::milliseconds reconnect_backoff_max{2000};
+
+  // After Redis lost its data (a restart without persistence), how long no
+  // slot is granted (acquire_slot: Unavailable), counted from the moment
+  // the first session noticed: time for every live session to take back
+  // the slots it holds before anyone takes new ones, so that no target goes
+  // over capacity. Sessions notice within one heartbeat_interval of Redis
+  // being back. Zero: no grace. Default (nullopt): 2 * heartbeat_interval.
+  std::optional<std::chrono::milliseconds> data_loss_grace;
 
   // For create_coordinator(): when Redis cannot be reached, return an
   // in-process LocalCoordinator (with a warning line) instead of Unavailable.

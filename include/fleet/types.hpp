@@ -176,10 +176,15 @@ struct Message {
 // ---- connection -------------------------------------------------------------
 
 enum class ConnectionState {
-  kConnected,    // the backend is reachable
-  kSuspended,    // unreachable; our leases and membership may still be valid
-  kLost,         // unreachable for longer than our TTLs: drop all ownership
-  kReconnected,  // reachable again; membership re-established
+  kConnected,  // the backend is reachable
+  kSuspended,  // unreachable; our leases and membership may still be valid
+  // The backend dropped this session: it was unreachable for longer than
+  // its TTL, or the backend lost its data. Others saw it leave; leases may
+  // be gone (renew() tells). Drop what a lease protected.
+  kLost,
+  // Reachable again, and the backend holds this session's record again:
+  // membership, node views, owned contributions and slots.
+  kReconnected,
 };
 
 std::string_view to_string(MemberEventType type);

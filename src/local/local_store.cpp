@@ -7,6 +7,7 @@
 
 #include "fmt/format.h"
 #include "internal/slots.hpp"
+#include "internal/validate.hpp"
 
 namespace fleet::internal {
 
@@ -57,8 +58,18 @@ void LocalStoreImpl::expire_due_locked() {
     switch (e.kind) {
       case ExpiryKind::kSession: {
         auto it = sessions_.find(e.a);
-        if (it == sessions_.end() || it->second.open || it->second.expires_at > now)
+        if (it == sessions_.end()) break;
+        Session& s = it->second;
+        if (s.open) {
+          // A session cut off for a whole TTL: others see it expire.
+          if (s.reachable || s.dropped || s.cut_expires_at > now) break;
+          remove_member_locked(e.a, MemberEventType::kExpired);
+          drop_session_state_locked(e.a);
+          s.dropped = true;
+          set_state_locked(e.a, ConnectionState::kLost);
           break;
+        }
+        if (s.expires_at > now) break;
         remove_member_locked(e.a, MemberEventType::kExpired);
         drop_session_state_locked(e.a);
         sessions_.erase(it);
@@ -135,6 +146,14 @@ absl::Status LocalStoreImpl::join(const std::string& sid, const InstanceInfo& in
         fmt::format("this session already joined as '{}'; leave() before joining as '{}'",
                     s.member->info.id, info.id));
   }
+  FLEET_RETURN_IF_ERROR(add_member_locked(sid, info));
+  s.record.joined = s.member->info;
+  return absl::OkStatus();
+}
+
+absl::Status LocalStoreImpl::add_member_locked(const std::string& sid,
+                                               const InstanceInfo& info) {
+  Session& s = sessions_.at(sid);
   auto owner = member_index_.find(info.id);
   if (owner != member_index_.end() && owner->second != sid) {
     return absl::AlreadyExistsError(
@@ -160,7 +179,7 @@ void LocalStoreImpl::remove_member_locked(const std::string& sid, MemberEventTyp
   Member m = std::move(*s.member);
   s.member.reset();
   member_index_.erase(m.info.id);
-  if (!s.open) m.last_heartbeat = s.closed_wall;
+  if (!s.open || !s.reachable) m.last_heartbeat = s.closed_wall;
   emit_locked(member_watchers_, MemberEvent{why, std::move(m)});
 }
 
@@ -186,6 +205,13 @@ void LocalStoreImpl::drop_session_state_locked(const std::string& sid) {
 absl::Status LocalStoreImpl::leave(const std::string& sid) {
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
+  Session& s = sessions_.at(sid);
+  s.record = Record{};
+  if (!s.reachable) {
+    return absl::UnavailableError(
+        "this session is cut off from the store (LocalStore::set_reachable); it leaves "
+        "when it is back");
+  }
   remove_member_locked(sid, MemberEventType::kLeft);
   drop_session_state_locked(sid);
   return absl::OkStatus();
@@ -201,7 +227,7 @@ std::vector<Member> LocalStoreImpl::members() {
     const Session& s = sessions_.at(sid);
     Member m = *s.member;
     // An open in-process session is alive by definition: it heartbeats now.
-    m.last_heartbeat = s.open ? wall : s.closed_wall;
+    m.last_heartbeat = s.open && s.reachable ? wall : s.closed_wall;
     out.push_back(std::move(m));
   }
   return out;
@@ -217,20 +243,39 @@ Subscription LocalStoreImpl::watch_members(const std::string& sid,
 
 // ---- node state --------------------------------------------------------------------
 
-void LocalStoreImpl::publish_node_state(const std::string& sid, const std::string& node,
-                                        const std::map<std::string, double>& metrics) {
-  std::lock_guard<std::mutex> lock(mu_);
-  expire_due_locked();
-  nodes_[node][sid] = metrics;
+namespace {
+
+absl::Status cut_off_error() {
+  return absl::UnavailableError(
+      "this session is cut off from the store (LocalStore::set_reachable)");
 }
 
-void LocalStoreImpl::remove_node_state(const std::string& sid, const std::string& node) {
+}  // namespace
+
+absl::Status LocalStoreImpl::publish_node_state(
+    const std::string& sid, const std::string& node,
+    const std::map<std::string, double>& metrics) {
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
+  Session& s = sessions_.at(sid);
+  s.record.views[node] = metrics;
+  if (!s.reachable) return cut_off_error();
+  nodes_[node][sid] = metrics;
+  return absl::OkStatus();
+}
+
+absl::Status LocalStoreImpl::remove_node_state(const std::string& sid,
+                                               const std::string& node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  Session& s = sessions_.at(sid);
+  s.record.views.erase(node);
+  if (!s.reachable) return cut_off_error();
   auto it = nodes_.find(node);
-  if (it == nodes_.end()) return;
+  if (it == nodes_.end()) return absl::OkStatus();
   it->second.erase(sid);
   if (it->second.empty()) nodes_.erase(it);
+  return absl::OkStatus();
 }
 
 namespace {
@@ -337,6 +382,12 @@ absl::StatusOr<std::int64_t> LocalStoreImpl::owned_counter_add(const std::string
   auto new_total = checked_add(total, delta, name);
   if (!new_total.ok()) return new_total.status();
   per_session[sid] = *mine;
+  auto& recorded = sessions_.at(sid).record.owned;
+  if (*mine == 0) {
+    recorded.erase(name);
+  } else {
+    recorded[name] = *mine;
+  }
   return *new_total;
 }
 
@@ -374,28 +425,35 @@ std::optional<SlotGrant> LocalStoreImpl::acquire_slot(const std::string& sid,
   grant.used = used(c.target) + 1;
   grant.capacity = c.capacity;
   ++targets[c.target][sid];
+  ++sessions_.at(sid).record.slots[pool][c.target];
   return grant;
 }
 
+// The record decides: a slot it holds is released (in the store too unless
+// the session is cut off, in which case the store follows at the heal).
 absl::Status LocalStoreImpl::release_slot(const std::string& sid, const std::string& pool,
                                           const std::string& target) {
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
-  auto p = slots_.find(pool);
-  if (p != slots_.end()) {
-    auto t = p->second.find(target);
-    if (t != p->second.end()) {
-      auto mine = t->second.find(sid);
-      if (mine != t->second.end()) {
-        if (--mine->second == 0) t->second.erase(mine);
-        if (t->second.empty()) p->second.erase(t);
-        if (p->second.empty()) slots_.erase(p);
-        return absl::OkStatus();
-      }
-    }
+  Session& s = sessions_.at(sid);
+  auto rp = s.record.slots.find(pool);
+  if (rp == s.record.slots.end() || rp->second.count(target) == 0) {
+    return absl::FailedPreconditionError(
+        fmt::format("this session holds no slot on '{}' in pool '{}'", target, pool));
   }
-  return absl::FailedPreconditionError(
-      fmt::format("this session holds no slot on '{}' in pool '{}'", target, pool));
+  if (--rp->second[target] == 0) rp->second.erase(target);
+  if (rp->second.empty()) s.record.slots.erase(rp);
+  if (!s.reachable) return absl::OkStatus();
+  auto p = slots_.find(pool);
+  if (p == slots_.end()) return absl::OkStatus();
+  auto t = p->second.find(target);
+  if (t == p->second.end()) return absl::OkStatus();
+  auto mine = t->second.find(sid);
+  if (mine == t->second.end()) return absl::OkStatus();
+  if (--mine->second == 0) t->second.erase(mine);
+  if (t->second.empty()) p->second.erase(t);
+  if (p->second.empty()) slots_.erase(p);
+  return absl::OkStatus();
 }
 
 std::map<std::string, std::int64_t> LocalStoreImpl::slot_usage(const std::string& pool) {

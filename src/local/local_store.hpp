@@ -46,6 +46,14 @@ class LocalStoreImpl final : public LocalStore,
   // Crash semantics: the session's owned state expires session_ttl later.
   void close_session(const std::string& sid);
 
+  // faults (LocalStore's API) and what a session sees of them
+  absl::Status set_reachable(std::string_view session_id, bool reachable) override;
+  void lose_data() override;
+  // Unavailable while the session is cut off.
+  absl::Status reachable(const std::string& sid);
+  ConnectionState connection_state(const std::string& sid);
+  std::uint64_t data_losses(const std::string& sid);
+
   // membership
   absl::Status join(const std::string& sid, const InstanceInfo& info);
   absl::Status leave(const std::string& sid);
@@ -53,10 +61,10 @@ class LocalStoreImpl final : public LocalStore,
   Subscription watch_members(const std::string& sid,
                              std::function<void(const MemberEvent&)> cb);
 
-  // node state
-  void publish_node_state(const std::string& sid, const std::string& node,
-                          const std::map<std::string, double>& metrics);
-  void remove_node_state(const std::string& sid, const std::string& node);
+  // node state (the record takes the view even while the session is cut off)
+  absl::Status publish_node_state(const std::string& sid, const std::string& node,
+                                  const std::map<std::string, double>& metrics);
+  absl::Status remove_node_state(const std::string& sid, const std::string& node);
   std::optional<NodeAggregate> aggregate(const std::string& node,
                                          const AggregationSpec& spec);
   std::vector<NodeAggregate> aggregate_all(const AggregationSpec& spec);
@@ -116,16 +124,36 @@ class LocalStoreImpl final : public LocalStore,
     std::shared_ptr<Dispatcher::Slot> slot;
     std::function<void(const Event&)> callback;
     std::string filter;  // key prefix for map watches
+    std::string sid;     // its session: a cut-off one hears nothing
   };
   template <typename Event>
   using Subscribers = std::vector<Subscriber<Event>>;
 
+  // What a session's owner holds of its session-bound state: while the
+  // session is reachable the store's state equals it; after a fault the
+  // store is set back to it (apply_record_locked).
+  struct Record {
+    std::optional<InstanceInfo> joined;
+    std::map<std::string, std::map<std::string, double>> views;        // node -> metrics
+    std::map<std::string, std::int64_t> owned;                         // counter -> value
+    std::map<std::string, std::map<std::string, std::int64_t>> slots;  // pool -> target
+  };
+
   struct Session {
     bool open = true;
     TimePoint expires_at{};         // meaningful once !open
-    Clock::WallTime closed_wall{};  // last heartbeat of a closed session
+    Clock::WallTime closed_wall{};  // last heartbeat of a closed or cut session
     std::optional<Member> member;
     std::uint64_t next_sequence = 1;
+    Record record;
+    // Faults: cut off (set_reachable), its state dropped meanwhile (expired
+    // while cut, or lose_data()), a data loss it has yet to notice.
+    bool reachable = true;
+    bool dropped = false;
+    bool missed_loss = false;
+    TimePoint cut_expires_at{};
+    std::uint64_t data_losses = 0;
+    ConnectionState state = ConnectionState::kConnected;
     // The session's subscriptions: cancelled and detached when it closes.
     std::vector<std::pair<std::weak_ptr<Dispatcher::Slot>,
                           std::function<void(const std::shared_ptr<Dispatcher::Slot>&)>>>
@@ -169,6 +197,10 @@ class LocalStoreImpl final : public LocalStore,
   void schedule_locked(Expiry e);
   void drop_session_state_locked(const std::string& sid);
   void remove_member_locked(const std::string& sid, MemberEventType why);
+  // Makes `sid` a member with `info` (AlreadyExists if another holds it).
+  absl::Status add_member_locked(const std::string& sid, const InstanceInfo& info);
+  void apply_record_locked(const std::string& sid);
+  void set_state_locked(const std::string& sid, ConnectionState state);
   LockState* current_grant_locked(const std::string& sid, const Lease& lease);
   std::optional<Lease> try_grant_locked(const std::string& sid, LeaseKind kind,
                                         const std::string& name, const std::string& value,
@@ -240,7 +272,7 @@ class LocalStoreImpl final : public LocalStore,
   std::map<std::string, Subscribers<std::optional<Leader>>> leader_watchers_;
   std::map<std::string, Subscribers<WatchEvent>> map_watchers_;
   std::map<std::string, Subscribers<Message>> channels_;
-  Subscribers<ConnectionState> connection_watchers_;
+  std::map<std::string, Subscribers<ConnectionState>> connection_watchers_;  // by session
 
   Dispatcher dispatcher_;
   std::thread sweeper_;
@@ -251,6 +283,9 @@ class LocalStoreImpl final : public LocalStore,
 template <typename Event>
 inline void LocalStoreImpl::emit_locked(Subscribers<Event>& subs, const Event& event) {
   for (const auto& sub : subs) {
+    if (auto s = sessions_.find(sub.sid); s != sessions_.end() && !s->second.reachable) {
+      continue;  // like pub/sub to an instance cut off from Redis: lost
+    }
     if (!sub.filter.empty()) {
       if constexpr (std::is_same_v<Event, WatchEvent>) {
         if (event.key.compare(0, sub.filter.size(), sub.filter) != 0) continue;
@@ -266,7 +301,7 @@ inline Subscription LocalStoreImpl::add_subscriber_locked(
     std::function<void(const Event&)> cb, std::string filter,
     std::function<void(const SlotPtr&)> detach) {
   auto slot = dispatcher_.new_slot();
-  subs.push_back(Subscriber<Event>{slot, std::move(cb), std::move(filter)});
+  subs.push_back(Subscriber<Event>{slot, std::move(cb), std::move(filter), sid});
   auto& slots = sessions_.at(sid).slots;
   if (slots.size() % 64 == 63) {  // drop cancelled ones now and then
     slots.erase(std::remove_if(slots.begin(), slots.end(),

@@ -246,14 +246,14 @@ Subscription LocalStoreImpl::subscribe(const std::string& sid, const std::string
 Subscription LocalStoreImpl::watch_connection(const std::string& sid,
                                               std::function<void(ConnectionState)> cb) {
   std::lock_guard<std::mutex> lock(mu_);
+  auto& subs = connection_watchers_[sid];
   auto sub = add_subscriber_locked<ConnectionState>(
-      sid, connection_watchers_,
-      [cb = std::move(cb)](const ConnectionState& s) { cb(s); }, {},
-      detach_from(&connection_watchers_));
-  // In-process there is no connection to lose: always CONNECTED.
-  const auto& added = connection_watchers_.back();
+      sid, subs, [cb = std::move(cb)](const ConnectionState& s) { cb(s); }, {},
+      detach_from(&connection_watchers_, sid));
+  // The current state first, queued under mu_ so no change can overtake it.
+  const auto& added = subs.back();
   dispatcher_.post(added.slot,
-                   [cb = added.callback] { cb(ConnectionState::kConnected); });
+                   [cb = added.callback, now = sessions_.at(sid).state] { cb(now); });
   return sub;
 }
 

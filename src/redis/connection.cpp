@@ -94,7 +94,7 @@ absl::Status status_from_error(std::string_view e) {
 // ---- RedisConnection ------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
-    const RedisEndpoint& ep, Timeouts timeouts) {
+    const RedisEndpoint& ep, Timeouts timeouts, const ConnectHook& hook) {
   const timeval ctv = to_timeval(timeouts.connect);
   redisContext* ctx = ep.unix_path.empty()
                           ? redisConnectWithTimeout(ep.host.c_str(), ep.port, ctv)
@@ -151,6 +151,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     }
     return st;
   }
+  if (hook) FLEET_RETURN_IF_ERROR(hook(*conn));
   return conn;
 }
 
@@ -418,12 +419,24 @@ absl::Status ConnectionPool::reopen_locked(Slot& slot,
   FLEET_RETURN_IF_ERROR(reconnect_.ready(options_.endpoint, clock_->now()));
   slot.conn.reset();
   lock.unlock();
-  auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
+  auto conn =
+      RedisConnection::open(options_.endpoint, options_.timeouts, options_.on_connect);
   lock.lock();
   reconnect_.record(conn.status(), options_.endpoint, clock_, logger_);
   if (!conn.ok()) return conn.status();
   slot.conn = *std::move(conn);
   return absl::OkStatus();
+}
+
+void ConnectionPool::retry_now() {
+  std::lock_guard<std::mutex> lock(mu_);
+  reconnect_.reset();
+  // Idle connections opened before the outage are likely dead (a restarted
+  // Redis closed them): open fresh ones rather than fail a caller's command
+  // on each.
+  for (auto& slot : slots_) {
+    if (!slot.busy) slot.conn.reset();
+  }
 }
 
 void ConnectionPool::release(Slot& slot) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -40,6 +41,11 @@ absl::Status status_from_error(std::string_view error);
 
 using Argv = std::vector<std::string_view>;
 
+class RedisConnection;
+// Runs on every new connection before it is used (RedisSession checks that
+// Redis still holds the data it knew). An error discards the connection.
+using ConnectHook = std::function<absl::Status(RedisConnection&)>;
+
 class RedisConnection {
  public:
   struct Timeouts {
@@ -47,9 +53,9 @@ class RedisConnection {
     std::chrono::milliseconds command;
   };
 
-  // Connects, authenticates and selects the database.
-  static absl::StatusOr<std::unique_ptr<RedisConnection>> open(const RedisEndpoint& ep,
-                                                               Timeouts timeouts);
+  // Connects, authenticates, selects the database, then runs `hook` (if any).
+  static absl::StatusOr<std::unique_ptr<RedisConnection>> open(
+      const RedisEndpoint& ep, Timeouts timeouts, const ConnectHook& hook = {});
   ~RedisConnection();
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
@@ -91,6 +97,11 @@ class Reconnect {
   // Records an attempt's outcome.
   void record(const absl::Status& outcome, const RedisEndpoint& ep, Clock* clock,
               const Logger* logger);
+  // Redis answered on another connection: the next attempt may go at once.
+  void reset() {
+    next_attempt_ = Clock::TimePoint{};
+    backoff_ = std::chrono::milliseconds(0);
+  }
 
  private:
   const std::chrono::milliseconds min_, max_;
@@ -116,9 +127,15 @@ class ConnectionPool {
     int size = 4;
     std::chrono::milliseconds backoff_min{50};
     std::chrono::milliseconds backoff_max{2000};
+    ConnectHook on_connect;
   };
 
   ConnectionPool(Options options, Clock* clock, const Logger* logger);
+
+  // Redis is reachable again after an outage (another connection got
+  // through): idle connections are reopened on their next use, without
+  // waiting out the backoff.
+  void retry_now();
 
   // Runs fn(RedisConnection&) on a healthy pooled connection.
   template <typename F>

@@ -27,6 +27,8 @@ struct Keys {
         map_revisions(prefix + "map_revisions"),
         views_gen(prefix + "views_gen"),
         aggregate_cache(prefix + "aggregate_cache"),
+        epochs(prefix + "epochs"),
+        incarnation(prefix + "incarnation"),
         member_channel(prefix + "member_events") {}
 
   std::string node(std::string_view id) const { return cat("node:", id); }
@@ -52,7 +54,8 @@ struct Keys {
   const std::string prefix;
   const std::string sessions, heartbeats, members, member_session, session_member;
   const std::string node_index, owned_index, counters, fences, leases, entry_ttl;
-  const std::string map_revisions, views_gen, aggregate_cache, member_channel;
+  const std::string map_revisions, views_gen, aggregate_cache, epochs, incarnation;
+  const std::string member_channel;
 
  private:
   std::string cat(std::string_view kind, std::string_view name) const {

@@ -1,9 +1,11 @@
-// RedisSession: construction, heartbeat and connection state, membership,
-// node state and counters; the factory functions of redis_coordinator.hpp.
+// RedisSession: construction, the agent (heartbeat, connection state,
+// recovery after faults), membership; the factory functions of
+// redis_coordinator.hpp.
 #include "redis/redis_session.hpp"
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <random>
 
 #include "fleet/local_coordinator.hpp"
@@ -73,18 +75,34 @@ RedisSession::RedisSession(const RedisOptions& options, RedisEndpoint endpoint)
       logger_(options.log_sink, options.log_level, "fleet.redis"),
       keys_(options.namespace_name),
       sid_(random_session_id()),
+      grace_(options.data_loss_grace.value_or(2 * options.heartbeat_interval)),
+      ledger_([this] { wake_agent(); },
+              [this] {
+                std::lock_guard<std::mutex> lock(lane_mu_);
+                if (lane_) lane_->resume();
+              }),
       pool_(ConnectionPool::Options{endpoint,
                                     {options.connect_timeout, options.command_timeout},
                                     options.pool_size,
                                     options.reconnect_backoff_min,
-                                    options.reconnect_backoff_max},
+                                    options.reconnect_backoff_max,
+                                    [this](RedisConnection& c) {
+                                      return check_incarnation(c);
+                                    }},
             clock_, &logger_),
       events_(std::make_shared<Events>(
           Subscriber::Options{endpoint,
                               {options.connect_timeout, options.command_timeout},
                               options.reconnect_backoff_min,
                               options.reconnect_backoff_max},
-          clock_, &logger_, [this] { state_cv_.notify_all(); })) {}
+          clock_, &logger_, [this] { wake_agent(); })),
+      // The agent retries at least once per heartbeat interval, so that it
+      // notices Redis is back within one.
+      agent_reconnect_(
+          options.reconnect_backoff_min,
+          std::min(options.reconnect_backoff_max,
+                   std::max(options.heartbeat_interval, options.reconnect_backoff_min))) {
+}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> RedisSession::open(
     const RedisOptions& options, RedisEndpoint endpoint) {
@@ -94,13 +112,24 @@ absl::StatusOr<std::unique_ptr<Coordinator>> RedisSession::open(
 }
 
 absl::Status RedisSession::start() {
-  FLEET_RETURN_IF_ERROR(
-      pool_.with_connection([&](RedisConnection& c) { return scripts_.load(c); }));
+  auto conn = RedisConnection::open(
+      pool_.endpoint(), {options_.connect_timeout, options_.command_timeout},
+      [this](RedisConnection& c) { return check_incarnation(c); });
+  if (!conn.ok()) return conn.status();
+  agent_conn_ = *std::move(conn);
+  FLEET_RETURN_IF_ERROR(scripts_.load(*agent_conn_));
   FLEET_RETURN_IF_ERROR(events_->subscriber.start());
   auto hb = heartbeat();
   if (!hb.ok()) return hb.status();
   last_heartbeat_ok_ = clock_->now();
-  heartbeat_thread_ = std::thread([this] { heartbeat_loop(); });
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (!sync_locked()) {
+      return absl::UnavailableError(
+          "could not register the session's state in Redis; try again");
+    }
+  }
+  agent_thread_ = std::thread([this] { agent_loop(); });
   logger_.log(LogLevel::kDebug, "session {} started on {}", sid_,
               pool_.endpoint().redacted());
   return absl::OkStatus();
@@ -112,11 +141,11 @@ RedisSession::~RedisSession() {
     lane_.reset();  // pending decisions get Cancelled
   }
   {
-    std::lock_guard<std::mutex> lock(state_mu_);
+    std::lock_guard<std::mutex> lock(agent_mu_);
     stop_ = true;
   }
-  state_cv_.notify_all();
-  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+  agent_cv_.notify_all();
+  if (agent_thread_.joinable()) agent_thread_.join();
   decltype(Events::state_watchers) watchers;
   {
     std::lock_guard<std::mutex> lock(events_->watchers_mu);
@@ -139,25 +168,123 @@ absl::StatusOr<Reply> RedisSession::run(Script script, const Argv& keys,
                       keys, args);
 }
 
+absl::StatusOr<Reply> RedisSession::agent_command(const Argv& argv) {
+  if (!agent_conn_ || agent_conn_->broken()) {
+    FLEET_RETURN_IF_ERROR(agent_reconnect_.ready(pool_.endpoint(), clock_->now()));
+    agent_conn_.reset();
+    auto conn = RedisConnection::open(
+        pool_.endpoint(), {options_.connect_timeout, options_.command_timeout},
+        [this](RedisConnection& c) { return check_incarnation(c); });
+    agent_reconnect_.record(conn.status(), pool_.endpoint(), clock_, &logger_);
+    if (!conn.ok()) return conn.status();
+    agent_conn_ = *std::move(conn);
+  }
+  return agent_conn_->command(argv);
+}
+
+absl::StatusOr<Reply> RedisSession::agent_run(Script script, const Argv& keys,
+                                              const Argv& args) {
+  return scripts_.run([this](const Argv& argv) { return agent_command(argv); }, script,
+                      keys, args);
+}
+
 absl::StatusOr<Reply> RedisSession::command(const Argv& argv) {
   auto reply = pool_.command(argv);
   if (reply.ok() && reply->is_error()) return status_from_error(reply->str);
   return reply;
 }
 
-// ---- heartbeat and connection state -------------------------------------------------
+// ---- incarnation: did Redis lose its data? -------------------------------------------
 
-absl::StatusOr<bool> RedisSession::heartbeat() {
+// One round trip on every new connection, before anything else runs on it:
+// the namespace's incarnation id, created if Redis has none. A connection
+// that reaches a Redis that lost its data learns it here, so what this
+// session reads next (a module's registry, say) is read knowing that.
+absl::Status RedisSession::check_incarnation(RedisConnection& conn) {
+  const std::string fresh = random_session_id();
+  FLEET_RETURN_IF_ERROR(conn.append({"HSETNX", keys_.incarnation, "id", fresh}));
+  FLEET_RETURN_IF_ERROR(conn.append({"HGET", keys_.incarnation, "id"}));
+  FLEET_RETURN_IF_ERROR(conn.flush());
+  for (int i = 0; i < 2; ++i) {
+    auto r = conn.read();
+    if (!r.ok()) return r.status();
+    if (r->is_error()) return status_from_error(r->str);
+    if (i == 1 && r->type == Reply::Type::kString) note_incarnation(r->str);
+  }
+  return absl::OkStatus();
+}
+
+void RedisSession::note_incarnation(const std::string& id) {
+  {
+    std::lock_guard<std::mutex> lock(incarnation_mu_);
+    if (incarnation_ == id) return;
+    const bool first = incarnation_.empty();
+    incarnation_ = id;
+    if (first) return;
+  }
+  const std::uint64_t n = ++data_losses_;
+  logger_.warn(
+      "session {}: Redis at {} lost the data of namespace '{}' (data loss #{}); this "
+      "session re-establishes its state",
+      sid_, pool_.endpoint().redacted(), options_.namespace_name, n);
+  ledger_.want_sync();
+}
+
+absl::Status RedisSession::check_grace() const {
+  const auto until =
+      Clock::TimePoint(Clock::TimePoint::duration(no_grants_until_.load()));
+  const auto now = clock_->now();
+  if (now >= until) return absl::OkStatus();
+  return absl::UnavailableError(fmt::format(
+      "Redis lost its data; no slots are granted for another {} ms, while every session "
+      "takes back the slots it holds",
+      std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
+}
+
+bool RedisSession::await_sync(std::uint64_t epoch) {
+  return ledger_.await_sync(epoch, 2 * options_.command_timeout);
+}
+
+// ---- the agent: heartbeat, connection state, recovery -----------------------------
+
+absl::StatusOr<RedisSession::Heartbeat> RedisSession::heartbeat() {
   const std::string ttl = std::to_string(options_.session_ttl.count());
-  auto r = run(Script::kHeartbeat, {keys_.sessions, keys_.heartbeats, keys_.views_gen},
-               {sid_, ttl});
+  const std::string grace = std::to_string(grace_.count());
+  const std::string fresh = random_session_id();
+  std::string known;
+  {
+    std::lock_guard<std::mutex> lock(incarnation_mu_);
+    known = incarnation_;
+  }
+  auto r =
+      agent_run(Script::kHeartbeat,
+                {keys_.sessions, keys_.heartbeats, keys_.views_gen, keys_.incarnation},
+                {sid_, ttl, known, fresh, grace});
   if (!r.ok()) return r.status();
-  return r->integer == 1;
+  const auto& e = r->elements;
+  if (r->type != Reply::Type::kArray || e.size() != 3) {
+    return absl::InternalError("heartbeat: unexpected reply from Redis");
+  }
+  note_incarnation(e[1].str);
+  if (e[2].integer > 0) {
+    const auto until = clock_->now() + std::chrono::milliseconds(e[2].integer);
+    no_grants_until_.store(until.time_since_epoch().count());
+  }
+  return Heartbeat{e[0].integer == 1};
+}
+
+void RedisSession::wake_agent() {
+  {
+    std::lock_guard<std::mutex> lock(agent_mu_);
+    agent_wanted_ = true;
+  }
+  agent_cv_.notify_all();
 }
 
 void RedisSession::set_state_locked(ConnectionState state) {
-  if (state == state_) return;
+  if (state_ == state) return;
   state_ = state;
+  state_now_.store(state);
   logger_.log(
       state == ConnectionState::kConnected || state == ConnectionState::kReconnected
           ? LogLevel::kInfo
@@ -169,77 +296,156 @@ void RedisSession::set_state_locked(ConnectionState state) {
   }
 }
 
-// One heartbeat (and one sweep) per interval. While Redis is unreachable:
-// SUSPENDED at the first failure, LOST once a whole session TTL has passed
-// without a successful heartbeat (our membership and owned state have
-// expired: modules must drop what they own), then on recovery — once the
-// pub/sub connection has resubscribed too — RECONNECTED, with membership
-// re-established.
-void RedisSession::heartbeat_loop() {
-  const std::string limit = "100";
-  std::unique_lock<std::mutex> lock(state_mu_);
+// One tick per heartbeat interval, and at once when a sync is wanted (a
+// write came back stale, or its outcome is unknown).
+void RedisSession::agent_loop() {
   Clock::TimePoint next = clock_->now() + options_.heartbeat_interval;
-  while (!stop_) {
-    if (clock_->now() < next) {
-      clock_->wait_until(lock, state_cv_, next);
-      continue;
-    }
-    lock.unlock();
-    auto hb = heartbeat();
-    lock.lock();
-    if (stop_) break;
-    const auto now = clock_->now();
-    if (!hb.ok()) {
-      if (state_ == ConnectionState::kConnected ||
-          state_ == ConnectionState::kReconnected) {
-        set_state_locked(ConnectionState::kSuspended);
+  bool failing = false;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(agent_mu_);
+      while (!stop_ && !agent_wanted_ && clock_->now() < next) {
+        clock_->wait_until(lock, agent_cv_, next);
       }
-      if (state_ == ConnectionState::kSuspended &&
-          now - last_heartbeat_ok_ >= options_.session_ttl) {
-        set_state_locked(ConnectionState::kLost);
-      }
-      next = now + options_.reconnect_backoff_min;
-      continue;
+      if (stop_) return;
+      agent_wanted_ = false;
     }
-    last_heartbeat_ok_ = now;
-    const bool recovering =
-        state_ == ConnectionState::kSuspended || state_ == ConnectionState::kLost;
-    if (!*hb || recovering) {
-      // The session had expired (or Redis lost it in a restart): others
-      // saw us die. Report LOST before anything else, then rejoin.
-      if (!*hb) set_state_locked(ConnectionState::kLost);
-      if (joined_) {
-        absl::Status st = join_locked(*joined_);
-        if (!st.ok())
-          logger_.warn("session {}: re-joining failed: {}", sid_,
-                       std::string(st.message()));
-      }
-      if (!events_->subscriber.healthy()) {
-        next = now + options_.reconnect_backoff_min;  // wait for pub/sub to resubscribe
-        continue;
-      }
-      set_state_locked(ConnectionState::kReconnected);
-    }
-    lock.unlock();
-    auto swept =
-        run(Script::kSweep,
-            {keys_.sessions, keys_.heartbeats, keys_.members, keys_.member_session,
-             keys_.session_member, keys_.node_index, keys_.owned_index, keys_.leases,
-             keys_.entry_ttl, keys_.map_revisions, keys_.views_gen},
-            {keys_.prefix, keys_.member_channel, limit});
-    lock.lock();
-    if (!swept.ok()) {
-      logger_.log(LogLevel::kDebug, "sweep failed: {}",
-                  std::string(swept.status().message()));
-    }
-    next = clock_->now() + options_.heartbeat_interval;
+    next = agent_tick(&failing);
   }
 }
 
-ConnectionState RedisSession::connection_state() const {
-  std::lock_guard<std::mutex> lock(state_mu_);
-  return state_;
+// While Redis is unreachable: SUSPENDED at the first failed heartbeat, LOST
+// once a whole session TTL has passed without one. When a heartbeat gets
+// through again: the other connections retry at once; if the session had
+// expired (or Redis lost it) LOST, then re-join; sync the record if it may
+// differ from Redis; RECONNECTED once that is done and pub/sub has
+// resubscribed.
+Clock::TimePoint RedisSession::agent_tick(bool* failing) {
+  auto hb = heartbeat();
+  std::unique_lock<std::mutex> lock(state_mu_);
+  const auto now = clock_->now();
+  const auto soon = now + options_.reconnect_backoff_min;
+  if (!hb.ok()) {
+    *failing = true;
+    if (state_ == ConnectionState::kConnected ||
+        state_ == ConnectionState::kReconnected) {
+      set_state_locked(ConnectionState::kSuspended);
+    }
+    if (state_ == ConnectionState::kSuspended &&
+        now - last_heartbeat_ok_ >= options_.session_ttl) {
+      set_state_locked(ConnectionState::kLost);
+    }
+    return soon;
+  }
+  last_heartbeat_ok_ = now;
+  if (*failing) {
+    *failing = false;
+    pool_.retry_now();
+    {
+      std::lock_guard<std::mutex> lane_lock(lane_mu_);
+      if (lane_) lane_->retry_now();
+    }
+    events_->subscriber.retry_now();
+  }
+  const bool recovering =
+      state_ == ConnectionState::kSuspended || state_ == ConnectionState::kLost;
+  if (!hb->was_alive) {
+    // Others saw this session die (or Redis lost it): report LOST before
+    // anything else, then re-establish it.
+    set_state_locked(ConnectionState::kLost);
+    ledger_.want_sync();
+  }
+  if ((!hb->was_alive || recovering) && joined_) {
+    absl::Status st =
+        join_locked(*joined_, [this](const Argv& argv) { return agent_command(argv); });
+    if (!st.ok()) {
+      logger_.warn("session {}: re-joining as '{}' failed: {}", sid_, joined_->id,
+                   std::string(st.message()));
+    }
+  }
+  if (ledger_.sync_wanted() && !sync_locked()) return soon;
+  if (!hb->was_alive || recovering) {
+    if (!events_->subscriber.healthy()) return soon;  // wait for pub/sub to resubscribe
+    set_state_locked(ConnectionState::kReconnected);
+  }
+  lock.unlock();
+  sweep();
+  return clock_->now() + options_.heartbeat_interval;
 }
+
+bool RedisSession::sync_locked() {
+  SessionLedger::Snapshot snap = ledger_.begin_sync();
+  const std::string epoch = std::to_string(snap.epoch);
+  const std::string member = joined_ ? joined_->id : std::string();
+  std::deque<std::string> numbers;  // owns the texts args points into (stable)
+  Argv args = {keys_.prefix, sid_, epoch, member, keys_.member_channel};
+  numbers.push_back(std::to_string(snap.record.views.size()));
+  args.push_back(numbers.back());
+  for (const auto& [node, view] : snap.record.views) {
+    args.push_back(node);
+    args.push_back(view);
+  }
+  numbers.push_back(std::to_string(snap.record.owned.size()));
+  args.push_back(numbers.back());
+  for (const auto& [name, value] : snap.record.owned) {
+    args.push_back(name);
+    numbers.push_back(std::to_string(value));
+    args.push_back(numbers.back());
+  }
+  std::size_t holdings = 0;
+  for (const auto& [pool, targets] : snap.record.slots) holdings += targets.size();
+  numbers.push_back(std::to_string(holdings));
+  args.push_back(numbers.back());
+  for (const auto& [pool, targets] : snap.record.slots) {
+    for (const auto& [target, n] : targets) {
+      args.push_back(pool);
+      args.push_back(target);
+      numbers.push_back(std::to_string(n));
+      args.push_back(numbers.back());
+    }
+  }
+  auto r = agent_run(
+      Script::kSync,
+      {keys_.sessions, keys_.epochs, keys_.node_index, keys_.owned_index, keys_.views_gen,
+       keys_.members, keys_.member_session, keys_.session_member},
+      args);
+  const bool ok = r.ok() && r->type == Reply::Type::kArray && r->elements.size() == 5 &&
+                  r->elements[0].integer == 1;
+  ledger_.end_sync(ok);
+  if (!ok) {
+    // Unreachable again, or expired in between: the next tick retries. Any
+    // other error (malformed data in our keys) is worth a warning.
+    const bool transient =
+        r.ok() || absl::IsUnavailable(r.status()) || absl::IsDeadlineExceeded(r.status());
+    logger_.log(transient ? LogLevel::kDebug : LogLevel::kWarning,
+                "session {}: could not set Redis back to this session's record: {}", sid_,
+                r.ok() ? std::string("session not alive") : r.status().ToString());
+    return false;
+  }
+  const auto& e = r->elements;
+  if (e[1].integer + e[2].integer + e[3].integer + e[4].integer > 0) {
+    logger_.info(
+        "session {}: Redis set back to what this session holds: {} membership dropped, "
+        "{} node views, {} owned contributions, {} slots",
+        sid_, e[1].integer, e[2].integer, e[3].integer, e[4].integer);
+  }
+  return true;
+}
+
+void RedisSession::sweep() {
+  auto swept =
+      agent_run(Script::kSweep,
+                {keys_.sessions, keys_.heartbeats, keys_.members, keys_.member_session,
+                 keys_.session_member, keys_.node_index, keys_.owned_index, keys_.leases,
+                 keys_.entry_ttl, keys_.map_revisions, keys_.views_gen, keys_.epochs},
+                {keys_.prefix, keys_.member_channel, "100"});
+  if (!swept.ok()) {
+    logger_.log(LogLevel::kDebug, "sweep failed: {}",
+                std::string(swept.status().message()));
+  }
+}
+
+ConnectionState RedisSession::connection_state() const { return state_now_.load(); }
 
 absl::StatusOr<Subscription> RedisSession::watch_connection(
     std::function<void(ConnectionState)> callback) {
@@ -270,13 +476,14 @@ absl::StatusOr<Subscription> RedisSession::watch_connection(
 
 // ---- membership -------------------------------------------------------------------
 
-absl::Status RedisSession::join_locked(const InstanceInfo& info) {
+absl::Status RedisSession::join_locked(const InstanceInfo& info,
+                                       const Scripts::Send& send) {
   const std::string record = encode_member(info, sid_);
   const std::string ttl = std::to_string(options_.session_ttl.count());
-  auto r = run(Script::kJoin,
-               {keys_.sessions, keys_.heartbeats, keys_.members, keys_.member_session,
-                keys_.session_member, keys_.views_gen},
-               {sid_, info.id, record, ttl, keys_.member_channel});
+  auto r = scripts_.run(send, Script::kJoin,
+                        {keys_.sessions, keys_.heartbeats, keys_.members,
+                         keys_.member_session, keys_.session_member, keys_.views_gen},
+                        {sid_, info.id, record, ttl, keys_.member_channel});
   if (!r.ok()) return r.status();
   if (r->type != Reply::Type::kArray || r->elements.empty()) {
     return absl::InternalError("join: unexpected reply from Redis");
@@ -302,20 +509,32 @@ absl::Status RedisSession::join(const InstanceInfo& info) {
     stamped.started_at =
         joined_ && joined_->id == info.id ? joined_->started_at : clock_->wall_now();
   }
-  FLEET_RETURN_IF_ERROR(join_locked(stamped));
-  joined_ = stamped;
-  return absl::OkStatus();
+  absl::Status st =
+      join_locked(stamped, [this](const Argv& argv) { return pool_.command(argv); });
+  if (st.ok()) {
+    joined_ = stamped;
+  } else if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) {
+    // It may have landed: the sync ends a membership the record lacks.
+    ledger_.want_sync();
+  }
+  return st;
 }
 
+// The record is emptied first: if Redis cannot be told now, the sync drops
+// the rest as soon as it can.
 absl::Status RedisSession::leave() {
-  std::lock_guard<std::mutex> lock(state_mu_);
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    joined_.reset();
+  }
+  ledger_.clear();
+  ledger_.begin_write();  // leave.lua only removes: it needs no epoch
   auto r = run(Script::kLeave,
                {keys_.members, keys_.member_session, keys_.session_member,
                 keys_.node_index, keys_.owned_index, keys_.views_gen},
                {keys_.prefix, sid_, keys_.member_channel});
-  if (!r.ok()) return r.status();
-  joined_.reset();
-  return absl::OkStatus();
+  ledger_.end_write(1, !r.ok());
+  return r.status();
 }
 
 absl::StatusOr<std::vector<Member>> RedisSession::members() {
@@ -355,269 +574,6 @@ absl::StatusOr<Subscription> RedisSession::watch_members(
       events->dispatcher.post(slot, [callback, e = std::move(*ev)] { callback(e); });
     }
   });
-}
-
-// ---- node state
-// ------------------------------------------------------------------------
-
-absl::Status RedisSession::publish_node_state(
-    std::string_view node_id, const std::map<std::string, double>& metrics) {
-  FLEET_RETURN_IF_ERROR(validate_name("node id", node_id));
-  FLEET_RETURN_IF_ERROR(validate_metrics(metrics));
-  const std::string encoded = encode_metrics(metrics);
-  FLEET_RETURN_IF_ERROR(validate_value("node state", encoded));
-  auto r =
-      run(Script::kNodeState, {keys_.node(node_id), keys_.node_index, keys_.views_gen},
-          {sid_, node_id, encoded, "1"});
-  return r.status();
-}
-
-absl::Status RedisSession::remove_node_state(std::string_view node_id) {
-  FLEET_RETURN_IF_ERROR(validate_name("node id", node_id));
-  auto r =
-      run(Script::kNodeState, {keys_.node(node_id), keys_.node_index, keys_.views_gen},
-          {sid_, node_id, "", "0"});
-  return r.status();
-}
-
-namespace {
-
-// Parses aggregate.lua's payload: "<skipped>\n" then one line per node,
-// "<node>\t<reporters>(\t<metric>\t<value>\t<count>)*".
-bool parse_aggregates(std::string_view payload, std::int64_t* skipped,
-                      std::vector<NodeAggregate>* out) {
-  auto nl = payload.find('\n');
-  if (nl == std::string_view::npos || !parse_i64(payload.substr(0, nl), skipped))
-    return false;
-  payload.remove_prefix(nl + 1);
-  while (!payload.empty()) {
-    nl = payload.find('\n');
-    std::string_view line = payload.substr(0, nl);
-    payload.remove_prefix(nl == std::string_view::npos ? payload.size() : nl + 1);
-    std::vector<std::string_view> f;
-    for (std::size_t pos = 0;;) {
-      const auto tab = line.find('\t', pos);
-      f.push_back(line.substr(pos, tab == std::string_view::npos ? tab : tab - pos));
-      if (tab == std::string_view::npos) break;
-      pos = tab + 1;
-    }
-    std::uint64_t reporters = 0;
-    if (f.size() < 2 || (f.size() - 2) % 3 != 0 || !parse_u64(f[1], &reporters))
-      return false;
-    NodeAggregate agg;
-    agg.node_id = std::string(f[0]);
-    agg.reporters = static_cast<std::uint32_t>(reporters);
-    for (std::size_t i = 2; i < f.size(); i += 3) {
-      AggregatedMetric m;
-      std::uint64_t count = 0;
-      const std::string text(f[i + 1]);
-      char* end = nullptr;
-      m.value = std::strtod(text.c_str(), &end);
-      if (end != text.c_str() + text.size() || !parse_u64(f[i + 2], &count)) return false;
-      m.reporters = static_cast<std::uint32_t>(count);
-      agg.metrics.emplace(std::string(f[i]), m);
-    }
-    out->push_back(std::move(agg));
-  }
-  return true;
-}
-
-}  // namespace
-
-absl::StatusOr<std::vector<NodeAggregate>> RedisSession::run_aggregate(
-    std::string_view node_id, const AggregationSpec& spec) {
-  const std::string ops = encode_ops(spec);
-  const std::string_view default_op = to_string(spec.default_aggregation);
-  const std::string cache_key = std::string(default_op) + "\n" + ops;
-  std::string stamp;
-  if (node_id.empty()) {
-    std::lock_guard<std::mutex> lock(aggregate_mu_);
-    if (auto it = aggregates_.find(cache_key); it != aggregates_.end())
-      stamp = it->second.first;
-  }
-  auto r = run(Script::kAggregate,
-               {keys_.sessions, keys_.node_index, keys_.views_gen, keys_.aggregate_cache},
-               {keys_.prefix, ops, default_op, node_id, stamp});
-  if (!r.ok()) return r.status();
-  if (r->str == "=") {
-    std::lock_guard<std::mutex> lock(aggregate_mu_);
-    if (auto it = aggregates_.find(cache_key); it != aggregates_.end())
-      return it->second.second;
-    return absl::InternalError("aggregate: Redis confirmed a result this session lacks");
-  }
-  // "<gen>\n<valid until>\n<payload>"
-  const std::string_view reply = r->str;
-  const auto a = reply.find('\n');
-  const auto b = a == std::string_view::npos ? a : reply.find('\n', a + 1);
-  std::int64_t skipped = 0;
-  std::vector<NodeAggregate> out;
-  if (b == std::string_view::npos ||
-      !parse_aggregates(reply.substr(b + 1), &skipped, &out)) {
-    return absl::InternalError("aggregate: unexpected reply from Redis");
-  }
-  if (skipped > 0)
-    logger_.warn("aggregate: skipped {} malformed node views or values", skipped);
-  std::sort(out.begin(), out.end(),
-            [](const auto& x, const auto& y) { return x.node_id < y.node_id; });
-  if (node_id.empty()) {
-    std::lock_guard<std::mutex> lock(aggregate_mu_);
-    if (aggregates_.size() >= 16) aggregates_.clear();  // a few specs in practice
-    aggregates_[cache_key] = {std::string(reply.substr(0, b)), out};
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<NodeAggregate>> RedisSession::aggregate_all(
-    const AggregationSpec& spec) {
-  FLEET_RETURN_IF_ERROR(validate_spec(spec));
-  return run_aggregate("", spec);
-}
-
-absl::StatusOr<std::optional<NodeAggregate>> RedisSession::aggregate(
-    std::string_view node_id, const AggregationSpec& spec) {
-  FLEET_RETURN_IF_ERROR(validate_name("node id", node_id));
-  FLEET_RETURN_IF_ERROR(validate_spec(spec));
-  auto one = run_aggregate(node_id, spec);
-  if (!one.ok()) return one.status();
-  if (one->empty()) return std::optional<NodeAggregate>();
-  return std::optional<NodeAggregate>(std::move(one->front()));
-}
-
-// ---- counters
-// -------------------------------------------------------------------------------
-
-absl::StatusOr<std::int64_t> RedisSession::counter_add(std::string_view name,
-                                                       std::int64_t delta) {
-  FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
-  const std::string d = std::to_string(delta);
-  auto r = command({"HINCRBY", keys_.counters, name, d});
-  if (!r.ok()) return r.status();
-  return static_cast<std::int64_t>(r->integer);
-}
-
-absl::StatusOr<std::int64_t> RedisSession::counter_get(std::string_view name) {
-  FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
-  auto r = command({"HGET", keys_.counters, name});
-  if (!r.ok()) return r.status();
-  if (r->is_nil()) return 0;
-  std::int64_t v = 0;
-  if (!parse_i64(r->str, &v)) {
-    return absl::DataLossError(
-        fmt::format("counter '{}' holds a malformed value in {}", name, keys_.counters));
-  }
-  return v;
-}
-
-absl::StatusOr<std::int64_t> RedisSession::owned_counter_add(std::string_view name,
-                                                             std::int64_t delta) {
-  FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
-  const std::string d = std::to_string(delta);
-  auto r = run(Script::kOwnedCounter,
-               {keys_.owned(name), keys_.owned_index, keys_.sessions}, {sid_, name, d});
-  if (!r.ok()) return r.status();
-  return static_cast<std::int64_t>(r->integer);
-}
-
-absl::StatusOr<std::int64_t> RedisSession::owned_counter_get(std::string_view name) {
-  FLEET_RETURN_IF_ERROR(validate_name("counter name", name));
-  auto r = run(Script::kOwnedCounter,
-               {keys_.owned(name), keys_.owned_index, keys_.sessions}, {sid_, name, ""});
-  if (!r.ok()) return r.status();
-  return static_cast<std::int64_t>(r->integer);
-}
-
-// ---- slot pools ----------------------------------------------------------------
-
-absl::StatusOr<std::shared_ptr<const SlotCall>> RedisSession::slot_call(
-    std::string_view pool, const SlotRequest& request) {
-  {
-    std::lock_guard<std::mutex> lock(calls_mu_);
-    auto it = calls_.find(pool);
-    if (it != calls_.end() && it->second->matches(pool, request)) return it->second;
-  }
-  FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
-  auto call = std::make_shared<const SlotCall>(keys_.slots(pool),
-                                               keys_.session_slots(sid_), pool, request);
-  std::lock_guard<std::mutex> lock(calls_mu_);
-  if (calls_.size() >= 64) calls_.clear();  // a few pools in practice
-  calls_.insert_or_assign(std::string(pool), call);
-  return call;
-}
-
-absl::StatusOr<std::optional<SlotGrant>> RedisSession::acquire_slot(
-    std::string_view pool, const SlotRequest& request) {
-  auto call = slot_call(pool, request);
-  if (!call.ok()) return call.status();
-  std::string rotate;
-  append_double(request.rotate, &rotate);
-  const SlotCall& c = **call;
-  return std::move(
-      decode_slot_reply(
-          c, 1, run(Script::kSlotAcquire, c.keys(keys_.sessions), c.args(sid_, rotate)))
-          .front());
-}
-
-absl::Status RedisSession::acquire_slot_async(std::string_view pool,
-                                              const SlotRequest& request,
-                                              SlotCallback done) {
-  if (!done) return absl::InvalidArgumentError("acquire_slot_async needs a callback");
-  // One router's requests between two changes of its view are the same
-  // call: found in calls_, checked once, encoded once, merged by pointer.
-  auto call = slot_call(pool, request);
-  if (!call.ok()) {
-    done(call.status());
-    return absl::OkStatus();
-  }
-  slot_lane().submit(*std::move(call), request.rotate, std::move(done));
-  return absl::OkStatus();
-}
-
-SlotLane& RedisSession::slot_lane() {
-  std::lock_guard<std::mutex> lock(lane_mu_);
-  if (!lane_) {
-    const Script script = Script::kSlotAcquire;
-    lane_ = std::make_unique<SlotLane>(
-        SlotLane::Options{pool_.endpoint(),
-                          {options_.connect_timeout, options_.command_timeout},
-                          options_.reconnect_backoff_min,
-                          options_.reconnect_backoff_max,
-                          keys_.sessions,
-                          sid_,
-                          scripts_.sha(script),
-                          scripts_.body(script)},
-        clock_, &logger_);
-  }
-  return *lane_;
-}
-
-absl::Status RedisSession::release_slot(std::string_view pool, std::string_view target) {
-  FLEET_RETURN_IF_ERROR(validate_name("pool name", pool));
-  FLEET_RETURN_IF_ERROR(validate_name("slot target", target));
-  auto r = run(Script::kSlotRelease, {keys_.slots(pool), keys_.session_slots(sid_)},
-               {pool, target});
-  if (!r.ok()) return r.status();
-  if (r->integer == 1) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      fmt::format("this session holds no slot on '{}' in pool '{}'", target, pool));
-}
-
-absl::StatusOr<std::map<std::string, std::int64_t>> RedisSession::slot_usage(
-    std::string_view pool) {
-  FLEET_RETURN_IF_ERROR(validate_name("pool name", pool));
-  const std::string key = keys_.slots(pool);
-  auto r = command({"HGETALL", key});
-  if (!r.ok()) return r.status();
-  std::map<std::string, std::int64_t> out;
-  for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
-    std::int64_t n = 0;
-    if (!parse_i64(r->elements[i + 1].str, &n)) {
-      logger_.log(LogLevel::kWarning, "skipping malformed slot count of '{}' in {}",
-                  r->elements[i].str, key);
-      continue;
-    }
-    if (n > 0) out[r->elements[i].str] = n;
-  }
-  return out;
 }
 
 }  // namespace fleet::internal

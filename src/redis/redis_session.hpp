@@ -1,7 +1,12 @@
 // RedisSession: the Coordinator of the Redis backend. Arguments are checked
 // with the same validators as the in-process backend; each decision is one
-// script (src/redis/lua). redis_session.cpp has the lifecycle, heartbeat and
-// membership; redis_session_ops.cpp the other primitives.
+// script (src/redis/lua). redis_session.cpp has the lifecycle, the agent
+// (heartbeat, recovery) and membership; redis_session_state.cpp node state,
+// counters and slots; redis_session_ops.cpp the other primitives.
+//
+// The agent thread, on a connection of its own, heartbeats, sweeps, and
+// after any fault makes Redis hold this session's record again (rejoin,
+// then sync.lua: see ledger.hpp). Callers' commands share the pool.
 #ifndef FLEET_SRC_REDIS_REDIS_SESSION_HPP_
 #define FLEET_SRC_REDIS_REDIS_SESSION_HPP_
 
@@ -19,6 +24,7 @@
 #include "internal/logger.hpp"
 #include "redis/connection.hpp"
 #include "redis/keys.hpp"
+#include "redis/ledger.hpp"
 #include "redis/scripts.hpp"
 #include "redis/slot_lane.hpp"
 #include "redis/subscriber.hpp"
@@ -103,6 +109,7 @@ class RedisSession final : public Coordinator {
   ConnectionState connection_state() const override;
   absl::StatusOr<Subscription> watch_connection(
       std::function<void(ConnectionState)> callback) override;
+  std::uint64_t data_losses() const override { return data_losses_.load(); }
 
  private:
   // What outlives the session for the sake of Subscription handles: their
@@ -125,6 +132,9 @@ class RedisSession final : public Coordinator {
   absl::Status start();
 
   absl::StatusOr<Reply> run(Script script, const Argv& keys, const Argv& args);
+  // The same on the agent's own connection (agent thread and start() only).
+  absl::StatusOr<Reply> agent_run(Script script, const Argv& keys, const Argv& args);
+  absl::StatusOr<Reply> agent_command(const Argv& argv);
   SlotLane& slot_lane();
   // The encoded slot_acquire call for `request` (its rotate aside): the
   // last one for the pool if it matches, else checked and encoded anew.
@@ -134,6 +144,8 @@ class RedisSession final : public Coordinator {
   absl::StatusOr<std::optional<Lease>> acquire(LeaseKind kind, const std::string& name,
                                                std::string_view value, Ttl ttl,
                                                std::chrono::milliseconds timeout);
+  // Publishes (encoded) or removes (nullptr) this session's view of a node.
+  absl::Status write_view(std::string_view node_id, const std::string* encoded);
   // node_id empty: every node (cached in Redis); else just that node.
   absl::StatusOr<std::vector<NodeAggregate>> run_aggregate(std::string_view node_id,
                                                            const AggregationSpec& spec);
@@ -146,19 +158,46 @@ class RedisSession final : public Coordinator {
           on_payload,
       std::shared_ptr<Dispatcher::Slot> slot = nullptr);
 
-  void heartbeat_loop();
-  absl::StatusOr<bool> heartbeat();  // true: the session was alive before
+  // The agent: one heartbeat, and what follows from it; returns when to
+  // run again. *failing: the last heartbeat failed.
+  void agent_loop();
+  Clock::TimePoint agent_tick(bool* failing);
+  void wake_agent();
+  struct Heartbeat {
+    bool was_alive = true;  // false: the session had expired (or Redis lost it)
+  };
+  absl::StatusOr<Heartbeat> heartbeat();
+  // Makes Redis hold the record (sync.lua), on the agent's connection.
+  bool sync_locked();
+  void sweep();
   void set_state_locked(ConnectionState state);
-  absl::Status join_locked(const InstanceInfo& info);
+  absl::Status join_locked(const InstanceInfo& info, const Scripts::Send& send);
+
+  // Every new connection: does Redis still hold the data this session knew?
+  absl::Status check_incarnation(RedisConnection& conn);
+  void note_incarnation(const std::string& id);
+  // Unavailable while slots may not be granted after a data loss.
+  absl::Status check_grace() const;
+  // For a write that came back stale: waits for the agent's sync.
+  bool await_sync(std::uint64_t epoch);
 
   const RedisOptions options_;
   Clock* const clock_;
   const Logger logger_;
   const Keys keys_;
   const std::string sid_;
+  const std::chrono::milliseconds grace_;
+  SessionLedger ledger_;  // before pool_ and lane_: their threads use it
   ConnectionPool pool_;
   Scripts scripts_;
   std::shared_ptr<Events> events_;
+
+  // The namespace's incarnation id this session knows (see heartbeat.lua).
+  std::mutex incarnation_mu_;
+  std::string incarnation_;
+  std::atomic<std::uint64_t> data_losses_{0};
+  // Clock ticks until which no slot is granted (data-loss grace).
+  std::atomic<Clock::TimePoint::rep> no_grants_until_{0};
 
   // The last all-nodes aggregate per spec, with its Redis cache stamp: when
   // the stamp is still current the script answers "=" and we reuse it.
@@ -174,13 +213,22 @@ class RedisSession final : public Coordinator {
   std::mutex publish_mu_;  // keeps sequence order == send order
   std::uint64_t next_sequence_ = 1;
 
+  // Connection state and membership. The agent holds state_mu_ while it
+  // re-joins and syncs, so join() and leave() never overlap a sync.
   mutable std::mutex state_mu_;
-  std::condition_variable state_cv_;
   ConnectionState state_ = ConnectionState::kConnected;
-  std::optional<InstanceInfo> joined_;  // to re-join after LOST
+  std::atomic<ConnectionState> state_now_{ConnectionState::kConnected};
+  std::optional<InstanceInfo> joined_;  // the record's membership
   Clock::TimePoint last_heartbeat_ok_{};
+
+  // The agent's wake-ups and its connection (agent thread only).
+  std::mutex agent_mu_;
+  std::condition_variable agent_cv_;
+  bool agent_wanted_ = false;
   bool stop_ = false;
-  std::thread heartbeat_thread_;
+  std::unique_ptr<RedisConnection> agent_conn_;
+  Reconnect agent_reconnect_;
+  std::thread agent_thread_;
 };
 
 }  // namespace fleet::internal

@@ -24,9 +24,10 @@ std::string_view source(std::string_view name) {
 }
 
 constexpr std::string_view kNames[kScriptCount] = {
-    "heartbeat",     "join",    "leave",        "members",     "node_state", "aggregate",
-    "owned_counter", "acquire", "release",      "renew",       "map_write",  "map_delete",
-    "map_read",      "sweep",   "slot_acquire", "slot_release"};
+    "heartbeat",    "join",          "leave",    "members", "node_state",
+    "aggregate",    "owned_counter", "acquire",  "release", "renew",
+    "map_write",    "map_delete",    "map_read", "sweep",   "slot_acquire",
+    "slot_release", "sync"};
 
 }  // namespace
 

@@ -32,8 +32,9 @@ enum class Script {
   kSweep,
   kSlotAcquire,
   kSlotRelease,
+  kSync,
 };
-inline constexpr std::size_t kScriptCount = 16;
+inline constexpr std::size_t kScriptCount = 17;
 
 class Scripts {
  public:

@@ -42,12 +42,13 @@ bool SlotCall::matches(std::string_view p, const SlotRequest& r) const {
   return true;
 }
 
-Argv SlotCall::keys(std::string_view sessions_key) const {
-  return {slots_key, session_key, sessions_key};
+Argv SlotCall::keys(std::string_view epochs_key) const {
+  return {slots_key, session_key, epochs_key};
 }
 
-Argv SlotCall::args(std::string_view sid, const std::string& rotates) const {
-  Argv a = {sid, field_prefix, numbers, format, rotates};
+Argv SlotCall::args(std::string_view sid, std::string_view epoch,
+                    const std::string& rotates) const {
+  Argv a = {sid, epoch, field_prefix, numbers, format, rotates};
   a.reserve(a.size() + shape.candidates.size());
   for (const auto& c : shape.candidates) a.push_back(c.target);
   return a;
@@ -64,9 +65,10 @@ std::vector<SlotResult> decode_slot_reply(const SlotCall& call, std::size_t deci
     return all(absl::Status(
         st.code(), fmt::format("script slot_acquire: {}", std::string(st.message()))));
   }
-  if (reply->type == Reply::Type::kInteger && reply->integer == -1) {
+  if (slot_reply_stale(reply)) {
     return all(absl::UnavailableError(
-        "this session has expired in Redis; it is re-established by the next heartbeat"));
+        "this session is being re-established in Redis (it expired, or Redis lost its "
+        "data); no slot was taken"));
   }
   const auto& e = reply->elements;
   if (reply->type != Reply::Type::kArray || e.size() % 2 != 0 ||
@@ -91,10 +93,23 @@ std::vector<SlotResult> decode_slot_reply(const SlotCall& call, std::size_t deci
   return out;
 }
 
+bool slot_reply_stale(const absl::StatusOr<Reply>& reply) {
+  return reply.ok() && reply->type == Reply::Type::kInteger && reply->integer == -1;
+}
+
+void record_grants(const std::string& pool, const std::vector<SlotResult>& results,
+                   SessionLedger::Record& record) {
+  for (const auto& r : results) {
+    if (r.ok() && r->has_value()) ++record.slots[pool][(*r)->target];
+  }
+}
+
 // ---- SlotLane -----------------------------------------------------------------
 
-SlotLane::SlotLane(Options options, Clock* clock, const Logger* logger)
+SlotLane::SlotLane(Options options, SessionLedger* ledger, Clock* clock,
+                   const Logger* logger)
     : options_(std::move(options)),
+      ledger_(ledger),
       clock_(clock),
       logger_(logger),
       reconnect_(options_.backoff_min, options_.backoff_max) {
@@ -146,6 +161,23 @@ void SlotLane::submit(std::shared_ptr<const SlotCall> call, std::uint32_t rotate
   if (wake_it) wake();
 }
 
+void SlotLane::resume() {
+  bool wake_it = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!held_) return;
+    held_ = false;
+    wake_it = sleeping_;
+    sleeping_ = false;
+  }
+  if (wake_it) wake();
+}
+
+void SlotLane::retry_now() {
+  std::lock_guard<std::mutex> lock(mu_);
+  retry_now_ = true;
+}
+
 void SlotLane::wake() {
   if (wake_fds_[1] < 0) return;
   const char b = 1;
@@ -155,10 +187,20 @@ void SlotLane::wake() {
 }
 
 absl::Status SlotLane::connect() {
+  {
+    // After an outage the connection is likely dead: a fresh one, at once.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (retry_now_ && in_flight_.empty()) {
+      retry_now_ = false;
+      reconnect_.reset();
+      conn_.reset();
+    }
+  }
   if (conn_ && !conn_->broken()) return absl::OkStatus();
   FLEET_RETURN_IF_ERROR(reconnect_.ready(options_.endpoint, clock_->now()));
   conn_.reset();
-  auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
+  auto conn =
+      RedisConnection::open(options_.endpoint, options_.timeouts, options_.on_connect);
   reconnect_.record(conn.status(), options_.endpoint, clock_, logger_);
   if (!conn.ok()) return conn.status();
   conn_ = *std::move(conn);
@@ -169,10 +211,15 @@ void SlotLane::fail_all(std::vector<Job> jobs, const absl::Status& status) {
   for (auto& j : jobs) j.done(status);
 }
 
+// Sent jobs began writes in the ledger: they end here, doubtful (Redis may
+// or may not have made the decisions; the sync sets it right).
 void SlotLane::fail_in_flight(const absl::Status& status) {
   std::deque<Sent> sent;
   sent.swap(in_flight_);
-  for (auto& s : sent) fail_all(std::move(s.jobs), status);
+  for (auto& s : sent) {
+    ledger_->end_write(s.jobs.size(), true);
+    fail_all(std::move(s.jobs), status);
+  }
 }
 
 void SlotLane::send(std::vector<Job> jobs) {
@@ -180,6 +227,21 @@ void SlotLane::send(std::vector<Job> jobs) {
     fail_all(std::move(jobs), st);
     return;
   }
+  const auto epoch = ledger_->try_begin_write(jobs.size());
+  if (!epoch) {
+    // A sync takes its snapshot: hold the queue (in order) until resume().
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs.insert(jobs.end(), std::make_move_iterator(queue_.begin()),
+                  std::make_move_iterator(queue_.end()));
+      queue_ = std::move(jobs);
+      held_ = true;
+    }
+    // The sync may have ended (and called resume()) before held_ was set.
+    if (ledger_->try_begin_write(0)) resume();
+    return;
+  }
+  const std::string epoch_text = std::to_string(*epoch);
   // Merge: each job joins the first group on the same call, in queue order.
   std::vector<std::vector<Job>> groups;
   for (auto& j : jobs) {
@@ -210,8 +272,8 @@ void SlotLane::send(std::vector<Job> jobs) {
       Argv argv = {eval ? "EVAL" : "EVALSHA",
                    eval ? options_.script_body : options_.script_sha,
                    SlotCall::kKeyCount};
-      for (const Argv& part :
-           {call.keys(options_.sessions_key), call.args(options_.sid, rotates)}) {
+      for (const Argv& part : {call.keys(options_.epochs_key),
+                               call.args(options_.sid, epoch_text, rotates)}) {
         argv.insert(argv.end(), part.begin(), part.end());
       }
       st = conn_->append(argv);
@@ -226,6 +288,7 @@ void SlotLane::complete(Sent sent, const absl::StatusOr<Reply>& reply) {
   if (reply.ok() && reply->is_error() && reply->str.compare(0, 8, "NOSCRIPT") == 0 &&
       !sent.jobs.front().eval) {
     // Redis restarted or flushed its scripts: send the body this once.
+    ledger_->end_write(sent.jobs.size(), false);
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& j : sent.jobs) {
       j.eval = true;
@@ -233,7 +296,12 @@ void SlotLane::complete(Sent sent, const absl::StatusOr<Reply>& reply) {
     }
     return;
   }
-  auto results = decode_slot_reply(*sent.jobs.front().call, sent.jobs.size(), reply);
+  const SlotCall& call = *sent.jobs.front().call;
+  auto results = decode_slot_reply(call, sent.jobs.size(), reply);
+  // Into the record before the callbacks run: a callback may release.
+  ledger_->end_write(
+      sent.jobs.size(), !reply.ok() || slot_reply_stale(reply),
+      [&](SessionLedger::Record& r) { record_grants(call.pool, results, r); });
   for (std::size_t i = 0; i < sent.jobs.size(); ++i) {
     sent.jobs[i].done(std::move(results[i]));
   }
@@ -245,13 +313,13 @@ void SlotLane::loop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
-      jobs.swap(queue_);
+      if (!held_) jobs.swap(queue_);
     }
     if (!jobs.empty()) send(std::move(jobs));
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
-      if (in_flight_.empty() && !queue_.empty()) continue;
+      if (in_flight_.empty() && !queue_.empty() && !held_) continue;
       // While replies are due, what is queued meanwhile goes out when they
       // come: no wake-up per decision, and more to merge.
       sleeping_ = in_flight_.empty();

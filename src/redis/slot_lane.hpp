@@ -4,7 +4,9 @@
 // callback as it is read, without any caller waking for it. Decisions that
 // differ only by their rotate (one router's requests between two changes of
 // its pool view) are merged into one slot_acquire call, which takes them in
-// queue order and shares the script's reads and writes among them.
+// queue order and shares the script's reads and writes among them. Grants
+// go into the session's record (SessionLedger) before their callbacks run;
+// while a sync takes its snapshot the lane holds its queue back.
 #ifndef FLEET_SRC_REDIS_SLOT_LANE_HPP_
 #define FLEET_SRC_REDIS_SLOT_LANE_HPP_
 
@@ -23,6 +25,7 @@
 #include "fleet/types.hpp"
 #include "internal/logger.hpp"
 #include "redis/connection.hpp"
+#include "redis/ledger.hpp"
 
 namespace fleet::internal {
 
@@ -45,8 +48,9 @@ struct SlotCall {
   bool same_as(const SlotCall& other) const { return matches(other.pool, other.shape); }
   // slot_acquire's KEYS and ARGV for these rotates.
   static constexpr std::string_view kKeyCount = "3";  // keys()'s size
-  Argv keys(std::string_view sessions_key) const;
-  Argv args(std::string_view sid, const std::string& rotates) const;
+  Argv keys(std::string_view epochs_key) const;
+  Argv args(std::string_view sid, std::string_view epoch,
+            const std::string& rotates) const;
 };
 
 using SlotResult = absl::StatusOr<std::optional<SlotGrant>>;
@@ -54,6 +58,11 @@ using SlotResult = absl::StatusOr<std::optional<SlotGrant>>;
 // Decodes slot_acquire's reply to `decisions` decisions on `call`.
 std::vector<SlotResult> decode_slot_reply(const SlotCall& call, std::size_t decisions,
                                           const absl::StatusOr<Reply>& reply);
+// Whether the reply is slot_acquire's "stale epoch" (-1).
+bool slot_reply_stale(const absl::StatusOr<Reply>& reply);
+// Adds the granted ones of `results` to the record's slots of `pool`.
+void record_grants(const std::string& pool, const std::vector<SlotResult>& results,
+                   SessionLedger::Record& record);
 
 class SlotLane {
  public:
@@ -62,14 +71,16 @@ class SlotLane {
     RedisConnection::Timeouts timeouts;
     std::chrono::milliseconds backoff_min{50};
     std::chrono::milliseconds backoff_max{2000};
-    std::string sessions_key;
+    std::string epochs_key;
     std::string sid;
     std::string script_sha;
     std::string script_body;
+    ConnectHook on_connect;
   };
   using Done = std::function<void(SlotResult)>;
 
-  SlotLane(Options options, Clock* clock, const Logger* logger);
+  // `ledger` (the session's) outlives the lane.
+  SlotLane(Options options, SessionLedger* ledger, Clock* clock, const Logger* logger);
   // Stops the I/O thread; what is still pending gets Cancelled.
   ~SlotLane();
   SlotLane(const SlotLane&) = delete;
@@ -78,6 +89,12 @@ class SlotLane {
   // Queues one decision; `done` runs on the I/O thread (or, for Cancelled,
   // on the destroying one).
   void submit(std::shared_ptr<const SlotCall> call, std::uint32_t rotate, Done done);
+
+  // A sync ended: send what was held back.
+  void resume();
+  // Redis answered on another connection after an outage: the next send
+  // opens a fresh connection, without waiting out the backoff.
+  void retry_now();
 
   static constexpr std::size_t kMaxMerged = 64;  // decisions per script call
 
@@ -103,6 +120,7 @@ class SlotLane {
   void wake();
 
   const Options options_;
+  SessionLedger* const ledger_;
   Clock* const clock_;
   const Logger* const logger_;
   std::unique_ptr<RedisConnection> conn_;  // the I/O thread's
@@ -112,6 +130,8 @@ class SlotLane {
   std::mutex mu_;
   std::vector<Job> queue_;
   bool sleeping_ = false;  // the I/O thread waits in poll() for the pipe
+  bool held_ = false;      // a sync takes its snapshot: queue_ waits for resume()
+  bool retry_now_ = false;
   bool stop_ = false;
   int wake_fds_[2] = {-1, -1};
   std::thread thread_;

@@ -57,6 +57,14 @@ bool Subscriber::healthy() const {
   return connected_ && all_confirmed_locked();
 }
 
+void Subscriber::retry_now() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    retry_now_ = true;
+  }
+  cv_.notify_all();
+}
+
 bool Subscriber::all_confirmed_locked() const {
   for (const auto& [channel, hs] : handlers_) {
     if (!confirmed_.count(channel)) return false;
@@ -126,9 +134,13 @@ bool Subscriber::connect_and_resubscribe() {
     }
     std::uniform_int_distribution<long long> jitter(backoff.count() / 2, backoff.count());
     const auto until = clock_->now() + std::chrono::milliseconds(jitter(rng));
-    while (!stop_ && clock_->now() < until) clock_->wait_until(lock, cv_, until);
+    while (!stop_ && !retry_now_ && clock_->now() < until) {
+      clock_->wait_until(lock, cv_, until);
+    }
     if (stop_) return false;
-    backoff = std::min(backoff * 2, options_.backoff_max);
+    backoff =
+        retry_now_ ? options_.backoff_min : std::min(backoff * 2, options_.backoff_max);
+    retry_now_ = false;
   }
 }
 

@@ -54,6 +54,10 @@ class Subscriber {
 
   bool healthy() const;
 
+  // Redis answered on another connection: reconnect now, not after the
+  // rest of the backoff.
+  void retry_now();
+
  private:
   void run();
   void wake();
@@ -76,6 +80,7 @@ class Subscriber {
   bool connected_ = false;
   bool stop_ = false;
   bool was_healthy_ = true;
+  bool retry_now_ = false;
 
   std::unique_ptr<RedisConnection> conn_;  // only the thread touches it after start()
   int wake_fds_[2] = {-1, -1};

@@ -24,6 +24,14 @@ class LocalBackend final : public Backend {
   std::chrono::milliseconds lease_ttl() const override {
     return std::chrono::milliseconds(300);
   }
+  std::unique_ptr<Coordinator> connect_cuttable() override { return connect(); }
+  void cut(Coordinator& c) override {
+    if (!store_->set_reachable(c.session_id(), false).ok()) std::abort();
+  }
+  void heal(Coordinator& c) override {
+    if (!store_->set_reachable(c.session_id(), true).ok()) std::abort();
+  }
+  void lose_data() override { store_->lose_data(); }
 
  private:
   ManualClock clock_;  // declared first: outlives the store

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "backend.hpp"
+#include "cases.hpp"
 #include "recorder.hpp"
 #include "status.hpp"
 
@@ -10,21 +11,6 @@ namespace fleet::testing {
 namespace {
 
 using std::chrono::milliseconds;
-
-InstanceInfo info(const std::string& id) {
-  InstanceInfo i;
-  i.id = id;
-  i.hostname = "host-" + id;
-  i.version = "1.2.3";
-  i.metadata["zone"] = "eu-1";
-  return i;
-}
-
-std::vector<std::string> member_ids(Coordinator& c) {
-  std::vector<std::string> ids;
-  for (const auto& m : unwrap(c.members())) ids.push_back(m.info.id);
-  return ids;
-}
 
 TEST_CASE("join lists the member with its info and notifies watchers",
           "[conformance][membership]") {

@@ -2,10 +2,13 @@
 // started by the harness. Short TTLs; time passes for real (advance sleeps),
 // since liveness is Redis server time.
 #include <atomic>
+#include <cstdlib>
+#include <map>
 #include <random>
 #include <thread>
 
 #include "backend.hpp"
+#include "fault_proxy.hpp"
 #include "fleet/redis_coordinator.hpp"
 #include "redis_server.hpp"
 
@@ -20,19 +23,25 @@ class RedisBackend final : public Backend {
         "conformance-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   }
   std::unique_ptr<Coordinator> connect() override {
-    RedisOptions options;
-    options.url = shared_redis_server().url();
-    options.namespace_name = namespace_;
-    options.heartbeat_interval = std::chrono::milliseconds(100);
-    options.session_ttl = std::chrono::milliseconds(300);
-    options.log_sink = quiet_log_sink();
-    auto c = RedisCoordinator::connect(options);
-    if (!c.ok()) {
-      std::fprintf(stderr, "FATAL: RedisCoordinator::connect: %s\n",
-                   c.status().ToString().c_str());
-      std::abort();
-    }
-    return *std::move(c);
+    return open(options(shared_redis_server().url()));
+  }
+  std::unique_ptr<Coordinator> connect_cuttable() override {
+    auto proxy = FaultProxy::start(shared_redis_server().port());
+    if (!proxy.ok()) std::abort();
+    RedisOptions o = options((*proxy)->url());
+    o.command_timeout = std::chrono::milliseconds(150);
+    o.connect_timeout = std::chrono::milliseconds(150);
+    o.reconnect_backoff_min = std::chrono::milliseconds(10);
+    o.reconnect_backoff_max = std::chrono::milliseconds(100);
+    auto c = open(o);
+    proxies_[c.get()] = *std::move(proxy);
+    return c;
+  }
+  void cut(Coordinator& c) override { proxies_.at(&c)->stall(true); }
+  void heal(Coordinator& c) override { proxies_.at(&c)->stall(false); }
+  void lose_data() override {
+    shared_redis_server().kill();
+    if (!shared_redis_server().restart().ok()) std::abort();
   }
   void advance(std::chrono::milliseconds d) override { std::this_thread::sleep_for(d); }
   std::chrono::milliseconds session_ttl() const override {
@@ -43,7 +52,30 @@ class RedisBackend final : public Backend {
   }
 
  private:
+  RedisOptions options(const std::string& url) const {
+    RedisOptions o;
+    o.url = url;
+    o.namespace_name = namespace_;
+    o.heartbeat_interval = std::chrono::milliseconds(100);
+    o.session_ttl = std::chrono::milliseconds(300);
+    o.log_sink = std::getenv("FLEET_TEST_LOG") ? stderr_log_sink() : quiet_log_sink();
+    o.log_level = std::getenv("FLEET_TEST_LOG") ? LogLevel::kDebug : LogLevel::kInfo;
+    return o;
+  }
+  static std::unique_ptr<Coordinator> open(const RedisOptions& o) {
+    auto c = RedisCoordinator::connect(o);
+    if (!c.ok()) {
+      std::fprintf(stderr, "FATAL: RedisCoordinator::connect: %s\n",
+                   c.status().ToString().c_str());
+      std::abort();
+    }
+    return *std::move(c);
+  }
+
   std::string namespace_;
+  // Declared after namespace_ and destroyed before the sessions' owners
+  // return them: a test destroys its sessions first (they are its locals).
+  std::map<const Coordinator*, std::unique_ptr<FaultProxy>> proxies_;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 // Every case runs against a real redis-server started by the harness.
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <set>
@@ -252,33 +253,56 @@ TEST_CASE("malformed data planted in fleet's keys is skipped or DataLoss, never 
   CHECK(unwrap(c->counter_add("fresh", 3)) == 3);
 }
 
-TEST_CASE("a session swept while partitioned gets Unavailable from acquire_slot",
+TEST_CASE("a session swept while cut off takes its slots back before it takes more",
           "[redis][slots]") {
   RedisServer& server = shared_redis_server();
   CaptureSink sink;
   auto options = fast_options(server.url(), &sink, "swept");
   auto c = unwrap(RedisCoordinator::connect(options));
+  Recorder<ConnectionState> states;
+  auto watch =
+      unwrap(c->watch_connection([cb = states.callback()](ConnectionState s) { cb(s); }));
   SlotRequest r;
   r.candidates = {SlotCandidate{"n", 4, 0, 0}};
   REQUIRE(unwrap(c->acquire_slot("p", r)).has_value());
-  // As if the sweep had removed our session (we were unreachable too long):
-  // our slots are gone, and new ones would never be swept again.
+  // What sweep.lua does to a session that expired while it was cut off.
   const std::string p = "fleet:{swept}:";
-  REQUIRE(server.command({"ZREM", p + "sessions", c->session_id()}).ok());
-  REQUIRE(server.command({"DEL", p + "slotsess:" + c->session_id(), p + "slots:p"}).ok());
-  FLEET_REQUIRE_CODE(c->acquire_slot("p", r), kUnavailable);
-  FLEET_REQUIRE_CODE(acquire_async(*c, "p", r), kUnavailable);
+  const std::string sid = c->session_id();
+  REQUIRE(server.command({"ZREM", p + "sessions", sid}).ok());
+  REQUIRE(server.command({"HDEL", p + "epochs", sid}).ok());
+  REQUIRE(server.command({"DEL", p + "slotsess:" + sid, p + "slots:p"}).ok());
+  // The next decision finds the session gone; the agent re-establishes it
+  // (LOST, then the sync takes the held slot back) and the decision is
+  // made after that: the node counts both.
+  auto g = unwrap(c->acquire_slot("p", r));
+  REQUIRE(g.has_value());
+  CHECK(g->used == 2);
+  CHECK(unwrap(c->slot_usage("p")) == std::map<std::string, std::int64_t>{{"n", 2}});
+  REQUIRE(states.wait_for([](const auto& e) {
+    return std::find(e.begin(), e.end(), ConnectionState::kLost) != e.end();
+  }));
+  CHECK(unwrap(server.command({"HGET", p + "slotsess:" + sid, "1:pn"})) == "2");
+  // Both are ours to release, and then nothing is left.
+  FLEET_REQUIRE_OK(c->release_slot("p", "n"));
+  FLEET_REQUIRE_OK(c->release_slot("p", "n"));
   FLEET_REQUIRE_CODE(c->release_slot("p", "n"), kFailedPrecondition);
-  // The next heartbeat brings the session back, and it can decide again.
+  CHECK(unwrap(c->slot_usage("p")).empty());
+  // The same through the async path: a stale decision is Unavailable, and
+  // the one after the agent's sync is granted on the re-taken count.
+  REQUIRE(unwrap(c->acquire_slot("p", r)).has_value());
+  REQUIRE(server.command({"ZREM", p + "sessions", sid}).ok());
+  REQUIRE(server.command({"HDEL", p + "epochs", sid}).ok());
+  REQUIRE(server.command({"DEL", p + "slotsess:" + sid, p + "slots:p"}).ok());
+  FLEET_REQUIRE_CODE(acquire_async(*c, "p", r), kUnavailable);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
-    auto g = c->acquire_slot("p", r);
-    if (g.ok()) {
-      REQUIRE(g->has_value());
-      CHECK((*g)->used == 1);
+    auto again = acquire_async(*c, "p", r);
+    if (again.ok()) {
+      REQUIRE(again->has_value());
+      CHECK((*again)->used == 2);
       break;
     }
-    FLEET_REQUIRE_CODE(g, kUnavailable);
+    FLEET_REQUIRE_CODE(again, kUnavailable);
     REQUIRE(std::chrono::steady_clock::now() < deadline);
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -314,14 +338,16 @@ TEST_CASE("acquire_slot_async: Unavailable while Redis is down, working after a 
       again = *g;
       break;
     }
-    // Down until the reconnect, then expired until the next heartbeat
-    // re-establishes the session in the empty Redis.
+    // Down until the reconnect, then stale until the agent re-establishes
+    // the session in the empty Redis, then the data-loss grace.
     FLEET_REQUIRE_CODE(g, kUnavailable);
     REQUIRE(std::chrono::steady_clock::now() < deadline);
     std::this_thread::sleep_for(milliseconds(20));
   }
   REQUIRE(again.has_value());
-  CHECK(again->used == 1);  // the restarted Redis forgot the first slot
+  // The restarted Redis forgot the first slot; the session took it back.
+  CHECK(again->used == 2);
+  CHECK(c->data_losses() == 1);
   auto stats = unwrap((*server)->command({"INFO", "commandstats"}));
   CHECK(stats.find("cmdstat_eval:calls=") != std::string::npos);
 }

@@ -130,6 +130,7 @@ class FaultCoordinator final : public Coordinator {
     return inner_.subscribe(c, std::move(cb));
   }
   ConnectionState connection_state() const override { return inner_.connection_state(); }
+  std::uint64_t data_losses() const override { return inner_.data_losses(); }
   absl::StatusOr<Subscription> watch_connection(
       std::function<void(ConnectionState)> cb) override {
     return inner_.watch_connection(std::move(cb));

@@ -95,24 +95,33 @@ local function slot_field(pool, target)
   return int(#pool) .. ':' .. pool .. target
 end
 
+-- The pool and target of a slotsess field, or nil if it is not one of ours.
+local function split_slot_field(f)
+  local c = string.find(f, ':', 1, true)
+  local len = c and tonumber(string.sub(f, 1, c - 1))
+  if not len or len > #f - c then return nil end
+  return string.sub(f, c + 1, c + len), string.sub(f, c + len + 1)
+end
+
+-- Adds `d` to the slots in use on a target (deleting it at 0).
+local function add_slots(prefix, pool, target, d)
+  local key = prefix .. 'slots:' .. pool
+  local left = (tonumber(redis.call('HGET', key, target)) or 0) + d
+  if left > 0 then
+    redis.call('HSET', key, target, int(left))
+  else
+    redis.call('HDEL', key, target)
+  end
+end
+
 -- Frees every slot session `sid` holds (at leave and at expiry).
 local function free_slots(prefix, sid)
   local h = prefix .. 'slotsess:' .. sid
   local held = redis.call('HGETALL', h)
   for i = 1, #held, 2 do
-    local f, n = held[i], tonumber(held[i + 1])
-    local c = string.find(f, ':', 1, true)
-    local len = c and tonumber(string.sub(f, 1, c - 1))
-    if len and n then  -- anything else is not ours: skip it
-      local key = prefix .. 'slots:' .. string.sub(f, c + 1, c + len)
-      local target = string.sub(f, c + len + 1)
-      local left = tonumber(redis.call('HGET', key, target))
-      if left and left > n then
-        redis.call('HSET', key, target, int(left - n))
-      else
-        redis.call('HDEL', key, target)
-      end
-    end
+    local pool, target = split_slot_field(held[i])
+    local n = tonumber(held[i + 1])
+    if pool and n then add_slots(prefix, pool, target, -n) end  -- else not ours
   end
   redis.call('DEL', h)
 end

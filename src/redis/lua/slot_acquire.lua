@@ -5,24 +5,26 @@
 -- decisions in one call share the reads and the writes: the async path sends
 -- the identical requests queued meanwhile together (redis/slot_lane.cpp).
 -- KEYS[1] slots hash of the pool  KEYS[2] this session's slotsess hash
--- KEYS[3] sessions
--- ARGV[1] session id  ARGV[2] the slotsess field prefix of the pool
--- ("<#pool>:<pool>", common.lua's slot_field)  ARGV[3] little-endian
--- doubles: load weight, tier load limit, sample (0: all), then per candidate
--- capacity, score, tier  ARGV[4] their struct format  ARGV[5] one
--- little-endian double per decision: its rotate  ARGV[6..] targets
--- (codec.cpp encode_slot_numbers)
--- Reply: -1 if the session is not alive (swept: it must heartbeat first),
--- else {candidate index (1-based), used after} per granted decision, in
--- order; the decisions after the last granted one found no room.
-if redis.call('ZSCORE', KEYS[3], ARGV[1]) == false then return -1 end
-local v = {struct.unpack(ARGV[4], ARGV[3])}
+-- KEYS[3] epochs (sid -> sync epoch)
+-- ARGV[1] session id  ARGV[2] the session's sync epoch (see sync.lua)
+-- ARGV[3] the slotsess field prefix of the pool ("<#pool>:<pool>",
+-- common.lua's slot_field)  ARGV[4] little-endian doubles: load weight,
+-- tier load limit, sample (0: all), then per candidate capacity, score,
+-- tier  ARGV[5] their struct format  ARGV[6] one little-endian double per
+-- decision: its rotate  ARGV[7..] targets (codec.cpp encode_slot_numbers)
+-- Reply: -1 if the epoch is not the session's (the session expired and was
+-- swept, Redis lost its data, or a sync replaced the epoch: the session
+-- must sync, and this write must not land), else {candidate index
+-- (1-based), used after} per granted decision, in order; the decisions
+-- after the last granted one found no room.
+if redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[2] then return -1 end
+local v = {struct.unpack(ARGV[5], ARGV[4])}
 local weight, limit, sample = v[1], v[2], v[3]
-local decisions = #ARGV[5] / 8
+local decisions = #ARGV[6] / 8
 local rotates = {struct.unpack(decisions == 1 and '<d' or '<' .. string.rep('d', decisions),
-                               ARGV[5])}
-local n = #ARGV - 5
-local got = redis.call('HMGET', KEYS[1], unpack(ARGV, 6, 5 + n))
+                               ARGV[6])}
+local n = #ARGV - 6
+local got = redis.call('HMGET', KEYS[1], unpack(ARGV, 7, 6 + n))
 local used = {}  -- parsed when first looked at
 
 local out, taken = {}, {}
@@ -40,7 +42,7 @@ for d = 1, decisions do
       if u then
         u = tonumber(u)
         if not u then
-          return redis.error_reply('ERR slot count of ' .. ARGV[5 + i] ..
+          return redis.error_reply('ERR slot count of ' .. ARGV[6 + i] ..
                                    ' is not an integer')
         end
       else
@@ -76,9 +78,9 @@ local counts = {}
 for i = 1, n do
   local k = taken[i]
   if k then
-    counts[#counts + 1] = ARGV[5 + i]
+    counts[#counts + 1] = ARGV[6 + i]
     counts[#counts + 1] = string.format('%d', used[i])
-    redis.call('HINCRBY', KEYS[2], ARGV[2] .. ARGV[5 + i], k)
+    redis.call('HINCRBY', KEYS[2], ARGV[3] .. ARGV[6 + i], k)
   end
 end
 if #counts > 0 then redis.call('HSET', KEYS[1], unpack(counts)) end

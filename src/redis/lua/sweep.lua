@@ -4,7 +4,7 @@
 -- KEYS[1] sessions  KEYS[2] heartbeats  KEYS[3] members  KEYS[4] member_session
 -- KEYS[5] session_member  KEYS[6] node_index  KEYS[7] owned_index
 -- KEYS[8] leases zset  KEYS[9] entry TTL zset  KEYS[10] map revisions hash
--- KEYS[11] views generation
+-- KEYS[11] views generation  KEYS[12] epochs (sid -> sync epoch)
 -- ARGV[1] key prefix  ARGV[2] membership event channel  ARGV[3] batch limit
 -- Reply: {sessions expired, leases expired, entries expired}.
 local now = now_ms()
@@ -16,6 +16,7 @@ if #dead > 0 then
   for _, sid in ipairs(dead) do
     drop_member(KEYS[3], KEYS[4], KEYS[5], sid, ARGV[2], 'E')
     redis.call('HDEL', KEYS[2], sid)
+    redis.call('HDEL', KEYS[12], sid)
     redis.call('ZREM', KEYS[1], sid)
     free_slots(prefix, sid)
   end
