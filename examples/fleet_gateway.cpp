@@ -221,6 +221,8 @@ class Gateway {
     const auto s = r_.stats();
     return Json{{"gateway", o_.id},
                 {"backend", std::string(c_.backend_name())},
+                {"connection", std::string(fleet::to_string(c_.connection_state()))},
+                {"data_losses", c_.data_losses()},
                 {"pool", o_.pool},
                 {"policy", std::string(fleet::router::to_string(o_.router.policy))},
                 {"decisions", s.decisions},

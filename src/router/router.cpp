@@ -21,6 +21,7 @@
 #include "fleet/router.hpp"
 #include "fmt/format.h"
 #include "internal/logger.hpp"
+#include "internal/validate.hpp"
 #include "nlohmann/json.hpp"
 
 namespace fleet::router {
@@ -129,10 +130,6 @@ absl::Status validate_options(const RouterOptions& o) {
   return absl::OkStatus();
 }
 
-bool retryable(const absl::Status& st) {
-  return absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st);
-}
-
 class RouterImpl final : public Router {
  public:
   RouterImpl(Coordinator& c, RouterOptions o)
@@ -160,6 +157,7 @@ class RouterImpl final : public Router {
     }
     cv_.notify_all();
     if (refresher_.joinable()) refresher_.join();
+    connection_watch_.cancel();
     registry_watch_.cancel();
     breaker_watch_.cancel();
     freed_sub_.cancel();
@@ -183,6 +181,22 @@ class RouterImpl final : public Router {
     });
     if (!freed.ok()) return freed.status();
     freed_sub_ = std::move(*freed);
+    // Back after an outage (and, after a data loss, with the registry to
+    // re-register): refresh now rather than at the next interval.
+    auto conn = c_.watch_connection([this](ConnectionState s) {
+      if (s != ConnectionState::kReconnected) return;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        refresh_now_ = true;
+      }
+      cv_.notify_all();
+    });
+    if (!conn.ok()) return conn.status();
+    connection_watch_ = std::move(*conn);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      losses_seen_ = c_.data_losses();
+    }
     if (auto st = refresh(); !st.ok()) return st;
     if (o_.background_refresh) refresher_ = std::thread([this] { refresh_loop(); });
     return absl::OkStatus();
@@ -406,15 +420,73 @@ class RouterImpl final : public Router {
   // ---- refresh ----------------------------------------------------------------
 
   absl::Status refresh() override {
-    // Releases that failed because the backend was unreachable.
-    std::vector<std::string> retry;
-    std::vector<std::pair<std::string, std::map<std::string, double>>> observations;
+    // After the backend lost its data, what this gateway knows of the pool
+    // goes back first; a loss noticed while reading discards what was read.
+    for (int attempt = 0;; ++attempt) {
+      const std::uint64_t losses = c_.data_losses();
+      bool lost = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        lost = losses != losses_seen_;
+      }
+      if (lost) FLEET_RETURN_IF_ERROR(re_register(losses));
+      absl::Status st = refresh_once(losses);
+      if (!absl::IsAborted(st) || attempt == 2) return st;
+    }
+  }
+
+  // The registry and the open circuits as this gateway knew them, written
+  // back only where absent (claim), so that what another gateway wrote
+  // since wins; versions start again with the backend's.
+  absl::Status re_register(std::uint64_t losses) {
+    std::map<std::string, NodeSpec> registry;
+    std::map<std::string, Clock::TimePoint> breakers;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      retry.swap(pending_releases_);
+      registry = registry_;
+      breakers = breakers_;
+      versions_.clear();
+    }
+    const auto now = c_.clock()->now();
+    for (const auto& [id, spec] : registry) {
+      auto claimed = c_.claim(nodes_map_, id, encode_spec(spec));
+      if (!claimed.ok()) return claimed.status();
+    }
+    for (const auto& [id, until] : breakers) {
+      if (until <= now) continue;
+      const auto left = std::chrono::ceil<Ms>(until - now);
+      const auto closes = c_.clock()->wall_now() + left;
+      const auto closes_ms =
+          std::chrono::duration_cast<Ms>(closes.time_since_epoch()).count();
+      auto claimed = c_.claim(breakers_map_, id, std::to_string(closes_ms), left);
+      if (!claimed.ok()) return claimed.status();
+    }
+    log_.warn(
+        "pool '{}': the backend lost its data; re-registered {} nodes and {} open "
+        "circuits",
+        o_.pool, registry.size(), breakers.size());
+    std::lock_guard<std::mutex> lock(mu_);
+    losses_seen_ = losses;
+    return absl::OkStatus();
+  }
+
+  // Aborted: the backend lost its data meanwhile (nothing read was kept).
+  absl::Status refresh_once(std::uint64_t losses) {
+    std::vector<std::pair<std::string, std::map<std::string, double>>> observations;
+    std::vector<std::string> withdrawn;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      // A view of every registered node (in-flight 0 included), and of any
+      // other node this gateway still has requests on.
+      std::set<std::string> ids;
+      for (const auto& [id, spec] : registry_) ids.insert(id);
       for (const auto& [id, l] : local_) {
-        if (l.samples == 0 && l.own_inflight == 0 && !l.cpu && !l.gpu_free_mb) continue;
+        if (l.own_inflight > 0) ids.insert(id);
+      }
+      for (const auto& id : ids) {
         std::map<std::string, double> m;
+        auto it = local_.find(id);
+        const Local l = it == local_.end() ? Local{} : it->second;
         m[kInflight] = static_cast<double>(l.own_inflight);
         if (l.samples > 0) {
           m[kLatency] = l.latency_ms;
@@ -422,16 +494,32 @@ class RouterImpl final : public Router {
         }
         if (l.cpu) m[kCpu] = *l.cpu;
         if (l.gpu_free_mb) m[kGpuFree] = *l.gpu_free_mb;
-        observations.emplace_back(state_prefix_ + id, std::move(m));
+        auto p = published_.find(id);
+        if (p == published_.end() || p->second != m) observations.emplace_back(id, m);
+      }
+      for (const auto& [id, m] : published_) {
+        if (ids.count(id) == 0) withdrawn.push_back(id);
       }
     }
     absl::Status first_error;
     auto note = [&](const absl::Status& st) {
       if (!st.ok() && first_error.ok()) first_error = st;
     };
-    for (const auto& node : retry) note(free_slot(node));
-    for (const auto& [name, metrics] : observations) {
-      note(c_.publish_node_state(name, metrics));
+    for (const auto& [id, metrics] : observations) {
+      absl::Status st = c_.publish_node_state(state_prefix_ + id, metrics);
+      note(st);
+      if (st.ok()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        published_[id] = metrics;
+      }
+    }
+    for (const auto& id : withdrawn) {
+      absl::Status st = c_.remove_node_state(state_prefix_ + id);
+      note(st);
+      if (st.ok()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        published_.erase(id);
+      }
     }
 
     auto entries = c_.scan(nodes_map_);
@@ -444,6 +532,9 @@ class RouterImpl final : public Router {
     auto aggregates = c_.aggregate_all(spec);
     auto usage = c_.slot_usage(slot_pool_);
     auto breakers = c_.scan(breakers_map_);
+    if (c_.data_losses() != losses) {
+      return absl::AbortedError("the backend lost its data during the refresh");
+    }
 
     std::lock_guard<std::mutex> lock(mu_);
     if (entries.ok()) {
@@ -823,21 +914,14 @@ class RouterImpl final : public Router {
     return t;
   }
 
-  // Frees one slot; keeps it for the next refresh if the backend is
-  // unreachable, so that it is never leaked while our session lives.
+  // Frees one slot. The session's record takes the release even when the
+  // backend is unreachable (it frees the slot there as soon as it can), so
+  // there is nothing to retry here.
   absl::Status free_slot(const std::string& node) {
     absl::Status st = c_.release_slot(slot_pool_, node);
-    if (st.ok()) return st;
     if (absl::IsFailedPrecondition(st)) {
-      // Our session expired and its slots were freed with it.
-      log_.warn("slot on '{}' was already freed (the session had expired)", node);
-      return absl::OkStatus();
-    }
-    if (retryable(st)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      pending_releases_.push_back(node);
-      log_.warn("could not free a slot on '{}' ({}); retrying at the next refresh", node,
-                st.ToString());
+      // The host called Coordinator::leave() with tickets still held.
+      log_.warn("slot on '{}' was already freed (the session left)", node);
       return absl::OkStatus();
     }
     return st;
@@ -848,8 +932,11 @@ class RouterImpl final : public Router {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_) {
       const auto next = clock->now() + o_.refresh_interval;
-      while (!stop_ && clock->now() < next) clock->wait_until(lock, cv_, next);
+      while (!stop_ && !refresh_now_ && clock->now() < next) {
+        clock->wait_until(lock, cv_, next);
+      }
       if (stop_) break;
+      refresh_now_ = false;
       lock.unlock();
       if (auto st = refresh(); !st.ok()) {
         log_.log(LogLevel::kDebug, "refresh of pool '{}': {}", o_.pool, st.ToString());
@@ -874,7 +961,11 @@ class RouterImpl final : public Router {
   std::map<std::string, std::uint64_t> versions_;     // map + key -> last version seen
   std::map<std::string, Local> local_;
   std::map<std::uint64_t, std::string> tickets_;  // id -> node
-  std::vector<std::string> pending_releases_;
+  // The observations last published per node (published again only when
+  // they change: the session re-establishes them itself after a fault).
+  std::map<std::string, std::map<std::string, double>> published_;
+  std::uint64_t losses_seen_ = 0;  // Coordinator::data_losses() handled
+  bool refresh_now_ = false;       // the connection came back: refresh at once
   std::uint64_t next_ticket_ = 1;
   std::uint64_t release_generation_ = 0;
   std::size_t pending_async_ = 0;  // acquire_async calls not yet called back
@@ -892,7 +983,7 @@ class RouterImpl final : public Router {
   std::mt19937_64 rng_;
   RouterStats stats_;
 
-  Subscription registry_watch_, breaker_watch_, freed_sub_;
+  Subscription registry_watch_, breaker_watch_, freed_sub_, connection_watch_;
   std::thread refresher_;
 };
 

@@ -181,7 +181,9 @@ TEST_CASE("weighted prefers the faster, healthier node from the gateways' aggreg
   CHECK(views[0].spec.id == "fast");
   REQUIRE(views[0].latency_ms.has_value());
   CHECK(*views[0].latency_ms == Approx(40.0));
-  CHECK(views[0].reporters == 1);
+  // Both gateways report every registered node (b's in-flight 0 counts);
+  // only a has measured its latency.
+  CHECK(views[0].reporters == 2);
   // b has measured nothing itself, yet it routes to fast (score 0.1 + n/8
   // with n of its slots in use, against slow's 1.0).
   for (int i = 0; i < 4; ++i) CHECK(pick(*b.router) == "fast");
@@ -506,6 +508,83 @@ TEST_CASE("leave() at shutdown frees the gateway's tickets at once", "[router]")
   CHECK(pick(*a.router) == "RESOURCE_EXHAUSTED");
   FLEET_REQUIRE_OK(b.coordinator->leave());
   CHECK(pick(*a.router) == "n");
+}
+
+TEST_CASE("after the backend loses its data the gateways re-register the pool",
+          "[router][faults]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  auto& b = cl.add(with_policy(Policy::kLeastInflight));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n1", 1)));
+  FLEET_REQUIRE_OK(a.router->add_node(node("n2", 2)));
+  cl.refresh_all();
+  FLEET_REQUIRE_OK(b.router->set_node_state("n2", NodeState::kDraining));
+  cl.refresh_all();
+  Ticket held = unwrap(a.router->acquire());  // n1: n2 drains
+  CHECK(held.node_id == "n1");
+
+  cl.store()->lose_data();
+  CHECK(a.coordinator->data_losses() == 1);
+  // Both re-register what they knew (the first one's claim wins, the other
+  // finds it there); the registry keeps n2's state.
+  cl.refresh_all();
+  CHECK(cl.log().contains("re-registered 2 nodes"));
+  for (Router* r : {a.router.get(), b.router.get()}) {
+    auto views = r->nodes();
+    REQUIRE(views.size() == 2);
+    CHECK(views[0].spec.id == "n1");
+    CHECK(views[1].spec.state == NodeState::kDraining);
+    // a's request in flight was taken back by its session.
+    CHECK(views[0].cluster_inflight == 1);
+  }
+  CHECK(pick(*b.router) == "RESOURCE_EXHAUSTED");  // n1 is full, n2 drains
+  FLEET_REQUIRE_OK(a.router->release(held, {true}));
+  CHECK(pick(*b.router) == "n1");
+  // Registry changes flow again (watch versions started over with the store).
+  FLEET_REQUIRE_OK(a.router->set_node_state("n2", NodeState::kServing));
+  cl.refresh_all();
+  CHECK(b.router->nodes()[1].spec.state == NodeState::kServing);
+}
+
+TEST_CASE("a gateway cut off from the backend: releases hold, nothing is resurrected",
+          "[router][faults]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  auto& b = cl.add(with_policy(Policy::kLeastInflight));
+  NodeSpec gone = node("gone", 1);
+  gone.state = NodeState::kDraining;
+  FLEET_REQUIRE_OK(a.router->add_node(node("n", 2)));
+  FLEET_REQUIRE_OK(a.router->add_node(gone));
+  cl.refresh_all();
+  Ticket t1 = unwrap(a.router->acquire());
+  Ticket t2 = unwrap(a.router->acquire());
+  CHECK(pick(*b.router) == "RESOURCE_EXHAUSTED");  // n is full with a's two
+
+  FLEET_REQUIRE_OK(cl.store()->set_reachable(a.coordinator->session_id(), false));
+  FLEET_REQUIRE_CODE(a.router->acquire(), kUnavailable);
+  // The release needs no backend: the session frees the slot when it can.
+  FLEET_REQUIRE_OK(a.router->release(t1, {true}));
+  FLEET_REQUIRE_CODE(a.router->release(t1, {true}), kFailedPrecondition);
+  // Meanwhile another gateway removes a node.
+  FLEET_REQUIRE_OK(b.router->remove_node("gone"));
+  cl.clock().advance(kTtl + milliseconds(1));  // a expires: its slots are freed
+  b.router->refresh().IgnoreError();
+  CHECK(b.router->nodes()[0].cluster_inflight == 0);
+  // Its slots are free for the others.
+  FLEET_REQUIRE_OK(b.router->release(unwrap(b.router->acquire()), {true}));
+
+  FLEET_REQUIRE_OK(cl.store()->set_reachable(a.coordinator->session_id(), true));
+  cl.refresh_all();
+  // a's session took back the one request it still has; the node removed
+  // meanwhile stays removed (an expiry is not a data loss).
+  auto views = b.router->nodes();
+  REQUIRE(views.size() == 1);
+  CHECK(views[0].spec.id == "n");
+  CHECK(views[0].cluster_inflight == 1);
+  CHECK(a.router->nodes().size() == 1);
+  FLEET_REQUIRE_OK(a.router->release(t2, {true}));
+  b.router->refresh().IgnoreError();
+  CHECK(b.router->nodes()[0].cluster_inflight == 0);
 }
 
 TEST_CASE("malformed registry entries are skipped with a warning", "[router]") {
