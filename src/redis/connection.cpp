@@ -287,10 +287,21 @@ absl::Status ConnectionPool::open_one() {
 
 ConnectionPool::Slot* ConnectionPool::idle_slot_locked() {
   Slot* idle_broken = nullptr;
+  bool any_healthy = false;
   for (auto& s : slots_) {
-    if (s.busy) continue;
-    if (s.conn && !s.conn->broken()) return &s;
-    if (idle_broken == nullptr) idle_broken = &s;
+    if (s.busy) {
+      any_healthy = any_healthy || s.healthy;
+    } else if (s.conn && !s.conn->broken()) {
+      return &s;
+    } else if (idle_broken == nullptr) {
+      idle_broken = &s;
+    }
+  }
+  // A broken one may not be reopened yet while a healthy one is busy: wait
+  // for that one (it drives the queue) rather than fail the call.
+  if (idle_broken != nullptr && any_healthy &&
+      !reconnect_.ready(options_.endpoint, clock_->now()).ok()) {
+    return nullptr;
   }
   return idle_broken;
 }
@@ -344,6 +355,7 @@ absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
       }
     }
     absl::StatusOr<Reply> mine = drive_locked(*slot, me, lock);
+    slot->healthy = !slot->conn->broken();
     slot->busy = false;
     wake_next_locked();
     return mine;
@@ -418,6 +430,7 @@ absl::Status ConnectionPool::reopen_locked(Slot& slot,
                                            std::unique_lock<std::mutex>& lock) {
   FLEET_RETURN_IF_ERROR(reconnect_.ready(options_.endpoint, clock_->now()));
   slot.conn.reset();
+  slot.healthy = false;
   lock.unlock();
   auto conn =
       RedisConnection::open(options_.endpoint, options_.timeouts, options_.on_connect);
@@ -425,6 +438,7 @@ absl::Status ConnectionPool::reopen_locked(Slot& slot,
   reconnect_.record(conn.status(), options_.endpoint, clock_, logger_);
   if (!conn.ok()) return conn.status();
   slot.conn = *std::move(conn);
+  slot.healthy = true;
   return absl::OkStatus();
 }
 
@@ -435,12 +449,15 @@ void ConnectionPool::retry_now() {
   // Redis closed them): open fresh ones rather than fail a caller's command
   // on each.
   for (auto& slot : slots_) {
-    if (!slot.busy) slot.conn.reset();
+    if (slot.busy) continue;
+    slot.conn.reset();
+    slot.healthy = false;
   }
 }
 
 void ConnectionPool::release(Slot& slot) {
   std::lock_guard<std::mutex> lock(mu_);
+  slot.healthy = slot.conn && !slot.conn->broken();
   slot.busy = false;
   wake_next_locked();
 }

@@ -163,6 +163,9 @@ class ConnectionPool {
   struct Slot {
     std::unique_ptr<RedisConnection> conn;
     bool busy = false;
+    // Whether conn was usable when last released (under mu_): a busy
+    // connection's own flag belongs to its driver.
+    bool healthy = false;
   };
 
   struct Request {

@@ -136,8 +136,21 @@ absl::Status RedisServer::spawn() {
       "redis-server did not accept connections within 5 s");
 }
 
+void RedisServer::pause() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGSTOP);
+  paused_ = true;
+}
+
+void RedisServer::resume() {
+  if (pid_ <= 0 || !paused_) return;
+  ::kill(pid_, SIGCONT);
+  paused_ = false;
+}
+
 void RedisServer::stop() {
   if (pid_ <= 0) return;
+  resume();  // a stopped process would not handle SIGTERM
   ::kill(pid_, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   int status = 0;
@@ -154,6 +167,7 @@ void RedisServer::stop() {
 
 void RedisServer::kill() {
   if (pid_ <= 0) return;
+  paused_ = false;
   ::kill(pid_, SIGKILL);
   int status = 0;
   ::waitpid(pid_, &status, 0);

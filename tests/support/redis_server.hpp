@@ -34,6 +34,10 @@ class RedisServer {
   void stop();
   // Kills it at once (SIGKILL), as a crash would.
   void kill();
+  // SIGSTOP / SIGCONT: Redis stops answering (connections stay open and
+  // new ones are accepted by the kernel), as in a long GC or VM pause.
+  void pause();
+  void resume();
   // Starts it again on the same port with the same options.
   absl::Status restart();
 
@@ -50,6 +54,7 @@ class RedisServer {
   std::string dir_;
   int port_ = 0;
   pid_t pid_ = -1;
+  bool paused_ = false;
 };
 
 // One server shared by a whole test executable, started on first use.

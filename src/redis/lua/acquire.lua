@@ -8,10 +8,15 @@
 -- Reply: {1, fence} granted; {0, remaining ms of the holder} (-1: a holder
 -- without expiry, i.e. planted data).
 -- Fences never repeat, even if Redis lost its data: each grant takes
--- max(last + 1, server time in ms). A failed attempt stores nothing.
-local now = now_ms()
+-- max(last + 1, server time in microseconds), so they stay behind the
+-- server's clock unless a lock is granted more than a million times a
+-- second, and the first grant after a loss is above every earlier one. A
+-- failed attempt stores nothing.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local last = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0') or 0
-local fence = math.max(last + 1, now)
+local fence = math.max(last + 1, now_us)
 local record = int(fence) .. '\n' .. ARGV[1] .. '\n' .. ARGV[3]
 if not redis.call('SET', KEYS[1], record, 'PX', ARGV[4], 'NX') then
   return {0, redis.call('PTTL', KEYS[1])}
