@@ -122,8 +122,12 @@ int main(int argc, char** argv) {
   auto heartbeat = [&](int t, int) {
     const std::string sid = "bench-session-" + std::to_string(t);
     auto r = hb_pool.with_connection([&](fleet::internal::RedisConnection& conn) {
-      return scripts.run(conn, fleet::internal::Script::kHeartbeat,
-                         {keys.sessions, keys.heartbeats, keys.views_gen}, {sid, "5000"});
+      // As a session sends it: a fresh incarnation id for a Redis that has
+      // none, the one it knows ('' here: no data loss to report), the grace.
+      return scripts.run(
+          conn, fleet::internal::Script::kHeartbeat,
+          {keys.sessions, keys.heartbeats, keys.views_gen, keys.incarnation},
+          {sid, "5000", "", "r-bench-incarnation", "2000"});
     });
     if (!r.ok()) die("heartbeat", r.status());
   };

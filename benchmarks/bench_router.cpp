@@ -3,8 +3,15 @@
 //
 //   bench_router --redis-url redis://127.0.0.1:PORT/0 [--json FILE] [--ops N]
 //
-// Rows (same format as bench_redis):
-//   route_<policy>        Router::acquire, 1 and 8 threads, p50 vs interleaved PING
+// Rows (same format as bench_redis, plus a second ratio):
+//   min_script_16         the floor of a one-round-trip decision over the
+//                         pool's 16 nodes: a minimal script (HMGET 16 fields,
+//                         pick the least, HINCRBY it) on a raw hiredis
+//                         connection, p50 vs interleaved PING
+//   min_script_8          the same over 8 fields, p50 vs PING and vs
+//                         min_script_16 (what reading 8 more counts costs)
+//   route_<policy>        Router::acquire, 1 and 8 threads, p50 vs interleaved
+//                         PING and vs the interleaved min_script_16
 //   route_<policy>_busy   the same, 1 thread, while the other gateways hold 3
 //                         requests on every node
 //   route_throughput      8 threads of one gateway deciding back to back
@@ -64,20 +71,37 @@ redisContext* connect_raw(const std::string& host, int port) {
   return c;
 }
 
-// Decisions/s of the minimal script, pipelined 64 at a time on one connection.
-double pipelined_ceiling(redisContext* c, int total) {
+std::string load_min_script(redisContext* c) {
   auto* loaded =
       static_cast<redisReply*>(redisCommand(c, "SCRIPT LOAD %s", kCeilingScript));
   if (loaded == nullptr || loaded->type != REDIS_REPLY_STRING) {
     std::fprintf(stderr, "bench_router: SCRIPT LOAD failed\n");
     std::exit(1);
   }
-  const std::string sha(loaded->str, loaded->len);
+  std::string sha(loaded->str, loaded->len);
   freeReplyObject(loaded);
-  std::vector<const char*> argv = {"EVALSHA", sha.c_str(), "1", "bench-ceiling"};
-  std::vector<std::string> fields;
-  for (int i = 0; i < 8; ++i) fields.push_back("node-" + std::to_string(i));
+  return sha;
+}
+
+// The minimal script's EVALSHA on `key` (argv points into `fields`).
+std::vector<const char*> min_script_argv(const std::string& sha, const std::string& key,
+                                         const std::vector<std::string>& fields) {
+  std::vector<const char*> argv = {"EVALSHA", sha.c_str(), "1", key.c_str()};
   for (const auto& f : fields) argv.push_back(f.c_str());
+  return argv;
+}
+
+std::vector<std::string> min_script_fields(int n) {
+  std::vector<std::string> fields;
+  for (int i = 0; i < n; ++i) fields.push_back("node-" + std::to_string(i));
+  return fields;
+}
+
+// Decisions/s of the minimal script, pipelined 64 at a time on one connection.
+double pipelined_ceiling(redisContext* c, int total) {
+  const std::string sha = load_min_script(c), key = "bench-ceiling";
+  const auto fields = min_script_fields(8);
+  auto argv = min_script_argv(sha, key, fields);
   constexpr int kBatch = 64;
   auto run = [&](int n) {
     for (int done = 0; done < n; done += kBatch) {
@@ -181,7 +205,9 @@ double pool_ping(const std::string& url, int per_thread) {
 
 int main(int argc, char** argv) {
   std::string url, json_path;
-  int ops = 4000;
+  // Long enough that two runs agree within 10% (4000 did not: PING itself
+  // drifts by a third on this kind of machine over a minute).
+  int ops = 20000;
   bool throughput_only = false;  // for profiling: only the 8-thread throughput run
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -210,6 +236,22 @@ int main(int argc, char** argv) {
   std::vector<redisContext*> raw;
   for (int t = 0; t < 8; ++t) raw.push_back(connect_raw(host, port));
   auto ping = [&](int t) { freeReplyObject(redisCommand(raw[t], "PING")); };
+  // The second baseline: the minimal decision script over the pool's nodes,
+  // run synchronously on each thread's raw connection like PING.
+  const std::string sha = load_min_script(raw[0]);
+  const auto fields16 = min_script_fields(kNodes), fields8 = min_script_fields(8);
+  std::vector<std::string> script_keys;
+  for (int t = 0; t < 8; ++t) script_keys.push_back("bench-min-" + std::to_string(t));
+  std::vector<std::vector<const char*>> argv16, argv8;
+  for (int t = 0; t < 8; ++t) {
+    argv16.push_back(min_script_argv(sha, script_keys[t], fields16));
+    argv8.push_back(min_script_argv(sha, script_keys[t], fields8));
+  }
+  auto run_argv = [&](int t, std::vector<const char*>& a) {
+    freeReplyObject(
+        redisCommandArgv(raw[t], static_cast<int>(a.size()), a.data(), nullptr));
+  };
+  auto min_script = [&](int t) { run_argv(t, argv16[t]); };
 
   fleet::RedisOptions options;
   options.url = url;
@@ -223,6 +265,13 @@ int main(int argc, char** argv) {
     std::unique_ptr<fleet::router::Router> router;
   };
   std::vector<Result> results;
+  if (!throughput_only) {
+    results.push_back(bench::measure(
+        "min_script_16", 1, ops, [&](int t, int) { min_script(t); }, nullptr, ping));
+    results.push_back(bench::measure(
+        "min_script_8", 1, ops, [&](int t, int) { run_argv(t, argv8[t]); }, nullptr, ping,
+        min_script));
+  }
   for (auto policy :
        {fleet::router::Policy::kWeighted, fleet::router::Policy::kLeastInflight}) {
     std::deque<Gateway> gateways;
@@ -271,8 +320,8 @@ int main(int argc, char** argv) {
     for (int threads : {1, 8}) {
       if (throughput_only) break;
       const int per_thread = threads == 1 ? ops : ops / 2;
-      results.push_back(
-          bench::measure(name, threads, per_thread, decide, release_held, ping));
+      results.push_back(bench::measure(name, threads, per_thread, decide, release_held,
+                                       ping, min_script));
       for (int t = 0; t < 8; ++t) release_held(t, 0);
     }
     // The same decision on a busy pool: the other three gateways hold 3
@@ -291,7 +340,7 @@ int main(int argc, char** argv) {
         }
       }
       results.push_back(
-          bench::measure(name + "_busy", 1, ops, decide, release_held, ping));
+          bench::measure(name + "_busy", 1, ops, decide, release_held, ping, min_script));
       release_held(0, 0);
       for (auto& [g, ticket] : load) (void)gateways[g].router->release(ticket, {true});
     }
