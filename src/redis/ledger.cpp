@@ -89,20 +89,10 @@ bool SessionLedger::await_sync(std::uint64_t epoch, std::chrono::milliseconds ti
   return cv_.wait_for(lock, timeout, [&] { return synced_epoch_ > epoch; });
 }
 
-std::uint64_t SessionLedger::synced_epoch() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return synced_epoch_;
-}
-
 void SessionLedger::clear() {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [this] { return !collecting_; });
   record_ = Record{};
-}
-
-SessionLedger::Record SessionLedger::record() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return record_;
 }
 
 }  // namespace fleet::internal

@@ -81,14 +81,8 @@ class SessionLedger {
   // up to `timeout` (real time). Whether one did.
   bool await_sync(std::uint64_t epoch, std::chrono::milliseconds timeout);
 
-  // The epoch Redis got from the last successful sync (0: none yet).
-  std::uint64_t synced_epoch() const;
-
   // leave(): forgets everything the record holds.
   void clear();
-
-  // A copy of the record (tests, logs).
-  Record record() const;
 
  private:
   const std::function<void()> wake_agent_;

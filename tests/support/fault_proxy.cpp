@@ -141,27 +141,12 @@ void FaultProxy::drop() {
   }
 }
 
-void FaultProxy::refuse(bool on) {
-  std::lock_guard<std::mutex> lock(mu_);
-  refusing_ = on;
-}
-
 void FaultProxy::delay(std::chrono::milliseconds d) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     delay_ = d;
   }
   wake();
-}
-
-std::size_t FaultProxy::connections() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return open_;
-}
-
-std::uint64_t FaultProxy::accepted() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return accepted_;
 }
 
 void FaultProxy::close_pipe(Pipe& p, bool reset) {
@@ -211,13 +196,12 @@ bool FaultProxy::serve(Pipe& p, short client_events, short upstream_events,
 
 void FaultProxy::run() {
   for (;;) {
-    bool stalled = false, refusing = false, drop = false;
+    bool stalled = false, drop = false;
     std::chrono::milliseconds delay{0};
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
       stalled = stalled_;
-      refusing = refusing_;
       drop = drop_;
       delay = delay_;
     }
@@ -226,7 +210,6 @@ void FaultProxy::run() {
       pipes_.clear();
       std::lock_guard<std::mutex> lock(mu_);
       drop_ = false;
-      open_ = 0;
     }
     std::vector<pollfd> fds = {{wake_read_, POLLIN, 0}, {listen_fd_, POLLIN, 0}};
     int timeout_ms = -1;
@@ -262,14 +245,6 @@ void FaultProxy::run() {
         const int client =
             ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (client < 0) break;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          ++accepted_;
-        }
-        if (refusing) {
-          reset_close(client);
-          continue;
-        }
         const int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in addr = loopback(target_port_);
         if (up < 0 ||
@@ -300,8 +275,6 @@ void FaultProxy::run() {
       }
       pipes_ = std::move(alive);
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    open_ = pipes_.size();
   }
 }
 

@@ -2,7 +2,7 @@
 // tests: it stalls connections (nothing forwarded either way, as a network
 // that holds packets back; what was sent is delivered when the stall ends,
 // even after its sender gave up and closed), drops them (every connection
-// reset at once), refuses new ones, and delays what it forwards. One
+// reset at once), and delays what it forwards. One
 // thread, stopped (and every connection closed) by the destructor.
 //
 //   auto proxy = FaultProxy::start(redis.port()).value();
@@ -40,13 +40,8 @@ class FaultProxy {
   void stall(bool on);
   // Resets every open connection now (what they had in flight is lost).
   void drop();
-  // While on, new connections are reset as soon as they are accepted.
-  void refuse(bool on);
   // Every chunk is forwarded this long after it arrived (0: at once).
   void delay(std::chrono::milliseconds d);
-
-  std::size_t connections() const;
-  std::uint64_t accepted() const;
 
  private:
   struct Chunk {
@@ -72,10 +67,8 @@ class FaultProxy {
   const int wake_read_, wake_write_;
 
   mutable std::mutex mu_;
-  bool stop_ = false, stalled_ = false, refusing_ = false, drop_ = false;
+  bool stop_ = false, stalled_ = false, drop_ = false;
   std::chrono::milliseconds delay_{0};
-  std::size_t open_ = 0;
-  std::uint64_t accepted_ = 0;
 
   std::vector<Pipe> pipes_;  // the proxy thread's
   std::thread thread_;
