@@ -448,6 +448,7 @@ class RouterImpl final : public Router {
       versions_.clear();
     }
     const auto now = c_.clock()->now();
+    std::size_t circuits = 0;
     for (const auto& [id, spec] : registry) {
       auto claimed = c_.claim(nodes_map_, id, encode_spec(spec));
       if (!claimed.ok()) return claimed.status();
@@ -460,11 +461,12 @@ class RouterImpl final : public Router {
           std::chrono::duration_cast<Ms>(closes.time_since_epoch()).count();
       auto claimed = c_.claim(breakers_map_, id, std::to_string(closes_ms), left);
       if (!claimed.ok()) return claimed.status();
+      ++circuits;
     }
     log_.warn(
         "pool '{}': the backend lost its data; re-registered {} nodes and {} open "
         "circuits",
-        o_.pool, registry.size(), breakers.size());
+        o_.pool, registry.size(), circuits);
     std::lock_guard<std::mutex> lock(mu_);
     losses_seen_ = losses;
     return absl::OkStatus();
