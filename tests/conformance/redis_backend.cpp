@@ -73,8 +73,9 @@ class RedisBackend final : public Backend {
   }
 
   std::string namespace_;
-  // Declared after namespace_ and destroyed before the sessions' owners
-  // return them: a test destroys its sessions first (they are its locals).
+  // One proxy per cuttable session, keyed by it. They live as long as the
+  // backend, which a test declares before its sessions: the sessions go
+  // first, then their proxies.
   std::map<const Coordinator*, std::unique_ptr<FaultProxy>> proxies_;
 };
 
