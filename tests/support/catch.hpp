@@ -4,6 +4,8 @@
 
 #if __has_include(<catch2/catch_all.hpp>)
 #include <catch2/catch_all.hpp>
+// Catch2 2.x puts Approx in the global namespace; 3.x only in Catch.
+using Catch::Approx;
 #else
 #include <catch2/catch.hpp>
 #endif
