@@ -32,6 +32,7 @@
 #include "fleet/fleet.hpp"
 #include "nlohmann/json.hpp"
 #include "serve.hpp"
+#include "tls_flags.hpp"
 
 namespace {
 
@@ -48,7 +49,7 @@ constexpr const char* kUsage =
     "         [--region NAME[,lat=..,lon=..]] [--wait-ms MS] [--retries N] [--id ID]\n"
     "         [--threads N] [--upstream-timeout-ms MS] [--breaker-failures N]\n"
     "         [--breaker-cooldown-ms MS] [--refresh-ms MS] [--session-ttl-ms MS]\n"
-    "         [--heartbeat-ms MS] [--max-seconds S] [--quiet]\n";
+    "         [--heartbeat-ms MS] [--max-seconds S] [--quiet]\n" FLEET_TLS_FLAGS_USAGE;
 
 struct Options {
   std::string redis_url, ns = "fleet", host = "127.0.0.1", id, pool = "default";
@@ -58,6 +59,7 @@ struct Options {
   int wait_ms = 0, retries = 2, threads = 64, upstream_timeout_ms = 30000;
   int session_ttl_ms = 5000, heartbeat_ms = 1000, max_seconds = 0;
   bool quiet = false;
+  fleet::RedisTlsOptions tls;
 };
 
 [[noreturn]] void usage_error(const std::string& problem) {
@@ -83,7 +85,9 @@ Options parse(int argc, char** argv) {
     }
     if (i + 1 >= argc) usage_error("missing value for " + a);
     const std::string v = argv[++i];
-    if (a == "--redis-url") {
+    if (tls_flag(a, v, &o.tls)) {
+      continue;
+    } else if (a == "--redis-url") {
       o.redis_url = v;
     } else if (a == "--namespace") {
       o.ns = v;
@@ -505,6 +509,7 @@ int main(int argc, char** argv) {
   if (!o.redis_url.empty()) {
     fleet::RedisOptions ro;
     ro.url = o.redis_url;
+    ro.tls = o.tls;
     ro.namespace_name = o.ns;
     ro.session_ttl = std::chrono::milliseconds(o.session_ttl_ms);
     ro.heartbeat_interval = std::chrono::milliseconds(o.heartbeat_ms);

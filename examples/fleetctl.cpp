@@ -1,7 +1,7 @@
 // fleetctl: look inside a fleet in Redis.
 //
 //   fleetctl --redis-url URL [--namespace N] instances|nodes|counters|locks|leaders|maps
-//   [--json]
+//   [--json] [TLS flags, for rediss:// URLs: see tls_flags.hpp]
 //
 // A readable table by default, JSON for scripts. Read-only: it does not join
 // the fleet. The password comes from the URL or FLEET_REDIS_PASSWORD and is
@@ -18,6 +18,7 @@
 #include "redis/connection.hpp"
 #include "redis/inspect.hpp"
 #include "redis/url.hpp"
+#include "tls_flags.hpp"
 
 namespace {
 
@@ -26,7 +27,7 @@ using nlohmann::json;
 
 constexpr const char* kUsage =
     "usage: fleetctl --redis-url URL [--namespace N] "
-    "instances|nodes|counters|locks|leaders|maps [--json]\n";
+    "instances|nodes|counters|locks|leaders|maps [--json]\n" FLEET_TLS_FLAGS_USAGE;
 
 // Prints rows as aligned columns under a header.
 void print_table(const std::vector<std::string>& header,
@@ -61,9 +62,12 @@ int fail(const absl::Status& st) {
 int main(int argc, char** argv) {
   std::string url, ns = "default", what;
   bool as_json = false;
+  fleet::RedisTlsOptions tls;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--redis-url" && i + 1 < argc)
+    if (i + 1 < argc && tls_flag(a, argv[i + 1], &tls))
+      ++i;
+    else if (a == "--redis-url" && i + 1 < argc)
       url = argv[++i];
     else if (a == "--namespace" && i + 1 < argc)
       ns = argv[++i];
@@ -86,9 +90,8 @@ int main(int argc, char** argv) {
     return 64;
   }
   if (auto st = fleet::validate_name("namespace", ns); !st.ok()) return fail(st);
-  auto ep = fleet::internal::parse_redis_url(url);
+  auto ep = fleet::internal::resolve_endpoint(url, std::nullopt, tls);
   if (!ep.ok()) return fail(ep.status());
-  fleet::internal::resolve_password(&*ep, std::nullopt);
   auto conn = fleet::internal::RedisConnection::open(
       *ep, {std::chrono::milliseconds(2000), std::chrono::milliseconds(5000)});
   if (!conn.ok()) return fail(conn.status());

@@ -33,10 +33,37 @@
 
 namespace fleet {
 
+// TLS to Redis, for rediss:// URLs. Needs a fleet built with TLS (hiredis
+// 1.x with hiredis_ssl, and OpenSSL: see tls_supported()). The server's
+// certificate chain and its name are verified by default.
+struct RedisTlsOptions {
+  // PEM file of the CAs to trust, and/or a directory of them (OpenSSL's
+  // c_rehash layout). Both empty: the system's default trust store.
+  std::string ca_file;
+  std::string ca_dir;
+  // Client certificate and its private key (PEM), for servers that require
+  // one (tls-auth-clients yes). Both or neither.
+  std::string cert_file;
+  std::string key_file;
+  // The name the server's certificate must carry (a DNS name or an IP
+  // address), also sent as SNI. Empty: the URL's host.
+  std::string server_name;
+  // false skips every check of the server's certificate: the connection is
+  // encrypted but anyone can pretend to be Redis. For tests only.
+  bool verify_peer = true;
+};
+
+// Whether this build of fleet can connect with TLS (rediss://).
+bool tls_supported();
+
 struct RedisOptions {
-  // redis://[user:password@]host:port/db or unix:///path/to/socket?db=N.
-  // Default port 6379, default db 0. The password is never logged.
+  // redis://[user:password@]host:port/db, rediss://... (TLS, see tls), or
+  // unix:///path/to/socket?db=N. Default port 6379, default db 0. The
+  // password is never logged.
   std::string url = "redis://127.0.0.1:6379/0";
+  // For rediss:// URLs; setting any of it with another scheme is an
+  // InvalidArgument (a forgotten 's' must not mean plain text).
+  RedisTlsOptions tls;
   // Used when the URL carries no password. Default (nullopt): the
   // environment variable FLEET_REDIS_PASSWORD, if set.
   std::optional<std::string> password;
@@ -85,10 +112,13 @@ struct RedisOptions {
 class RedisCoordinator {
  public:
   // Connects, authenticates, loads the scripts and starts the session.
-  // InvalidArgument for bad options or URL; Unavailable when Redis cannot
-  // be reached within connect_timeout; Unauthenticated for a wrong
-  // password; PermissionDenied when the ACL user may not run what fleet
-  // needs.
+  // InvalidArgument for bad options or URL, for rediss:// on a build
+  // without TLS, and for TLS files that cannot be read or do not match;
+  // Unavailable when Redis cannot be reached within connect_timeout (a TLS
+  // handshake that fails for want of a TLS port, say); Unauthenticated for
+  // a wrong password, a server certificate that fails verification, or a
+  // client certificate the server requires and did not get;
+  // PermissionDenied when the ACL user may not run what fleet needs.
   static absl::StatusOr<std::unique_ptr<Coordinator>> connect(
       const RedisOptions& options);
 };

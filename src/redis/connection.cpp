@@ -9,6 +9,7 @@
 
 #include "fmt/format.h"
 #include "internal/validate.hpp"
+#include "redis/tls.hpp"
 
 namespace fleet::internal {
 namespace {
@@ -107,7 +108,16 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     return absl::UnavailableError(
         fmt::format("cannot connect to Redis at {}: {}", ep.redacted(), why));
   }
-  std::unique_ptr<RedisConnection> conn(new RedisConnection(ctx));
+  std::unique_ptr<RedisConnection> conn(new RedisConnection(ctx, ep.tls));
+  if (ep.tls) {
+    if (ep.tls_context == nullptr) {
+      return absl::InternalError("rediss:// endpoint without a TLS context");
+    }
+    // The connect timeout bounds the handshake too: a stalled server must
+    // not hold it for ever.
+    if (redisSetTimeout(ctx, ctv) != REDIS_OK) return conn->io_error("setting a timeout");
+    FLEET_RETURN_IF_ERROR(ep.tls_context->handshake(ctx, ep.redacted()));
+  }
   if (redisSetTimeout(ctx, to_timeval(timeouts.command)) != REDIS_OK) {
     return conn->io_error("setting the command timeout");
   }
@@ -161,6 +171,21 @@ int RedisConnection::fd() const { return ctx_->fd; }
 
 absl::Status RedisConnection::io_error(std::string_view during) {
   broken_ = true;
+  if (tls_) {
+    // A TLS failure leaves its reason in OpenSSL's queue; errno may be stale.
+    if (std::string tls_why = TlsContext::take_error(); !tls_why.empty()) {
+      if (tls_why.find("certificate") != std::string::npos) {
+        // TLS 1.3: the server checks the client's certificate after the
+        // client's side of the handshake is done, so the refusal comes here.
+        return absl::UnauthenticatedError(fmt::format(
+            "Redis refused this client's TLS certificate, or its absence (set "
+            "RedisTlsOptions::cert_file and key_file): {}",
+            tls_why));
+      }
+      return absl::UnavailableError(
+          fmt::format("Redis connection failed ({}): TLS: {}", during, tls_why));
+    }
+  }
   const std::string why = ctx_->errstr;
   const bool timed_out =
       (ctx_->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) ||
@@ -234,6 +259,7 @@ absl::Status RedisConnection::append(const Argv& argv) {
 }
 
 absl::Status RedisConnection::flush() {
+  if (tls_) TlsContext::clear_errors();
   int done = 0;
   while (!done) {
     if (redisBufferWrite(ctx_, &done) != REDIS_OK) return io_error("sending");
@@ -243,6 +269,7 @@ absl::Status RedisConnection::flush() {
 
 absl::StatusOr<Reply> RedisConnection::read() {
   if (broken_) return absl::UnavailableError("Redis connection is broken");
+  if (tls_) TlsContext::clear_errors();
   void* raw = nullptr;
   // redisGetReply flushes pending output, then blocks (up to the command
   // timeout) until a whole reply is parsed.
@@ -264,6 +291,7 @@ absl::StatusOr<std::optional<Reply>> RedisConnection::buffered() {
 }
 
 absl::Status RedisConnection::fill() {
+  if (tls_) TlsContext::clear_errors();
   if (redisBufferRead(ctx_) != REDIS_OK) return io_error("reading");
   return absl::OkStatus();
 }

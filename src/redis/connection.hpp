@@ -77,10 +77,11 @@ class RedisConnection {
   bool broken() const { return broken_; }
 
  private:
-  explicit RedisConnection(redisContext* ctx) : ctx_(ctx) {}
+  RedisConnection(redisContext* ctx, bool tls) : ctx_(ctx), tls_(tls) {}
   absl::Status io_error(std::string_view during);
 
   redisContext* ctx_;
+  const bool tls_;  // errors may carry a reason in OpenSSL's queue
   bool broken_ = false;
 };
 

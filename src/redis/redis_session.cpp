@@ -58,13 +58,6 @@ absl::Status validate_options(const RedisOptions& o) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RedisEndpoint> resolve_endpoint(const RedisOptions& o) {
-  auto ep = parse_redis_url(o.url);
-  if (!ep.ok()) return ep.status();
-  resolve_password(&*ep, o.password);
-  return ep;
-}
-
 }  // namespace
 
 // ---- lifecycle ------------------------------------------------------------------
@@ -586,7 +579,7 @@ namespace fleet {
 absl::StatusOr<std::unique_ptr<Coordinator>> RedisCoordinator::connect(
     const RedisOptions& options) {
   FLEET_RETURN_IF_ERROR(internal::validate_options(options));
-  auto endpoint = internal::resolve_endpoint(options);
+  auto endpoint = internal::resolve_endpoint(options.url, options.password, options.tls);
   if (!endpoint.ok()) return endpoint.status();
   return internal::RedisSession::open(options, *std::move(endpoint));
 }

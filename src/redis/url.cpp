@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "fmt/format.h"
+#include "redis/tls.hpp"
 
 namespace fleet::internal {
 namespace {
@@ -47,7 +48,10 @@ std::string RedisEndpoint::redacted() const {
     auth = fmt::format("{}{}@", user, password ? ":***" : "");
   }
   if (!unix_path.empty()) return fmt::format("unix://{}{}?db={}", auth, unix_path, db);
-  return fmt::format("redis://{}{}:{}/{}", auth, host, port, db);
+  // An IPv6 address goes back in brackets, as it came.
+  const bool v6 = host.find(':') != std::string::npos;
+  return fmt::format("{}://{}{}{}{}:{}/{}", tls ? "rediss" : "redis", auth, v6 ? "[" : "",
+                     host, v6 ? "]" : "", port, db);
 }
 
 void resolve_password(RedisEndpoint* ep, const std::optional<std::string>& fallback) {
@@ -61,7 +65,8 @@ void resolve_password(RedisEndpoint* ep, const std::optional<std::string>& fallb
 
 absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
   RedisEndpoint ep;
-  constexpr std::string_view kRedis = "redis://", kUnix = "unix://";
+  constexpr std::string_view kRedis = "redis://", kRediss = "rediss://",
+                             kUnix = "unix://";
   if (url.substr(0, kUnix.size()) == kUnix) {
     std::string_view rest = url.substr(kUnix.size());
     std::string_view query;
@@ -80,11 +85,15 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
     }
     return ep;
   }
-  if (url.substr(0, kRedis.size()) != kRedis) {
-    if (url.substr(0, 9) == "rediss://") return bad("TLS (rediss://) is not supported");
-    return bad("the scheme must be redis:// or unix://");
+  std::string_view rest;
+  if (url.substr(0, kRedis.size()) == kRedis) {
+    rest = url.substr(kRedis.size());
+  } else if (url.substr(0, kRediss.size()) == kRediss) {
+    rest = url.substr(kRediss.size());
+    ep.tls = true;
+  } else {
+    return bad("the scheme must be redis://, rediss:// or unix://");
   }
-  std::string_view rest = url.substr(kRedis.size());
   std::string_view path;
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
     path = rest.substr(slash + 1);
@@ -131,6 +140,26 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
   }
   if (!path.empty() && !parse_int(path, 0, 1 << 20, &ep.db)) {
     return bad("the path must be a database number");
+  }
+  return ep;
+}
+
+absl::StatusOr<RedisEndpoint> resolve_endpoint(std::string_view url,
+                                               const std::optional<std::string>& password,
+                                               const RedisTlsOptions& tls) {
+  auto ep = parse_redis_url(url);
+  if (!ep.ok()) return ep.status();
+  resolve_password(&*ep, password);
+  if (ep->tls) {
+    auto context = TlsContext::create(tls, ep->host);
+    if (!context.ok()) return context.status();
+    ep->tls_context = *std::move(context);
+  } else if (!tls.ca_file.empty() || !tls.ca_dir.empty() || !tls.cert_file.empty() ||
+             !tls.key_file.empty() || !tls.server_name.empty() || !tls.verify_peer) {
+    return absl::InvalidArgumentError(
+        "TLS options are set but the Redis URL is not rediss://: the connection would "
+        "not "
+        "be encrypted");
   }
   return ep;
 }

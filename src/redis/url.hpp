@@ -3,13 +3,17 @@
 #ifndef FLEET_SRC_REDIS_URL_HPP_
 #define FLEET_SRC_REDIS_URL_HPP_
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "fleet/redis_coordinator.hpp"
 
 namespace fleet::internal {
+
+class TlsContext;
 
 struct RedisEndpoint {
   std::string host;  // empty for unix sockets
@@ -18,18 +22,29 @@ struct RedisEndpoint {
   int db = 0;
   std::string user;  // empty: the default user
   std::optional<std::string> password;
+  bool tls = false;  // rediss://
+  // Set by resolve_endpoint() for rediss:// URLs.
+  std::shared_ptr<const TlsContext> tls_context;
 
   // The URL with the password replaced by "***": safe to log.
   std::string redacted() const;
 };
 
-// redis://[[user]:password@]host[:port][/db]  or  unix:///path[?db=N]
+// redis[s]://[[user]:password@]host[:port][/db]  or  unix:///path[?db=N]
 // Errors are InvalidArgument and never quote the password.
 absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url);
 
 // Where the URL has no password: `fallback` if set, else the environment
 // variable FLEET_REDIS_PASSWORD if set and non-empty.
 void resolve_password(RedisEndpoint* ep, const std::optional<std::string>& fallback);
+
+// parse_redis_url(), resolve_password(), and for rediss:// the TLS context
+// (loading its files: InvalidArgument when one cannot be used, or when the
+// build has no TLS). TLS options with a URL that is not rediss:// are an
+// InvalidArgument too.
+absl::StatusOr<RedisEndpoint> resolve_endpoint(std::string_view url,
+                                               const std::optional<std::string>& password,
+                                               const RedisTlsOptions& tls);
 
 }  // namespace fleet::internal
 

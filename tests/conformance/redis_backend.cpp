@@ -1,6 +1,8 @@
 // The conformance suite on RedisCoordinator, against a real redis-server
 // started by the harness. Short TTLs; time passes for real (advance sleeps),
-// since liveness is Redis server time.
+// since liveness is Redis server time. With FLEET_TEST_TLS set (the
+// conformance_redis_tls executable) every session speaks TLS to the
+// server's TLS port, its certificate verified against the test CA.
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -11,6 +13,7 @@
 #include "fault_proxy.hpp"
 #include "fleet/redis_coordinator.hpp"
 #include "redis_server.hpp"
+#include "test_pki.hpp"
 
 namespace fleet::testing {
 namespace {
@@ -23,12 +26,17 @@ class RedisBackend final : public Backend {
         "conformance-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   }
   std::unique_ptr<Coordinator> connect() override {
-    return open(options(shared_redis_server().url()));
+    return open(options(shared_redis_url()));
   }
   std::unique_ptr<Coordinator> connect_cuttable() override {
-    auto proxy = FaultProxy::start(shared_redis_server().port());
+    // Through the proxy, TLS is end to end: the proxy only moves bytes.
+    RedisServer& server = shared_redis_server();
+    auto proxy =
+        FaultProxy::start(shared_redis_tls() ? server.tls_port() : server.port());
     if (!proxy.ok()) std::abort();
-    RedisOptions o = options((*proxy)->url());
+    const std::string scheme = shared_redis_tls() ? "rediss" : "redis";
+    RedisOptions o =
+        options(scheme + "://127.0.0.1:" + std::to_string((*proxy)->port()) + "/0");
     o.command_timeout = std::chrono::milliseconds(150);
     o.connect_timeout = std::chrono::milliseconds(150);
     o.reconnect_backoff_min = std::chrono::milliseconds(10);
@@ -55,6 +63,7 @@ class RedisBackend final : public Backend {
   RedisOptions options(const std::string& url) const {
     RedisOptions o;
     o.url = url;
+    if (shared_redis_tls()) o.tls.ca_file = shared_test_pki().ca_cert();
     o.namespace_name = namespace_;
     o.heartbeat_interval = std::chrono::milliseconds(100);
     o.session_ttl = std::chrono::milliseconds(300);

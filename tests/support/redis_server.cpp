@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "test_pki.hpp"
+
 namespace fleet::testing {
 namespace {
 
@@ -70,6 +72,11 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::start(Options options)
   absl::Status st;
   for (int attempt = 0; attempt < 5; ++attempt) {
     server->port_ = fixed_port ? server->options_.port : free_port();
+    if (server->options_.tls) {
+      do {
+        server->tls_port_ = free_port();
+      } while (server->tls_port_ == server->port_);
+    }
     st = server->spawn();
     if (st.ok()) return server;
     if (fixed_port) break;
@@ -101,6 +108,13 @@ absl::Status RedisServer::spawn() {
                                    "warning",
                                    "--logfile",
                                    dir_ + "/redis.log"};
+  if (options_.tls) {
+    const Tls& t = *options_.tls;
+    args.insert(args.end(),
+                {"--tls-port", std::to_string(tls_port_), "--tls-cert-file", t.cert_file,
+                 "--tls-key-file", t.key_file, "--tls-ca-cert-file", t.ca_file,
+                 "--tls-auth-clients", t.require_client_cert ? "yes" : "no"});
+  }
   args.insert(args.end(), options_.args.begin(), options_.args.end());
   const pid_t parent = ::getpid();
   pid_ = ::fork();
@@ -222,9 +236,24 @@ RedisServer::~RedisServer() {
   ::rmdir(dir_.c_str());
 }
 
+bool shared_redis_tls() {
+  const char* env = std::getenv("FLEET_TEST_TLS");
+  return env != nullptr && *env != '\0';
+}
+
+std::string shared_redis_url() {
+  return shared_redis_tls() ? shared_redis_server().tls_url()
+                            : shared_redis_server().url();
+}
+
 RedisServer& shared_redis_server() {
   static std::unique_ptr<RedisServer> server = [] {
-    auto s = RedisServer::start();
+    RedisServer::Options options;
+    if (shared_redis_tls()) {
+      const TestPki& pki = shared_test_pki();
+      options.tls = RedisServer::Tls{pki.server_cert(), pki.server_key(), pki.ca_cert()};
+    }
+    auto s = RedisServer::start(std::move(options));
     if (!s.ok()) {
       std::fprintf(stderr, "FATAL: cannot start redis-server for the tests: %s\n",
                    s.status().ToString().c_str());

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,15 @@ namespace fleet::testing {
 
 class RedisServer {
  public:
+  // TLS on a second port (the plain one stays, for the harness itself).
+  struct Tls {
+    std::string cert_file, key_file, ca_file;
+    bool require_client_cert = false;  // tls-auth-clients yes
+  };
   struct Options {
     std::vector<std::string> args;  // extra config, e.g. {"--requirepass", "s3cret"}
     int port = 0;                   // 0: pick a free port
+    std::optional<Tls> tls;
   };
 
   static absl::StatusOr<std::unique_ptr<RedisServer>> start(Options options);
@@ -29,6 +36,11 @@ class RedisServer {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+  // With Options::tls: the TLS port, and a rediss:// URL for it.
+  int tls_port() const { return tls_port_; }
+  std::string tls_url() const {
+    return "rediss://127.0.0.1:" + std::to_string(tls_port_) + "/0";
+  }
 
   // SIGTERM, then SIGKILL after 5 s; reaps the process. Idempotent.
   void stop();
@@ -53,12 +65,18 @@ class RedisServer {
   Options options_;
   std::string dir_;
   int port_ = 0;
+  int tls_port_ = 0;
   pid_t pid_ = -1;
   bool paused_ = false;
 };
 
-// One server shared by a whole test executable, started on first use.
+// One server shared by a whole test executable, started on first use. With
+// the environment variable FLEET_TEST_TLS set it also listens with TLS
+// (certificates from shared_test_pki()), and shared_redis_url() is its
+// rediss:// URL.
 RedisServer& shared_redis_server();
+bool shared_redis_tls();
+std::string shared_redis_url();
 
 }  // namespace fleet::testing
 

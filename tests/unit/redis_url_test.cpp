@@ -32,7 +32,21 @@ TEST_CASE("redis:// URLs parse into host, port, db and credentials", "[url]") {
   CHECK(ep->user.empty());
   CHECK(*ep->password == "secret");
   CHECK(ep->host == "::1");
-  CHECK(ep->redacted().find("secret") == std::string::npos);
+  CHECK(ep->redacted() == "redis://:***@[::1]:6379/0");
+  CHECK_FALSE(ep->tls);
+}
+
+TEST_CASE("rediss:// URLs are redis:// URLs that ask for TLS", "[url]") {
+  auto ep = parse_redis_url("rediss://bob:hunter2@cache.internal:6380/4");
+  REQUIRE(ep.ok());
+  CHECK(ep->tls);
+  CHECK(ep->host == "cache.internal");
+  CHECK(ep->port == 6380);
+  CHECK(ep->db == 4);
+  CHECK(ep->user == "bob");
+  CHECK(ep->redacted() == "rediss://bob:***@cache.internal:6380/4");
+  // The parse alone makes no TLS context: resolve_endpoint() does.
+  CHECK(ep->tls_context == nullptr);
 }
 
 TEST_CASE("unix:// URLs take a socket path and an optional db", "[url]") {
@@ -47,8 +61,8 @@ TEST_CASE("bad URLs are InvalidArgument and never echo the password", "[url]") {
   for (const char* url :
        {"http://localhost", "redis://", "redis://host:0", "redis://host:99999",
         "redis://host:port", "redis://host/notadb", "redis://:topsecret@host:12x",
-        "rediss://host", "unix://relative.sock", "unix:///s.sock?foo=1",
-        "redis://u:bad%zzsecret@host", "redis://[::1"}) {
+        "rediss://", "rediss://:topsecret@", "unix://relative.sock",
+        "unix:///s.sock?foo=1", "redis://u:bad%zzsecret@host", "redis://[::1"}) {
     INFO(url);
     auto ep = parse_redis_url(url);
     REQUIRE(ep.status().code() == absl::StatusCode::kInvalidArgument);
