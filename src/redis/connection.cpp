@@ -9,6 +9,7 @@
 
 #include "fmt/format.h"
 #include "internal/validate.hpp"
+#include "redis/sigpipe.hpp"
 #include "redis/tls.hpp"
 
 namespace fleet::internal {
@@ -96,6 +97,7 @@ absl::Status status_from_error(std::string_view e) {
 
 absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     const RedisEndpoint& ep, Timeouts timeouts, const ConnectHook& hook) {
+  const ScopedSigpipeBlock no_sigpipe;  // the handshake, AUTH and the hook write
   const timeval ctv = to_timeval(timeouts.connect);
   redisContext* ctx = ep.unix_path.empty()
                           ? redisConnectWithTimeout(ep.host.c_str(), ep.port, ctv)
@@ -259,6 +261,7 @@ absl::Status RedisConnection::append(const Argv& argv) {
 }
 
 absl::Status RedisConnection::flush() {
+  const ScopedSigpipeBlock no_sigpipe;
   if (tls_) TlsContext::clear_errors();
   int done = 0;
   while (!done) {
@@ -269,6 +272,7 @@ absl::Status RedisConnection::flush() {
 
 absl::StatusOr<Reply> RedisConnection::read() {
   if (broken_) return absl::UnavailableError("Redis connection is broken");
+  const ScopedSigpipeBlock no_sigpipe;  // redisGetReply writes what is queued
   if (tls_) TlsContext::clear_errors();
   void* raw = nullptr;
   // redisGetReply flushes pending output, then blocks (up to the command
@@ -291,6 +295,7 @@ absl::StatusOr<std::optional<Reply>> RedisConnection::buffered() {
 }
 
 absl::Status RedisConnection::fill() {
+  const ScopedSigpipeBlock no_sigpipe;  // TLS: a read may write (alerts, key updates)
   if (tls_) TlsContext::clear_errors();
   if (redisBufferRead(ctx_) != REDIS_OK) return io_error("reading");
   return absl::OkStatus();

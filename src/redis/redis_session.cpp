@@ -14,6 +14,7 @@
 #include "internal/slots.hpp"
 #include "internal/validate.hpp"
 #include "redis/codec.hpp"
+#include "redis/sigpipe.hpp"
 
 namespace fleet::internal {
 namespace {
@@ -292,6 +293,7 @@ void RedisSession::set_state_locked(ConnectionState state) {
 // One tick per heartbeat interval, and at once when a sync is wanted (a
 // write came back stale, or its outcome is unknown).
 void RedisSession::agent_loop() {
+  block_sigpipe_for_this_thread();  // redis/sigpipe.hpp
   Clock::TimePoint next = clock_->now() + options_.heartbeat_interval;
   bool failing = false;
   for (;;) {

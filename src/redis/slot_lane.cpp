@@ -10,6 +10,7 @@
 #include "fmt/format.h"
 #include "internal/validate.hpp"
 #include "redis/codec.hpp"
+#include "redis/sigpipe.hpp"
 
 namespace fleet::internal {
 
@@ -308,6 +309,7 @@ void SlotLane::complete(Sent sent, const absl::StatusOr<Reply>& reply) {
 }
 
 void SlotLane::loop() {
+  block_sigpipe_for_this_thread();  // redis/sigpipe.hpp
   for (;;) {
     std::vector<Job> jobs;
     {

@@ -6,6 +6,8 @@
 
 #include <random>
 
+#include "redis/sigpipe.hpp"
+
 namespace fleet::internal {
 
 Subscriber::Subscriber(Options options, Clock* clock, const Logger* logger,
@@ -171,6 +173,7 @@ void Subscriber::handle(const Reply& r) {
 }
 
 void Subscriber::run() {
+  block_sigpipe_for_this_thread();  // redis/sigpipe.hpp
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
