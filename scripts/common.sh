@@ -20,7 +20,14 @@ fleet_install_deps() {
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   echo "fleet: installing missing packages: ${missing[*]}"
-  $sudo apt-get update
+  # Once per run: .ci/run's second script (test-compat) needs two packages
+  # more than the first, and the lists the first fetched are still fresh.
+  # (The lists' own mtimes are the archive's dates, not the fetch's.)
+  local stamp=/var/lib/apt/lists/partial/.fleet-updated
+  if [ -z "$(find "$stamp" -newermt '-60 minutes' 2>/dev/null)" ]; then
+    $sudo apt-get update
+    $sudo touch "$stamp"
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 }
 

@@ -13,6 +13,8 @@ if(NOT BUILD_TYPE)
 endif()
 file(REMOVE_RECURSE "${WORK_DIR}")
 set(args -DCMAKE_BUILD_TYPE=${BUILD_TYPE})
+# The environment's CMAKE_PREFIX_PATH (set by the test: the fleet build's
+# own) is searched too.
 if(MODE STREQUAL "find_package")
   run(${CMAKE_COMMAND} --install "${FLEET_BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
   list(APPEND args "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix")
