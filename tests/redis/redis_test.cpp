@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "capture_sink.hpp"
+#include "fast_options.hpp"
 #include "fleet/local_coordinator.hpp"
 #include "fleet/names.hpp"
 #include "fleet/redis_coordinator.hpp"
@@ -22,20 +23,6 @@ namespace fleet::testing {
 namespace {
 
 using std::chrono::milliseconds;
-
-RedisOptions fast_options(const std::string& url, LogSink* sink, const std::string& ns) {
-  RedisOptions o;
-  o.url = url;
-  o.namespace_name = ns;
-  o.heartbeat_interval = milliseconds(100);
-  o.session_ttl = milliseconds(300);
-  o.connect_timeout = milliseconds(500);
-  o.command_timeout = milliseconds(500);
-  o.reconnect_backoff_min = milliseconds(20);
-  o.reconnect_backoff_max = milliseconds(200);
-  o.log_sink = sink;
-  return o;
-}
 
 // acquire_slot_async, waited for (bounded).
 absl::StatusOr<std::optional<SlotGrant>> acquire_async(Coordinator& c,

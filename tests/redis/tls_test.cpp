@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "capture_sink.hpp"
+#include "fast_options.hpp"
 #include "fault_proxy.hpp"
 #include "fleet/redis_coordinator.hpp"
 #include "process.hpp"
@@ -20,20 +21,8 @@
 namespace fleet::testing {
 namespace {
 
-using std::chrono::milliseconds;
-
 RedisOptions tls_options(const std::string& url, LogSink* sink) {
-  RedisOptions o;
-  o.url = url;
-  o.namespace_name = "tls-" + std::to_string(::getpid());
-  o.heartbeat_interval = milliseconds(100);
-  o.session_ttl = milliseconds(300);
-  o.connect_timeout = milliseconds(500);
-  o.command_timeout = milliseconds(500);
-  o.reconnect_backoff_min = milliseconds(20);
-  o.reconnect_backoff_max = milliseconds(200);
-  o.log_sink = sink;
-  return o;
+  return fast_options(url, sink, "tls-" + std::to_string(::getpid()));
 }
 
 std::string message_of(const absl::Status& st) { return std::string(st.message()); }
