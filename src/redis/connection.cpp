@@ -111,6 +111,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
         fmt::format("cannot connect to Redis at {}: {}", ep.redacted(), why));
   }
   std::unique_ptr<RedisConnection> conn(new RedisConnection(ctx, ep.tls));
+  bool cert_missing = false;
   if (ep.tls) {
     if (ep.tls_context == nullptr) {
       return absl::InternalError("rediss:// endpoint without a TLS context");
@@ -118,17 +119,32 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     // The connect timeout bounds the handshake too: a stalled server must
     // not hold it for ever.
     if (redisSetTimeout(ctx, ctv) != REDIS_OK) return conn->io_error("setting a timeout");
-    FLEET_RETURN_IF_ERROR(ep.tls_context->handshake(ctx, ep.redacted()));
+    auto asked = ep.tls_context->handshake(ctx, ep.redacted());
+    if (!asked.ok()) return asked.status();
+    cert_missing = *asked;
   }
-  if (redisSetTimeout(ctx, to_timeval(timeouts.command)) != REDIS_OK) {
-    return conn->io_error("setting the command timeout");
+  absl::Status st = conn->prepare(ep, timeouts, hook);
+  if (cert_missing && st.code() == absl::StatusCode::kUnavailable) {
+    // TLS 1.3: a server that requires the certificate refuses after the
+    // handshake, with an alert or, when our first command crossed it, a
+    // reset that hides the alert.
+    return missing_client_certificate(ep.redacted(), std::string(st.message()));
   }
-  redisEnableKeepAlive(ctx);
+  if (!st.ok()) return st;
+  return conn;
+}
+
+absl::Status RedisConnection::prepare(const RedisEndpoint& ep, Timeouts timeouts,
+                                      const ConnectHook& hook) {
+  if (redisSetTimeout(ctx_, to_timeval(timeouts.command)) != REDIS_OK) {
+    return io_error("setting the command timeout");
+  }
+  redisEnableKeepAlive(ctx_);
   if (ep.password) {
     Argv auth = {"AUTH"};
     if (!ep.user.empty()) auth.push_back(ep.user);
     auth.push_back(*ep.password);
-    auto reply = conn->command(auth);
+    auto reply = command(auth);
     if (!reply.ok()) return reply.status();
     if (reply->is_error()) {
       absl::Status st = status_from_error(reply->str);
@@ -141,7 +157,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
   }
   if (ep.db != 0) {
     const std::string db = std::to_string(ep.db);
-    auto reply = conn->command({"SELECT", db});
+    auto reply = command({"SELECT", db});
     if (!reply.ok()) return reply.status();
     if (reply->is_error()) {
       absl::Status st = status_from_error(reply->str);
@@ -153,7 +169,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     }
   }
   // Fail early (and clearly) when a password is required but missing.
-  auto ping = conn->command({"PING"});
+  auto ping = command({"PING"});
   if (!ping.ok()) return ping.status();
   if (ping->is_error()) {
     absl::Status st = status_from_error(ping->str);
@@ -163,8 +179,8 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     }
     return st;
   }
-  if (hook) FLEET_RETURN_IF_ERROR(hook(*conn));
-  return conn;
+  if (hook) FLEET_RETURN_IF_ERROR(hook(*this));
+  return absl::OkStatus();
 }
 
 RedisConnection::~RedisConnection() { redisFree(ctx_); }

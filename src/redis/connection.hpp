@@ -79,6 +79,10 @@ class RedisConnection {
  private:
   RedisConnection(redisContext* ctx, bool tls) : ctx_(ctx), tls_(tls) {}
   absl::Status io_error(std::string_view during);
+  // After the connect (and TLS handshake): timeouts, AUTH, SELECT, PING,
+  // then the hook.
+  absl::Status prepare(const RedisEndpoint& ep, Timeouts timeouts,
+                       const ConnectHook& hook);
 
   redisContext* ctx_;
   const bool tls_;  // errors may carry a reason in OpenSSL's queue

@@ -20,6 +20,13 @@ bool tls_supported() { return FLEET_HAVE_TLS != 0; }
 
 namespace fleet::internal {
 
+absl::Status missing_client_certificate(std::string_view where, std::string_view detail) {
+  return absl::UnauthenticatedError(fmt::format(
+      "Redis at {} requires a TLS client certificate and none is configured (set "
+      "RedisTlsOptions::cert_file and key_file): {}",
+      where, detail));
+}
+
 #if FLEET_HAVE_TLS
 
 namespace {
@@ -45,6 +52,13 @@ absl::Status bad_file(std::string_view option, const std::string& path,
   return absl::InvalidArgumentError(fmt::format("RedisTlsOptions::{} '{}': {}{}{}",
                                                 option, path, what,
                                                 why.empty() ? "" : ": ", why));
+}
+
+// Called by OpenSSL when the server asks for a client certificate and none
+// is set: notes it (the SSL's app data points at a bool) and sends none.
+int note_certificate_request(SSL* ssl, X509**, EVP_PKEY**) {
+  if (auto* asked = static_cast<bool*>(SSL_get_app_data(ssl))) *asked = true;
+  return 0;
 }
 
 }  // namespace
@@ -110,7 +124,9 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::create(
     return absl::InternalError(
         fmt::format("TLS: cannot load the system's trust store: {}", take_error()));
   }
-  if (!o.cert_file.empty()) {
+  if (o.cert_file.empty()) {
+    SSL_CTX_set_client_cert_cb(impl->ctx, note_certificate_request);
+  } else {
     if (SSL_CTX_use_certificate_chain_file(impl->ctx, o.cert_file.c_str()) != 1) {
       return bad_file("cert_file", o.cert_file, "cannot load a PEM certificate");
     }
@@ -125,7 +141,8 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::create(
   return std::shared_ptr<const TlsContext>(new TlsContext(std::move(impl)));
 }
 
-absl::Status TlsContext::handshake(redisContext* ctx, std::string_view where) const {
+absl::StatusOr<bool> TlsContext::handshake(redisContext* ctx,
+                                           std::string_view where) const {
   clear_errors();
   SSL* ssl = SSL_new(impl_->ctx);
   if (ssl == nullptr) {
@@ -147,8 +164,13 @@ absl::Status TlsContext::handshake(redisContext* ctx, std::string_view where) co
     return absl::InvalidArgumentError(fmt::format(
         "TLS: cannot use '{}' as the server name: {}", impl_->name, take_error()));
   }
+  bool cert_requested = false;
+  SSL_set_app_data(ssl, &cert_requested);
   // On success hiredis owns ssl (redisFree frees it); on failure we do.
-  if (redisInitiateSSL(ctx, ssl) == REDIS_OK) return absl::OkStatus();
+  if (redisInitiateSSL(ctx, ssl) == REDIS_OK) {
+    SSL_set_app_data(ssl, nullptr);
+    return cert_requested;
+  }
   const long verdict = SSL_get_verify_result(ssl);
   // On a blocking socket whose timeout ran out, OpenSSL says it wants to
   // read (or write) more; hiredis reports that without a reason.
@@ -156,6 +178,9 @@ absl::Status TlsContext::handshake(redisContext* ctx, std::string_view where) co
   const bool timed_out = state == SSL_ERROR_WANT_READ || state == SSL_ERROR_WANT_WRITE;
   std::string why = take_error();
   SSL_free(ssl);
+  if (cert_requested) {  // TLS 1.2: the refusal comes within the handshake
+    return missing_client_certificate(where, why);
+  }
   if (impl_->verify && verdict != X509_V_OK) {
     return absl::UnauthenticatedError(fmt::format(
         "the TLS certificate of Redis at {} failed verification: {} (expected name '{}')",
@@ -188,7 +213,7 @@ absl::StatusOr<std::shared_ptr<const TlsContext>> TlsContext::create(
       "and hiredis_ssl (CMake option FLEET_TLS=ON)");
 }
 
-absl::Status TlsContext::handshake(redisContext*, std::string_view) const {
+absl::StatusOr<bool> TlsContext::handshake(redisContext*, std::string_view) const {
   return absl::InternalError("TLS handshake on a build without TLS");
 }
 

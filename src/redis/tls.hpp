@@ -20,6 +20,10 @@ struct redisContext;
 
 namespace fleet::internal {
 
+// Unauthenticated: the server at `where` wanted a client certificate and
+// the connection had none (`detail`: how the refusal showed).
+absl::Status missing_client_certificate(std::string_view where, std::string_view detail);
+
 class TlsContext {
  public:
   // Loads the trust store, and the client certificate and key if given.
@@ -34,9 +38,17 @@ class TlsContext {
 
   // The TLS handshake on `ctx`, connected and not used yet, whose socket
   // timeouts bound it. Unauthenticated when the server's certificate fails
-  // verification; Unavailable when the handshake fails otherwise (a port
-  // that does not speak TLS, the connection dropped).
-  absl::Status handshake(redisContext* ctx, std::string_view where) const;
+  // verification, or the server wanted a client certificate and this
+  // context has none; Unavailable when the handshake fails otherwise (a
+  // port that does not speak TLS, the connection dropped).
+  //
+  // On success: whether the server asked for a client certificate that
+  // this context does not have. With TLS 1.3 a server that requires one
+  // (Redis's tls-auth-clients yes) refuses only after the handshake, when
+  // the client's first command may already be on its way, so the refusal
+  // often arrives as a reset connection rather than as its alert: the
+  // caller uses this to say why.
+  absl::StatusOr<bool> handshake(redisContext* ctx, std::string_view where) const;
 
   // The reason for the last TLS failure on this thread (OpenSSL's error
   // queue), or empty; clears the queue.
