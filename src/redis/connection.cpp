@@ -97,7 +97,9 @@ absl::Status status_from_error(std::string_view e) {
 
 absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     const RedisEndpoint& ep, Timeouts timeouts, const ConnectHook& hook) {
-  const ScopedSigpipeBlock no_sigpipe;  // the handshake, AUTH and the hook write
+  // The handshake, AUTH and the hook write; a failed handshake does not
+  // pass through io_error().
+  const ScopedSigpipeBlock no_sigpipe(ScopedSigpipeBlock::Check::kAlways);
   const timeval ctv = to_timeval(timeouts.connect);
   redisContext* ctx = ep.unix_path.empty()
                           ? redisConnectWithTimeout(ep.host.c_str(), ep.port, ctv)
@@ -189,6 +191,7 @@ int RedisConnection::fd() const { return ctx_->fd; }
 
 absl::Status RedisConnection::io_error(std::string_view during) {
   broken_ = true;
+  ScopedSigpipeBlock::note_failure();
   if (tls_) {
     // A TLS failure leaves its reason in OpenSSL's queue; errno may be stale.
     if (std::string tls_why = TlsContext::take_error(); !tls_why.empty()) {
@@ -273,6 +276,7 @@ absl::Status RedisConnection::append(const Argv& argv) {
   if (redisAppendFormattedCommand(ctx_, resp.data(), resp.size()) != REDIS_OK) {
     return io_error("queueing a command");
   }
+  unflushed_ = true;
   return absl::OkStatus();
 }
 
@@ -283,13 +287,18 @@ absl::Status RedisConnection::flush() {
   while (!done) {
     if (redisBufferWrite(ctx_, &done) != REDIS_OK) return io_error("sending");
   }
+  unflushed_ = false;
   return absl::OkStatus();
 }
 
 absl::StatusOr<Reply> RedisConnection::read() {
   if (broken_) return absl::UnavailableError("Redis connection is broken");
-  const ScopedSigpipeBlock no_sigpipe;  // redisGetReply writes what is queued
+  // redisGetReply writes what is queued first; on TLS a read may write
+  // (alerts, key updates). A plain read after a flush writes nothing.
+  std::optional<ScopedSigpipeBlock> no_sigpipe;
+  if (unflushed_ || tls_) no_sigpipe.emplace();
   if (tls_) TlsContext::clear_errors();
+  unflushed_ = false;
   void* raw = nullptr;
   // redisGetReply flushes pending output, then blocks (up to the command
   // timeout) until a whole reply is parsed.
@@ -311,7 +320,9 @@ absl::StatusOr<std::optional<Reply>> RedisConnection::buffered() {
 }
 
 absl::Status RedisConnection::fill() {
-  const ScopedSigpipeBlock no_sigpipe;  // TLS: a read may write (alerts, key updates)
+  // Only TLS writes here (alerts, key updates).
+  std::optional<ScopedSigpipeBlock> no_sigpipe;
+  if (tls_) no_sigpipe.emplace();
   if (tls_) TlsContext::clear_errors();
   if (redisBufferRead(ctx_) != REDIS_OK) return io_error("reading");
   return absl::OkStatus();

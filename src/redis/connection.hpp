@@ -87,6 +87,7 @@ class RedisConnection {
   redisContext* ctx_;
   const bool tls_;  // errors may carry a reason in OpenSSL's queue
   bool broken_ = false;
+  bool unflushed_ = false;  // append()ed, not written yet
 };
 
 // When a broken connection may be opened again: not before the backoff

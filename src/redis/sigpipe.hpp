@@ -24,15 +24,25 @@ void block_sigpipe_for_this_thread();
 // Blocks SIGPIPE on this thread for the guard's scope; a SIGPIPE raised
 // meanwhile by this thread is consumed, not delivered. A no-op on a thread
 // that already blocks SIGPIPE (whatever it left pending stays pending).
+//
+// A write raises SIGPIPE only when it fails (EPIPE), so by default the
+// guard looks for one only if note_failure() was called on this thread
+// within its scope: a guard around I/O that succeeded costs two system
+// calls, not three. kAlways looks in any case (for I/O whose failures do
+// not all pass through note_failure()).
 class ScopedSigpipeBlock {
  public:
-  ScopedSigpipeBlock();
+  enum class Check { kOnFailure, kAlways };
+  explicit ScopedSigpipeBlock(Check check = Check::kOnFailure);
   ~ScopedSigpipeBlock();
+  // Some I/O under the innermost guard of this thread failed.
+  static void note_failure();
   ScopedSigpipeBlock(const ScopedSigpipeBlock&) = delete;
   ScopedSigpipeBlock& operator=(const ScopedSigpipeBlock&) = delete;
 
  private:
   bool active_ = false;
+  bool check_always_;
   sigset_t old_mask_;
 };
 

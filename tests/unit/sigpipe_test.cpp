@@ -47,11 +47,27 @@ TEST_CASE(
   {
     internal::ScopedSigpipeBlock guard;
     CHECK(sigpipe_blocked());
-    CHECK(write_to_closed_peer() == EPIPE);  // without the guard: killed here
+    CHECK(write_to_closed_peer() == EPIPE);        // without the guard: killed here
+    internal::ScopedSigpipeBlock::note_failure();  // as RedisConnection::io_error does
   }
   // The mask is as it was, and the SIGPIPE raised was taken, not left.
   CHECK_FALSE(sigpipe_blocked());
   CHECK_FALSE(sigpipe_pending());
+
+  // Check::kAlways takes it without being told of the failure.
+  {
+    internal::ScopedSigpipeBlock guard(internal::ScopedSigpipeBlock::Check::kAlways);
+    CHECK(write_to_closed_peer() == EPIPE);
+  }
+  CHECK_FALSE(sigpipe_blocked());
+  CHECK_FALSE(sigpipe_pending());
+
+  // A guard around I/O that succeeded only blocks and restores.
+  {
+    internal::ScopedSigpipeBlock guard;
+    CHECK(sigpipe_blocked());
+  }
+  CHECK_FALSE(sigpipe_blocked());
 }
 
 TEST_CASE("a thread that blocks SIGPIPE itself keeps its mask and its pending signal",
