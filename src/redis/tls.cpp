@@ -178,13 +178,13 @@ absl::StatusOr<bool> TlsContext::handshake(redisContext* ctx,
   const bool timed_out = state == SSL_ERROR_WANT_READ || state == SSL_ERROR_WANT_WRITE;
   std::string why = take_error();
   SSL_free(ssl);
-  if (cert_requested) {  // TLS 1.2: the refusal comes within the handshake
-    return missing_client_certificate(where, why);
-  }
   if (impl_->verify && verdict != X509_V_OK) {
     return absl::UnauthenticatedError(fmt::format(
         "the TLS certificate of Redis at {} failed verification: {} (expected name '{}')",
         where, X509_verify_cert_error_string(verdict), impl_->name));
+  }
+  if (cert_requested) {  // TLS 1.2: the refusal comes within the handshake
+    return missing_client_certificate(where, why);
   }
   const std::string hiredis_why = ctx->errstr;
   if (why.empty()) why = hiredis_why;
