@@ -245,6 +245,13 @@ TEST_CASE("a session swept while cut off takes its slots back before it takes mo
   RedisServer& server = shared_redis_server();
   CaptureSink sink;
   auto options = fast_options(server.url(), &sink, "swept");
+  // No heartbeat within the test: the decisions below must be the first to
+  // find the session gone. A heartbeat between the deletions and the
+  // decision would let the agent re-establish the session first, and the
+  // decision would be granted instead of coming back stale (seen in CI).
+  // Stale decisions ask the agent for a sync, so nothing waits for a beat.
+  options.heartbeat_interval = std::chrono::seconds(30);
+  options.session_ttl = std::chrono::seconds(90);
   auto c = unwrap(RedisCoordinator::connect(options));
   Recorder<ConnectionState> states;
   auto watch =
