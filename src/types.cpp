@@ -1,5 +1,7 @@
 #include "fleet/types.hpp"
 
+#include <utility>
+
 namespace fleet {
 
 std::string_view to_string(MemberEventType type) {
@@ -48,6 +50,24 @@ std::string_view to_string(WatchEventType type) {
       return "expired";
   }
   return "unknown";
+}
+
+MapOp MapOp::claim(std::string key, std::string value, std::chrono::milliseconds ttl) {
+  return MapOp{MapOpType::kClaim, std::move(key), std::move(value), {}, ttl};
+}
+MapOp MapOp::put(std::string key, std::string value, std::chrono::milliseconds ttl) {
+  return MapOp{MapOpType::kPut, std::move(key), std::move(value), {}, ttl};
+}
+MapOp MapOp::compare_and_set(std::string key, std::string expected, std::string value,
+                             std::chrono::milliseconds ttl) {
+  return MapOp{MapOpType::kCompareAndSet, std::move(key), std::move(value),
+               std::move(expected), ttl};
+}
+MapOp MapOp::compare_and_delete(std::string key, std::string expected) {
+  return MapOp{MapOpType::kCompareAndDelete, std::move(key), {}, std::move(expected), {}};
+}
+MapOp MapOp::erase(std::string key) {
+  return MapOp{MapOpType::kErase, std::move(key), {}, {}, {}};
 }
 
 std::string_view to_string(ConnectionState state) {

@@ -278,6 +278,18 @@ class Coordinator {
                                                      std::string_view key_prefix = {},
                                                      std::size_t limit = 0) = 0;
 
+  // Applies `ops` to `map` in order, as one atomic step: no other write to
+  // the map comes between them, and every watcher sees their changes in this
+  // order. Each behaves exactly as its single call would at that point
+  // (a later op sees what earlier ones wrote); the results come in the same
+  // order. 0 to kMaxMapBatchOps operations, kMaxMapBatchBytes together,
+  // else InvalidArgument (as is any key or value its single call refuses);
+  // nothing is applied then. DataLoss, with nothing applied, when a
+  // compare-and-set or compare-and-delete would read a malformed stored
+  // entry. One round trip on Redis: the way to write many entries fast.
+  virtual absl::StatusOr<std::vector<MapOpResult>> apply(
+      std::string_view map, const std::vector<MapOp>& ops) = 0;
+
   // ---- watches ----------------------------------------------------------------
 
   // Calls `callback` for every set, delete and expiry in `map` whose key

@@ -114,6 +114,42 @@ struct ClaimResult {
   Entry entry;           // the entry now in place (ours, or the winner's)
 };
 
+// One operation of Coordinator::apply, with the meaning of the single call
+// of the same name: claim, put, compare_and_set, compare_and_delete, erase.
+enum class MapOpType { kClaim, kPut, kCompareAndSet, kCompareAndDelete, kErase };
+
+struct MapOp {
+  MapOpType type = MapOpType::kPut;
+  std::string key;
+  std::string value;                 // kClaim, kPut, kCompareAndSet
+  std::string expected;              // kCompareAndSet, kCompareAndDelete
+  std::chrono::milliseconds ttl{0};  // kClaim, kPut, kCompareAndSet; 0: none
+
+  static MapOp claim(std::string key, std::string value,
+                     std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
+  static MapOp put(std::string key, std::string value,
+                   std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
+  static MapOp compare_and_set(
+      std::string key, std::string expected, std::string value,
+      std::chrono::milliseconds ttl = std::chrono::milliseconds(0));
+  static MapOp compare_and_delete(std::string key, std::string expected);
+  static MapOp erase(std::string key);
+};
+
+struct MapOpResult {
+  // The operation wrote or deleted: true for every put; for claim, what
+  // ClaimResult::claimed says; for the others, what the single call returns.
+  bool applied = false;
+  // claim: the entry now in place (ours or the winner's); put and an applied
+  // compare_and_set: the new entry; otherwise empty (version 0).
+  Entry entry;
+};
+
+// Most operations in one Coordinator::apply call, and most bytes of keys,
+// values and expected values together.
+inline constexpr std::size_t kMaxMapBatchOps = 1000;
+inline constexpr std::size_t kMaxMapBatchBytes = 16 * 1024 * 1024;
+
 enum class WatchEventType { kSet, kDeleted, kExpired };
 
 struct WatchEvent {

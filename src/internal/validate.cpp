@@ -99,6 +99,33 @@ absl::Status validate_entry(std::string_view map, std::string_view key,
   return absl::OkStatus();
 }
 
+absl::Status validate_map_ops(std::string_view map, const std::vector<MapOp>& ops) {
+  FLEET_RETURN_IF_ERROR(validate_name("map name", map));
+  if (ops.size() > kMaxMapBatchOps) {
+    return absl::InvalidArgumentError(fmt::format(
+        "a map batch holds {} operations; the limit is {}", ops.size(), kMaxMapBatchOps));
+  }
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    const MapOp& op = ops[i];
+    absl::Status s = validate_entry(map, op.key, op.value, op.ttl);
+    if (s.ok() && (op.type == MapOpType::kCompareAndSet ||
+                   op.type == MapOpType::kCompareAndDelete)) {
+      s = validate_value("expected value", op.expected);
+    }
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(
+          fmt::format("map batch operation {}: {}", i, std::string(s.message())));
+    }
+    total += op.key.size() + op.value.size() + op.expected.size();
+  }
+  if (total > kMaxMapBatchBytes) {
+    return absl::InvalidArgumentError(fmt::format(
+        "a map batch holds {} bytes; the limit is {}", total, kMaxMapBatchBytes));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status validate_prefix(std::string_view prefix) {
   if (prefix.size() > kMaxKeyBytes) {
     return absl::InvalidArgumentError(fmt::format(

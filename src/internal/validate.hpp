@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "fleet/types.hpp"
@@ -33,6 +34,8 @@ absl::Status validate_map_key(std::string_view map, std::string_view key);
 absl::Status validate_entry(std::string_view map, std::string_view key,
                             std::string_view value, std::chrono::milliseconds ttl);
 absl::Status validate_prefix(std::string_view prefix);
+// Map name, count and size limits, and every operation's key/value/ttl.
+absl::Status validate_map_ops(std::string_view map, const std::vector<MapOp>& ops);
 
 template <typename F>
 absl::Status validate_callback(const std::function<F>& callback) {

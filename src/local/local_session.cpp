@@ -192,6 +192,12 @@ class LocalSession final : public Coordinator {
     FLEET_RETURN_IF_ERROR(store_->reachable(sid_));
     return store_->compare_and_delete(std::string(map), std::string(key), nullptr);
   }
+  absl::StatusOr<std::vector<MapOpResult>> apply(std::string_view map,
+                                                 const std::vector<MapOp>& ops) override {
+    FLEET_RETURN_IF_ERROR(validate_map_ops(map, ops));
+    FLEET_RETURN_IF_ERROR(store_->reachable(sid_));
+    return store_->apply(std::string(map), ops);
+  }
   absl::StatusOr<std::vector<MapEntry>> scan(std::string_view map,
                                              std::string_view key_prefix,
                                              std::size_t limit) override {

@@ -104,6 +104,7 @@ class LocalStoreImpl final : public LocalStore,
                        const std::string& expected, const std::string& value, Ms ttl);
   bool compare_and_delete(const std::string& map, const std::string& key,
                           const std::string* expected);
+  std::vector<MapOpResult> apply(const std::string& map, const std::vector<MapOp>& ops);
   std::vector<MapEntry> scan(const std::string& map, const std::string& prefix,
                              std::size_t limit);
   Subscription watch(const std::string& sid, const std::string& map,

@@ -199,6 +199,52 @@ bool LocalStoreImpl::compare_and_delete(const std::string& map, const std::strin
   return true;
 }
 
+std::vector<MapOpResult> LocalStoreImpl::apply(const std::string& map,
+                                               const std::vector<MapOp>& ops) {
+  std::lock_guard<std::mutex> lock(mu_);
+  expire_due_locked();
+  std::vector<MapOpResult> out;
+  out.reserve(ops.size());
+  for (const MapOp& op : ops) {
+    MapState& m = maps_[map];
+    auto it = m.entries.find(op.key);
+    const bool present = it != m.entries.end();
+    MapOpResult r;
+    switch (op.type) {
+      case MapOpType::kClaim:
+        if (present) {
+          r.entry = Entry{it->second.value, it->second.version};
+        } else {
+          r.applied = true;
+          r.entry = write_entry_locked(map, op.key, op.value, op.ttl);
+        }
+        break;
+      case MapOpType::kPut:
+        r.applied = true;
+        r.entry = write_entry_locked(map, op.key, op.value, op.ttl);
+        break;
+      case MapOpType::kCompareAndSet:
+        if (present && it->second.value == op.expected) {
+          r.applied = true;
+          r.entry = write_entry_locked(map, op.key, op.value, op.ttl);
+        }
+        break;
+      case MapOpType::kCompareAndDelete:
+      case MapOpType::kErase:
+        if (present &&
+            (op.type == MapOpType::kErase || it->second.value == op.expected)) {
+          m.entries.erase(it);
+          emit_watch_locked(
+              WatchEvent{WatchEventType::kDeleted, map, op.key, {}, ++m.revision});
+          r.applied = true;
+        }
+        break;
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 std::vector<MapEntry> LocalStoreImpl::scan(const std::string& map,
                                            const std::string& prefix, std::size_t limit) {
   std::lock_guard<std::mutex> lock(mu_);

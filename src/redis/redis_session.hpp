@@ -95,6 +95,8 @@ class RedisSession final : public Coordinator {
   absl::StatusOr<bool> compare_and_delete(std::string_view map, std::string_view key,
                                           std::string_view expected) override;
   absl::StatusOr<bool> erase(std::string_view map, std::string_view key) override;
+  absl::StatusOr<std::vector<MapOpResult>> apply(std::string_view map,
+                                                 const std::vector<MapOp>& ops) override;
   absl::StatusOr<std::vector<MapEntry>> scan(std::string_view map,
                                              std::string_view key_prefix,
                                              std::size_t limit) override;

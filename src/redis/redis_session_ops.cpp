@@ -282,6 +282,55 @@ absl::StatusOr<bool> RedisSession::erase(std::string_view map, std::string_view 
   return r->integer == 1;
 }
 
+absl::StatusOr<std::vector<MapOpResult>> RedisSession::apply(
+    std::string_view map, const std::vector<MapOp>& ops) {
+  FLEET_RETURN_IF_ERROR(validate_map_ops(map, ops));
+  if (ops.empty()) return std::vector<MapOpResult>();
+  static constexpr std::string_view kTypes[] = {"c", "p", "s", "d", "e"};
+  const std::string channel = keys_.watch_channel(map);
+  std::vector<std::string> ttls;
+  ttls.reserve(ops.size());
+  for (const MapOp& op : ops) ttls.push_back(std::to_string(op.ttl.count()));
+  Argv args;
+  args.reserve(2 + ops.size() * 5);
+  args.push_back(map);
+  args.push_back(channel);
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    const MapOp& op = ops[i];
+    args.push_back(kTypes[static_cast<int>(op.type)]);
+    args.push_back(op.key);
+    args.push_back(op.value);
+    args.push_back(op.expected);
+    args.push_back(ttls[i]);
+  }
+  auto r = run(Script::kMapBatch, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+               args);
+  if (!r.ok()) return r.status();
+  if (r->elements.size() == 2 && r->elements[0].integer == -1) {
+    return absl::DataLossError(fmt::format(
+        "map '{}' holds a malformed entry (batch operation {}); nothing applied", map,
+        r->elements[1].integer));
+  }
+  if (r->elements.size() != ops.size() * 2) {
+    return absl::InternalError(
+        fmt::format("map batch: expected {} reply elements, got {}", ops.size() * 2,
+                    r->elements.size()));
+  }
+  std::vector<MapOpResult> out(ops.size());
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    out[i].applied = r->elements[2 * i].integer == 1;
+    const std::string& stored = r->elements[2 * i + 1].str;
+    if (stored.empty()) continue;
+    auto e = decode_entry(stored);
+    if (!e) {  // only a lost claim returns an entry it did not write
+      return absl::DataLossError(
+          fmt::format("map '{}' holds a malformed entry for a claimed key", map));
+    }
+    out[i].entry = std::move(*e);
+  }
+  return out;
+}
+
 absl::StatusOr<std::optional<Entry>> RedisSession::get(std::string_view map,
                                                        std::string_view key) {
   FLEET_RETURN_IF_ERROR(validate_map_key(map, key));

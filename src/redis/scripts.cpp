@@ -27,7 +27,7 @@ constexpr std::string_view kNames[kScriptCount] = {
     "heartbeat",    "join",          "leave",    "members", "node_state",
     "aggregate",    "owned_counter", "acquire",  "release", "renew",
     "map_write",    "map_delete",    "map_read", "sweep",   "slot_acquire",
-    "slot_release", "sync"};
+    "slot_release", "sync",          "map_batch"};
 
 }  // namespace
 

@@ -33,8 +33,9 @@ enum class Script {
   kSlotAcquire,
   kSlotRelease,
   kSync,
+  kMapBatch,
 };
-inline constexpr std::size_t kScriptCount = 17;
+inline constexpr std::size_t kScriptCount = 18;
 
 class Scripts {
  public:

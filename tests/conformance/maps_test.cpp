@@ -122,6 +122,91 @@ TEST_CASE("scan returns entries by prefix in key order, up to a limit",
   CHECK(unwrap(c->scan("empty-map")).empty());
 }
 
+TEST_CASE("apply runs a batch in order, each op as its single call",
+          "[conformance][maps][batch]") {
+  auto backend = make_backend();
+  auto c = backend->connect();
+  auto watcher = backend->connect();
+  Recorder<WatchEvent> events;
+  auto sub = unwrap(watcher->watch("m", "", events.callback()));
+  FLEET_REQUIRE_OK(c->put("m", "taken", "theirs"));
+  FLEET_REQUIRE_OK(c->put("m", "gone", "g"));
+  const std::vector<MapOp> ops = {
+      MapOp::claim("a", "a1"),                   // 0: claimed
+      MapOp::claim("taken", "mine"),             // 1: lost to "theirs"
+      MapOp::compare_and_set("a", "a1", "a2"),   // 2: sees op 0's write
+      MapOp::compare_and_set("a", "a1", "a3"),   // 3: no longer a1
+      MapOp::put("b", "b1"),                     // 4
+      MapOp::compare_and_delete("b", "wrong"),   // 5: refused
+      MapOp::compare_and_delete("b", "b1"),      // 6: deleted
+      MapOp::erase("gone"),                      // 7: deleted
+      MapOp::erase("never"),                     // 8: absent
+      MapOp::compare_and_set("never", "", "x"),  // 9: absent
+  };
+  auto r = unwrap(c->apply("m", ops));
+  REQUIRE(r.size() == ops.size());
+  const std::vector<bool> applied = {true,  false, true, false, true,
+                                     false, true,  true, false, false};
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    INFO("op " << i);
+    CHECK(r[i].applied == applied[i]);
+  }
+  CHECK(r[0].entry.value == "a1");
+  CHECK(r[1].entry.value == "theirs");
+  CHECK(r[2].entry.value == "a2");
+  CHECK(r[2].entry.version > r[0].entry.version);
+  CHECK(r[3].entry.version == 0u);
+  CHECK(r[4].entry.value == "b1");
+  CHECK(r[4].entry.version > r[2].entry.version);
+  CHECK(unwrap(c->get("m", "a"))->value == "a2");
+  CHECK(unwrap(c->get("m", "a"))->version == r[2].entry.version);
+  CHECK(unwrap(c->get("m", "taken"))->value == "theirs");
+  CHECK_FALSE(unwrap(c->get("m", "b")).has_value());
+  CHECK_FALSE(unwrap(c->get("m", "gone")).has_value());
+  CHECK_FALSE(unwrap(c->get("m", "never")).has_value());
+  CHECK(unwrap(c->apply("m", {})).empty());
+
+  // 2 puts before, then a1, a2, b1 set, b and gone deleted: in batch order.
+  REQUIRE(events.wait_count(7));
+  auto ev = events.events();
+  REQUIRE(ev.size() == 7);
+  CHECK(ev[2].key == "a");
+  CHECK(ev[2].value == "a1");
+  CHECK(ev[3].value == "a2");
+  CHECK(ev[4].key == "b");
+  CHECK(ev[5].type == WatchEventType::kDeleted);
+  CHECK(ev[5].key == "b");
+  CHECK(ev[6].key == "gone");
+  for (std::size_t i = 1; i < ev.size(); ++i) CHECK(ev[i].version > ev[i - 1].version);
+}
+
+TEST_CASE("apply takes entries with TTLs and refuses bad batches whole",
+          "[conformance][maps][batch]") {
+  auto backend = make_backend();
+  auto c = backend->connect();
+  const auto ttl = backend->lease_ttl();
+  auto r =
+      unwrap(c->apply("m", {MapOp::put("t", "v", ttl), MapOp::claim("u", "w", ttl)}));
+  CHECK(r[0].applied);
+  CHECK(r[1].applied);
+  backend->advance(ttl * 2);
+  CHECK_FALSE(unwrap(c->get("m", "t")).has_value());
+  CHECK_FALSE(unwrap(c->get("m", "u")).has_value());
+
+  std::vector<MapOp> too_many(kMaxMapBatchOps + 1, MapOp::put("k", "v"));
+  FLEET_REQUIRE_CODE(c->apply("m", too_many), kInvalidArgument);
+  std::vector<MapOp> too_big(20, MapOp::put("k", std::string(kMaxValueBytes, 'x')));
+  FLEET_REQUIRE_CODE(c->apply("m", too_big), kInvalidArgument);
+  // One bad op refuses the batch: the good one before it is not applied.
+  FLEET_REQUIRE_CODE(c->apply("m", {MapOp::put("ok", "v"), MapOp::put("", "v")}),
+                     kInvalidArgument);
+  FLEET_REQUIRE_CODE(
+      c->apply("m", {MapOp::put("ok", "v"), MapOp::put("k", "v", milliseconds(-1))}),
+      kInvalidArgument);
+  FLEET_REQUIRE_CODE(c->apply("bad map\n", {MapOp::put("k", "v")}), kInvalidArgument);
+  CHECK_FALSE(unwrap(c->get("m", "ok")).has_value());
+}
+
 TEST_CASE("watches report set, deleted and expired in order", "[conformance][watches]") {
   auto backend = make_backend();
   auto writer = backend->connect();

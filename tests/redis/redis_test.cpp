@@ -186,12 +186,18 @@ TEST_CASE("malformed data planted in fleet's keys is skipped or DataLoss, never 
   REQUIRE(server.command({"HSET", p + "map:m", "bad", "no version here"}).ok());
   FLEET_REQUIRE_CODE(c->get("m", "bad"), kDataLoss);
   FLEET_REQUIRE_CODE(c->compare_and_set("m", "bad", "x", "y"), kDataLoss);
+  // A batch that would read it applies nothing, not even the ops before.
+  FLEET_REQUIRE_CODE(
+      c->apply("m", {MapOp::put("before", "v"), MapOp::compare_and_set("bad", "x", "y")}),
+      kDataLoss);
+  CHECK_FALSE(unwrap(c->get("m", "before")).has_value());
   auto entries = unwrap(c->scan("m"));
   REQUIRE(entries.size() == 1);
   CHECK(entries[0].key == "ok");
   REQUIRE(server.command({"SET", p + "map:wrongtype", "x"}).ok());
   FLEET_REQUIRE_CODE(c->get("wrongtype", "k"), kDataLoss);
   FLEET_REQUIRE_CODE(c->put("wrongtype", "k", "v"), kDataLoss);
+  FLEET_REQUIRE_CODE(c->apply("wrongtype", {MapOp::put("k", "v")}), kDataLoss);
   REQUIRE(server
               .command({"HSET", p + "map:m", "huge",
                         "1:" + std::string(kMaxValueBytes + 1, 'x')})

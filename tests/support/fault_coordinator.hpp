@@ -114,6 +114,10 @@ class FaultCoordinator final : public Coordinator {
   absl::StatusOr<bool> erase(std::string_view m, std::string_view k) override {
     return inner_.erase(m, k);
   }
+  absl::StatusOr<std::vector<MapOpResult>> apply(std::string_view m,
+                                                 const std::vector<MapOp>& ops) override {
+    return inner_.apply(m, ops);
+  }
   absl::StatusOr<std::vector<MapEntry>> scan(std::string_view m, std::string_view p,
                                              std::size_t l) override {
     return inner_.scan(m, p, l);
