@@ -9,6 +9,7 @@
 #include "fleet/log.hpp"
 #include "fleet/names.hpp"
 #include "fleet/redis_coordinator.hpp"
+#include "fleet/relay.hpp"
 #include "fleet/router.hpp"
 #include "fleet/subscription.hpp"
 #include "fleet/types.hpp"
