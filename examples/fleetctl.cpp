@@ -2,6 +2,11 @@
 //
 //   fleetctl --redis-url URL [--namespace N] instances|nodes|counters|locks|leaders|maps
 //   [--json] [TLS flags, for rediss:// URLs: see tls_flags.hpp]
+//   fleetctl --redis-url URL [--namespace N] sessions [--relay NAME] [--json]
+//
+// `sessions` reads fleet::relay's records and prints, per live relay
+// instance, the sessions it owns and the foreign copies it should hold
+// (those of the groups it replicates): `own: N  foreign: N  total: N`.
 //
 // A readable table by default, JSON for scripts. Read-only: it does not join
 // the fleet. The password comes from the URL or FLEET_REDIS_PASSWORD and is
@@ -9,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -27,7 +33,8 @@ using nlohmann::json;
 
 constexpr const char* kUsage =
     "usage: fleetctl --redis-url URL [--namespace N] "
-    "instances|nodes|counters|locks|leaders|maps [--json]\n" FLEET_TLS_FLAGS_USAGE;
+    "instances|nodes|counters|locks|leaders|maps|sessions [--relay NAME] "
+    "[--json]\n" FLEET_TLS_FLAGS_USAGE;
 
 // Prints rows as aligned columns under a header.
 void print_table(const std::vector<std::string>& header,
@@ -57,10 +64,92 @@ int fail(const absl::Status& st) {
   return st.code() == absl::StatusCode::kInvalidArgument ? 64 : 1;
 }
 
+bool replicates(const std::string& groups, const std::string& group) {
+  if (groups == "*") return true;
+  std::size_t start = 0;
+  while (start <= groups.size()) {
+    std::size_t end = groups.find(',', start);
+    if (end == std::string::npos) end = groups.size();
+    if (groups.compare(start, end - start, group) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+template <typename Dump>
+int sessions(Inspector& inspect, const std::string& relay, bool as_json, Dump dump) {
+  if (auto st = fleet::validate_name("relay name", relay); !st.ok()) return fail(st);
+  auto members = inspect.instances();
+  if (!members.ok()) return fail(members.status());
+  auto registry = inspect.map_entries("relay/" + relay + "/instances");
+  if (!registry.ok()) return fail(registry.status());
+  std::map<std::string, std::string> live;  // instance -> groups it replicates
+  for (const auto& e : *registry) {
+    for (const auto& m : *members) {
+      if (m.member.info.id == e.key) live[e.key] = e.entry.value;
+    }
+  }
+  std::vector<fleet::relay::Session> all;
+  std::size_t malformed = 0;
+  for (std::size_t b = 0; b < fleet::relay::kBuckets; ++b) {
+    auto entries = inspect.map_entries(fmt::format("relay/{}/s{}", relay, b));
+    if (!entries.ok()) return fail(entries.status());
+    for (const auto& e : *entries) {
+      auto s = fleet::relay::decode_session(e.key, e.entry.value);
+      if (s.ok()) {
+        all.push_back(std::move(*s));
+      } else {
+        ++malformed;
+      }
+    }
+  }
+  struct Row {
+    std::size_t own = 0, foreign = 0;
+  };
+  std::map<std::string, Row> rows;
+  for (const auto& [id, groups] : live) rows[id];
+  std::size_t orphaned = 0;
+  for (const auto& s : all) {
+    if (live.count(s.owner) == 0) ++orphaned;
+    for (auto& [id, row] : rows) {
+      if (s.owner == id) {
+        ++row.own;
+      } else if (replicates(live[id], s.group)) {
+        ++row.foreign;
+      }
+    }
+  }
+  if (as_json) {
+    json out = json::array();
+    for (const auto& [id, r] : rows) {
+      out.push_back({{"instance", id},
+                     {"own", r.own},
+                     {"foreign", r.foreign},
+                     {"total", r.own + r.foreign},
+                     {"replicates", live[id]}});
+    }
+    dump(json{{"relay", relay},
+              {"sessions", all.size()},
+              {"orphaned", orphaned},
+              {"malformed", malformed},
+              {"instances", out}});
+    return 0;
+  }
+  for (const auto& [id, r] : rows) {
+    std::printf("%s  own: %zu  foreign: %zu  total: %zu\n", id.c_str(), r.own, r.foreign,
+                r.own + r.foreign);
+  }
+  if (rows.empty()) std::puts("(no live relay instances)");
+  std::printf(
+      "sessions: %zu  orphaned (owner gone, not yet taken): %zu  malformed: %zu\n",
+      all.size(), orphaned, malformed);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string url, ns = "default", what;
+  std::string url, ns = "default", what, relay = "default";
   bool as_json = false;
   fleet::RedisTlsOptions tls;
   for (int i = 1; i < argc; ++i) {
@@ -71,6 +160,8 @@ int main(int argc, char** argv) {
       url = argv[++i];
     else if (a == "--namespace" && i + 1 < argc)
       ns = argv[++i];
+    else if (a == "--relay" && i + 1 < argc)
+      relay = argv[++i];
     else if (a == "--json")
       as_json = true;
     else if (a == "-h" || a == "--help") {
@@ -83,8 +174,8 @@ int main(int argc, char** argv) {
       return 64;
     }
   }
-  const std::vector<std::string> verbs = {"instances", "nodes",   "counters",
-                                          "locks",     "leaders", "maps"};
+  const std::vector<std::string> verbs = {"instances", "nodes", "counters", "locks",
+                                          "leaders",   "maps",  "sessions"};
   if (url.empty() || std::find(verbs.begin(), verbs.end(), what) == verbs.end()) {
     std::fputs(kUsage, stderr);
     return 64;
@@ -211,6 +302,8 @@ int main(int argc, char** argv) {
         print_table({"LOCK", "OWNER", "FENCE", "EXPIRES IN"}, t);
       }
     }
+  } else if (what == "sessions") {
+    return sessions(inspect, relay, as_json, dump);
   } else {
     auto rows = inspect.maps();
     if (!rows.ok()) return fail(rows.status());

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "flags.hpp"
 #include "stop_after.hpp"
 
 namespace serve_detail {
@@ -19,19 +20,6 @@ inline void on_signal(int) {
   if (running != nullptr) running->stop();
 }
 }  // namespace serve_detail
-
-// The integer in `text` if it is one in [min, max]; otherwise calls
-// `usage` (which must exit) with a message that names `flag`.
-inline long flag_integer(const std::string& flag, const std::string& text, long min,
-                         long max, void (*usage)(const std::string&)) {
-  char* end = nullptr;
-  const long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || v < min || v > max) {
-    usage(flag + " needs an integer in [" + std::to_string(min) + ", " +
-          std::to_string(max) + "], not '" + text + "'");
-  }
-  return v;
-}
 
 // Binds `svr` to host:port (port 0: any free port); returns the port, or -1.
 inline int bind_server(httplib::Server& svr, const std::string& host, int port) {

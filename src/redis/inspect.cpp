@@ -203,4 +203,32 @@ absl::StatusOr<std::vector<MapRow>> Inspector::maps() {
   return out;
 }
 
+absl::StatusOr<std::vector<MapEntry>> Inspector::map_entries(std::string_view map) {
+  auto now = now_ms();
+  if (!now.ok()) return now.status();
+  const std::string key = keys_.map(map);
+  std::vector<MapEntry> out;
+  std::string cursor = "0";
+  do {
+    auto page = call({"HSCAN", key, cursor, "COUNT", "1000"});
+    if (!page.ok()) return page.status();
+    if (page->elements.size() != 2) return absl::DataLossError("unexpected HSCAN reply");
+    cursor = page->elements[0].str;
+    const auto& fields = page->elements[1].elements;
+    for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+      auto e = decode_entry(fields[i + 1].str);
+      if (!e) continue;
+      auto exp =
+          call({"ZSCORE", keys_.entry_ttl, std::string(map) + "\n" + fields[i].str});
+      if (!exp.ok()) return exp.status();
+      if (!exp->is_nil()) {
+        std::int64_t at = 0;
+        if (parse_i64(exp->str, &at) && at <= *now) continue;
+      }
+      out.push_back(MapEntry{fields[i].str, std::move(*e)});
+    }
+  } while (cursor != "0");
+  return out;
+}
+
 }  // namespace fleet::internal

@@ -61,6 +61,9 @@ class Inspector {
   absl::StatusOr<std::vector<CounterRow>> counters();
   absl::StatusOr<std::vector<LeaseRow>> leases(LeaseKind kind);
   absl::StatusOr<std::vector<MapRow>> maps();
+  // A map's live entries (HSCAN, paged; entries whose TTL passed and
+  // malformed ones are left out), in no particular order.
+  absl::StatusOr<std::vector<MapEntry>> map_entries(std::string_view map);
 
  private:
   absl::StatusOr<Reply> call(const Argv& argv);

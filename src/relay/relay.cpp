@@ -214,6 +214,7 @@ class RelayImpl final : public Relay {
     FLEET_RETURN_IF_ERROR(check_document(document));
     if (ttl.count() < 0)
       return absl::InvalidArgumentError("session ttl must not be negative");
+    FLEET_RETURN_IF_ERROR(roll_back(std::string(id)));  // an earlier failed create
     Session s;
     s.id = std::string(id);
     s.owner = me_;
@@ -232,7 +233,7 @@ class RelayImpl final : public Relay {
       auto stored = decode_session(id, r->entry.value);
       if (stored.ok() && stored->owner == me_ && stored->fence == fence_ &&
           stored->version == 1 && stored->document == s.document) {
-        s = *stored;  // an earlier create of ours whose answer was lost
+        s = *stored;  // the same create again, whose earlier answer was lost
       } else {
         return absl::AlreadyExistsError(fmt::format("session '{}' exists", id));
       }
@@ -419,6 +420,15 @@ class RelayImpl final : public Relay {
   // to create) and makes ours equal to it: ours when the stored copy has
   // our owner name and fencing token, lost otherwise.
   absl::Status resolve(const std::string& id) {
+    bool pending = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending = pending_create_.count(id) != 0;
+    }
+    if (pending) {  // a create that returned an error: make sure it does not exist
+      FLEET_RETURN_IF_ERROR(roll_back(id));
+      return absl::NotFoundError(fmt::format("session '{}' was not created", id));
+    }
     auto stored = c_.get(bucket_map(o_.name, id), id);
     if (!stored.ok()) return stored.status();
     std::optional<Copy> lost;
@@ -426,7 +436,6 @@ class RelayImpl final : public Relay {
     {
       std::lock_guard<std::mutex> lock(mu_);
       unsure_.erase(id);
-      auto pending = pending_create_.find(id);
       std::uint64_t fence = fence_;
       if (auto it = own_.find(id); it != own_.end()) fence = it->second.s.fence;
       if (stored->has_value()) {
@@ -434,11 +443,9 @@ class RelayImpl final : public Relay {
         if (s.ok() && s->owner == me_ && s->fence == fence) {
           own_[id] = Copy{*s, (*stored)->value, (*stored)->version, false};
           foreign_.erase(id);
-          if (pending != pending_create_.end()) pending_create_.erase(pending);
           return absl::OkStatus();
         }
       }
-      if (pending != pending_create_.end()) pending_create_.erase(pending);
       if (auto it = own_.find(id); it != own_.end()) {
         lost = it->second;
         own_.erase(it);
@@ -460,7 +467,8 @@ class RelayImpl final : public Relay {
 
   void on_change(const WatchEvent& e) {
     std::optional<SessionEvent> event;
-    {
+    bool roll_back_after = false;
+    do {
       std::lock_guard<std::mutex> lock(mu_);
       if (e.type == WatchEventType::kSet) {
         auto s = decode_session(e.key, e.value);
@@ -469,8 +477,16 @@ class RelayImpl final : public Relay {
           return;
         }
         if (s->owner == me_) {
-          foreign_.erase(e.key);  // our own write (or our old incarnation's)
-          return;
+          foreign_.erase(e.key);
+          auto it = own_.find(e.key);
+          if (it != own_.end() && it->second.s.fence == s->fence &&
+              it->second.entry_version < e.version) {
+            // Our own write; after one of unknown outcome, what landed.
+            it->second = Copy{std::move(*s), e.value, e.version, false};
+          } else if (it == own_.end() && pending_create_.count(e.key) != 0) {
+            roll_back_after = true;  // a create that returned an error landed
+          }
+          break;
         }
         if (auto it = own_.find(e.key);
             it != own_.end() && it->second.entry_version < e.version) {
@@ -491,18 +507,22 @@ class RelayImpl final : public Relay {
         auto it = own_.find(e.key);
         if (it != own_.end() && it->second.entry_version < e.version) {
           if (!it->second.removing) {
-            event = SessionEvent{
-                e.type == WatchEventType::kExpired ? SessionEventType::kExpired
-                                                   : SessionEventType::kLost,
-                it->second.s,
-                e.type == WatchEventType::kExpired ? "its ttl passed"
-                                                   : "deleted by another instance"};
+            const char* why = e.type == WatchEventType::kExpired ? "its ttl passed"
+                              : unsure_.count(e.key) != 0
+                                  ? "deleted (a remove whose answer was lost)"
+                                  : "deleted by another instance";
+            event = SessionEvent{e.type == WatchEventType::kExpired
+                                     ? SessionEventType::kExpired
+                                     : SessionEventType::kLost,
+                                 it->second.s, why};
           }
+          unsure_.erase(e.key);
           own_.erase(it);
         }
       }
-    }
+    } while (false);
     if (event) queue_event(std::move(*event));
+    if (roll_back_after) post([this, id = e.key] { (void)roll_back(id); });
   }
 
   // ---- restore / resync ------------------------------------------------------------
@@ -690,7 +710,36 @@ class RelayImpl final : public Relay {
 
   // ---- takeover ------------------------------------------------------------------
 
+  // A create that returned an error must not exist: deletes it if it
+  // landed after all (only the exact record we tried to write).
+  absl::Status roll_back(const std::string& id) {
+    std::string raw;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = pending_create_.find(id);
+      if (it == pending_create_.end()) return absl::OkStatus();
+      raw = it->second.raw;
+    }
+    auto r = c_.compare_and_delete(bucket_map(o_.name, id), id, raw);
+    if (!r.ok()) return r.status();  // tried again at the next check
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_create_.find(id);
+    if (it != pending_create_.end() && it->second.raw == raw) {
+      pending_create_.erase(it);
+      unsure_.erase(id);
+    }
+    if (*r)
+      log_.info("session '{}': a create reported as failed had landed; deleted it", id);
+    return absl::OkStatus();
+  }
+
   absl::Status check() {
+    std::vector<std::string> pending;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [id, c] : pending_create_) pending.push_back(id);
+    }
+    for (const auto& id : pending) FLEET_RETURN_IF_ERROR(roll_back(id));
     auto members = c_.members();
     if (!members.ok()) return members.status();
     std::set<std::string> live;
