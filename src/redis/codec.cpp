@@ -152,6 +152,52 @@ std::optional<WatchEvent> decode_watch(std::string_view map, std::string_view in
   return ev;
 }
 
+std::optional<std::vector<WatchEvent>> decode_watch_events(std::string_view map,
+                                                           std::string_view in) {
+  std::vector<WatchEvent> out;
+  if (in.size() < 2 || in[0] != 'B' || in[1] != '\n') {
+    auto one = decode_watch(map, in);
+    if (!one) return std::nullopt;
+    out.push_back(std::move(*one));
+    return out;
+  }
+  // "B\n" then "<S|D|E>\n<version>\n<key length>\n<value length>\n<key><value>"...
+  in.remove_prefix(2);
+  while (!in.empty()) {
+    if (in.size() < 2 || in[1] != '\n') return std::nullopt;
+    WatchEvent ev;
+    switch (in[0]) {
+      case 'S':
+        ev.type = WatchEventType::kSet;
+        break;
+      case 'D':
+        ev.type = WatchEventType::kDeleted;
+        break;
+      case 'E':
+        ev.type = WatchEventType::kExpired;
+        break;
+      default:
+        return std::nullopt;
+    }
+    in.remove_prefix(2);
+    std::uint64_t fields[3];
+    for (auto& f : fields) {
+      const auto nl = in.find('\n');
+      if (nl == std::string_view::npos || !parse_u64(in.substr(0, nl), &f))
+        return std::nullopt;
+      in.remove_prefix(nl + 1);
+    }
+    ev.version = fields[0];
+    if (fields[1] > in.size() || fields[2] > in.size() - fields[1]) return std::nullopt;
+    ev.map = std::string(map);
+    ev.key = std::string(in.substr(0, fields[1]));
+    ev.value = std::string(in.substr(fields[1], fields[2]));
+    in.remove_prefix(fields[1] + fields[2]);
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
 std::string encode_message(std::string_view session_id, std::uint64_t sequence,
                            std::string_view payload) {
   std::string out;

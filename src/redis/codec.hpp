@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fleet/types.hpp"
 
@@ -32,6 +33,10 @@ std::optional<Entry> decode_entry(std::string_view stored);
 
 // Pub/sub payloads.
 std::optional<WatchEvent> decode_watch(std::string_view map, std::string_view payload);
+// One event (decode_watch's format) or a batch from map_batch.lua
+// ("B\n" then framed events); nullopt if any part is malformed.
+std::optional<std::vector<WatchEvent>> decode_watch_events(std::string_view map,
+                                                           std::string_view payload);
 std::string encode_message(std::string_view session_id, std::uint64_t sequence,
                            std::string_view payload);
 std::optional<Message> decode_message(std::string_view channel, std::string_view payload);

@@ -384,14 +384,16 @@ absl::StatusOr<Subscription> RedisSession::watch(
       keys_.watch_channel(map),
       [weak, callback, logger, name = std::string(map), prefix = std::string(key_prefix)](
           const auto& slot, const std::string& payload) {
-        auto ev = decode_watch(name, payload);
-        if (!ev) {
+        auto evs = decode_watch_events(name, payload);
+        if (!evs) {
           logger->warn("skipping a malformed watch event on map '{}'", name);
           return;
         }
-        if (ev->key.compare(0, prefix.size(), prefix) != 0) return;
-        if (auto events = weak.lock()) {
-          events->dispatcher.post(slot, [callback, e = std::move(*ev)] { callback(e); });
+        auto events = weak.lock();
+        if (!events) return;
+        for (auto& ev : *evs) {
+          if (ev.key.compare(0, prefix.size(), prefix) != 0) continue;
+          events->dispatcher.post(slot, [callback, e = std::move(ev)] { callback(e); });
         }
       });
 }

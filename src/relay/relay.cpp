@@ -3,6 +3,7 @@
 #include "fleet/relay.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <deque>
@@ -530,6 +531,75 @@ class RelayImpl final : public Relay {
   // Reads every bucket (one scan each: kBuckets pages) and makes our copies
   // equal to it. On restore, and after a data loss, sessions stored under
   // our instance id are adopted (restore) or re-published (data loss).
+  struct Partial {
+    absl::Status status;
+    std::size_t malformed = 0, lost = 0;
+    std::set<std::string> present;
+    std::vector<SessionEvent> events;
+  };
+
+  // One bucket of resync: decodes outside the lock, applies under it, then
+  // adopts the sessions stored under our name (restore only).
+  absl::Status resync_bucket(std::size_t b, bool restore, Partial* out) {
+    const std::string map = fmt::format("relay/{}/s{}", o_.name, b);
+    auto entries = c_.scan(map);
+    if (!entries.ok()) return entries.status();
+    std::vector<std::pair<MapEntry*, Session>> decoded;
+    decoded.reserve(entries->size());
+    for (auto& me : *entries) {
+      auto s = decode_session(me.key, me.entry.value);
+      if (!s.ok()) {
+        ++out->malformed;
+        log_.warn("skipped a malformed session record '{}' in map '{}': {}", me.key, map,
+                  std::string(s.status().message()));
+        continue;
+      }
+      out->present.insert(me.key);
+      decoded.emplace_back(&me, std::move(*s));
+    }
+    std::vector<Copy> adopt;  // stored under our name by an earlier incarnation
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [me, s] : decoded) {
+        if (auto t = tombstones_.find(me->key);
+            t != tombstones_.end() && t->second > me->entry.version) {
+          continue;  // deleted while we read
+        }
+        if (s.owner == me_) {
+          auto it = own_.find(me->key);
+          if (it != own_.end() && it->second.s.fence == s.fence) {
+            if (it->second.entry_version < me->entry.version) {
+              it->second = Copy{s, me->entry.value, me->entry.version, false};
+            }
+          } else if (restore) {
+            adopt.push_back(
+                Copy{std::move(s), std::move(me->entry.value), me->entry.version, false});
+          }
+          continue;
+        }
+        if (s.taken_from == me_ && restore) {
+          ++out->lost;
+          out->events.push_back(SessionEvent{
+              SessionEventType::kLost, s,
+              fmt::format("taken over by '{}' while this instance was away", s.owner)});
+        }
+        if (auto it = own_.find(me->key);
+            it != own_.end() && it->second.entry_version < me->entry.version) {
+          out->events.push_back(SessionEvent{SessionEventType::kLost, it->second.s,
+                                             fmt::format("now owned by '{}'", s.owner)});
+          own_.erase(it);
+        }
+        if (replicates(groups_, s.group)) {
+          Copy& c = foreign_[me->key];
+          if (c.entry_version < me->entry.version) {
+            c = Copy{std::move(s), std::move(me->entry.value), me->entry.version, false};
+          }
+        }
+      }
+    }
+    return adopt_batch(map, adopt);
+  }
+
   absl::Status resync(bool restore) {
     const auto t0 = std::chrono::steady_clock::now();
     const bool data_loss = !restore && c_.data_losses() != seen_losses_;
@@ -543,68 +613,30 @@ class RelayImpl final : public Relay {
       resyncing_ = true;
       tombstones_.clear();
     }
+    // The buckets are read (and our sessions in them adopted) by up to four
+    // threads: while Redis runs one bucket's batch, another is decoded.
     RestoreReport report;
-    std::map<std::string, Copy> seen_own;  // stored under our name
-    std::vector<SessionEvent> events;
+    std::vector<Partial> parts(kBuckets);
+    std::atomic<std::size_t> next_bucket{0};
+    auto work = [&] {
+      for (std::size_t b; (b = next_bucket++) < kBuckets;) {
+        parts[b].status = resync_bucket(b, restore, &parts[b]);
+        if (!parts[b].status.ok()) break;
+      }
+    };
+    std::vector<std::thread> helpers;
+    for (int t = 0; t < 3; ++t) helpers.emplace_back(work);
+    work();
+    for (auto& t : helpers) t.join();
     absl::Status status = absl::OkStatus();
+    std::vector<SessionEvent> events;
     std::set<std::string> present;
-    for (std::size_t b = 0; b < kBuckets && status.ok(); ++b) {
-      const std::string map = fmt::format("relay/{}/s{}", o_.name, b);
-      auto entries = c_.scan(map);
-      if (!entries.ok()) {
-        status = entries.status();
-        break;
-      }
-      std::vector<Copy> adopt;  // stored under our name by an earlier incarnation
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (auto& me : *entries) {
-          auto s = decode_session(me.key, me.entry.value);
-          if (!s.ok()) {
-            ++report.malformed;
-            log_.warn("skipped a malformed session record '{}' in map '{}': {}", me.key,
-                      map, std::string(s.status().message()));
-            continue;
-          }
-          present.insert(me.key);
-          if (auto t = tombstones_.find(me.key);
-              t != tombstones_.end() && t->second > me.entry.version) {
-            continue;  // deleted while we read
-          }
-          if (s->owner == me_) {
-            auto it = own_.find(me.key);
-            if (it != own_.end() && it->second.s.fence == s->fence) {
-              if (it->second.entry_version < me.entry.version) {
-                it->second = Copy{*s, me.entry.value, me.entry.version, false};
-              }
-            } else if (restore) {
-              adopt.push_back(Copy{*s, me.entry.value, me.entry.version, false});
-            }
-            continue;
-          }
-          if (s->taken_from == me_ && restore) {
-            ++report.lost;
-            events.push_back(
-                SessionEvent{SessionEventType::kLost, *s,
-                             fmt::format("taken over by '{}' while this instance "
-                                         "was away",
-                                         s->owner)});
-          }
-          if (auto it = own_.find(me.key);
-              it != own_.end() && it->second.entry_version < me.entry.version) {
-            events.push_back(SessionEvent{SessionEventType::kLost, it->second.s,
-                                          fmt::format("now owned by '{}'", s->owner)});
-            own_.erase(it);
-          }
-          if (replicates(groups_, s->group)) {
-            Copy& c = foreign_[me.key];
-            if (c.entry_version < me.entry.version) {
-              c = Copy{std::move(*s), me.entry.value, me.entry.version, false};
-            }
-          }
-        }
-      }
-      status = adopt_batch(map, adopt, &report);
+    for (auto& p : parts) {
+      if (status.ok() && !p.status.ok()) status = p.status;
+      report.malformed += p.malformed;
+      report.lost += p.lost;
+      present.insert(p.present.begin(), p.present.end());
+      for (auto& e : p.events) events.push_back(std::move(e));
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -643,8 +675,7 @@ class RelayImpl final : public Relay {
   // Adopts sessions stored under our instance id by an earlier incarnation:
   // rewrites them with our fencing token, so that incarnation (if it still
   // runs somewhere, paused) can no longer write them.
-  absl::Status adopt_batch(const std::string& map, std::vector<Copy>& adopt,
-                           RestoreReport* report) {
+  absl::Status adopt_batch(const std::string& map, std::vector<Copy>& adopt) {
     for (std::size_t i = 0; i < adopt.size(); i += kBatch) {
       const std::size_t n = std::min(kBatch, adopt.size() - i);
       std::vector<MapOp> ops;
@@ -668,7 +699,6 @@ class RelayImpl final : public Relay {
         foreign_.erase(next[j].s.id);
         own_[next[j].s.id] = std::move(next[j]);
       }
-      (void)report;
     }
     return absl::OkStatus();
   }

@@ -207,6 +207,42 @@ TEST_CASE("apply takes entries with TTLs and refuses bad batches whole",
   CHECK_FALSE(unwrap(c->get("m", "ok")).has_value());
 }
 
+TEST_CASE(
+    "apply and scan honour entry TTLs: expired entries are gone, a put without TTL "
+    "keeps the entry",
+    "[conformance][maps][batch]") {
+  auto backend = make_backend();
+  auto c = backend->connect();
+  auto watcher = backend->connect();
+  Recorder<WatchEvent> events;
+  auto sub = unwrap(watcher->watch("m", "", events.callback()));
+  const auto ttl = backend->lease_ttl();
+  FLEET_REQUIRE_OK(
+      c->apply("m", {MapOp::put("dies", "d", ttl), MapOp::put("kept", "k", ttl),
+                     MapOp::put("plain", "p")}));
+  // "kept" loses its TTL; "dies" keeps it.
+  auto r = unwrap(c->apply("m", {MapOp::compare_and_set("kept", "k", "k2")}));
+  CHECK(r[0].applied);
+  backend->advance(ttl * 2);
+  auto all = unwrap(c->scan("m"));
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].key == "kept");
+  CHECK(all[0].entry.value == "k2");
+  CHECK(all[1].key == "plain");
+  CHECK_FALSE(
+      unwrap(c->apply("m", {MapOp::compare_and_set("dies", "d", "x")}))[0].applied);
+  CHECK(unwrap(c->apply("m", {MapOp::claim("dies", "again")}))[0].applied);
+  // set x3, set kept, expired dies, set dies again: versions grow in delivery order.
+  REQUIRE(events.wait_count(6));
+  auto ev = events.events();
+  REQUIRE(ev.size() == 6);
+  CHECK(ev[4].type == WatchEventType::kExpired);
+  CHECK(ev[4].key == "dies");
+  CHECK(ev[5].type == WatchEventType::kSet);
+  CHECK(ev[5].value == "again");
+  for (std::size_t i = 1; i < ev.size(); ++i) CHECK(ev[i].version > ev[i - 1].version);
+}
+
 TEST_CASE("watches report set, deleted and expired in order", "[conformance][watches]") {
   auto backend = make_backend();
   auto writer = backend->connect();

@@ -10,16 +10,20 @@ if ARGV[3] == 'get' then
   return live_entry(KEYS[1], KEYS[2], KEYS[3], map, ARGV[4], ARGV[2], now)
 end
 local prefix = ARGV[4]
+-- Expire this map's due entries first (announced, as reads do), so the rest
+-- of the hash is live without a TTL lookup per entry.
+local tag = map .. '\n'
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  if string.sub(member, 1, #tag) == tag then
+    live_entry(KEYS[1], KEYS[2], KEYS[3], map, string.sub(member, #tag + 1), ARGV[2], now)
+  end
+end
 local out = {}
 local h = redis.call('HGETALL', KEYS[1])
 for i = 1, #h, 2 do
-  local key = h[i]
-  if string.sub(key, 1, #prefix) == prefix then
-    local cur = live_entry(KEYS[1], KEYS[2], KEYS[3], map, key, ARGV[2], now)
-    if cur then
-      out[#out + 1] = key
-      out[#out + 1] = cur
-    end
+  if #prefix == 0 or string.sub(h[i], 1, #prefix) == prefix then
+    out[#out + 1] = h[i]
+    out[#out + 1] = h[i + 1]
   end
 end
 return out
