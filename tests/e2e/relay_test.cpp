@@ -444,5 +444,28 @@ TEST_CASE("malformed records in Redis are skipped with a warning and the rest re
   CHECK(b.counts()["total"] == 5);
 }
 
+TEST_CASE(
+    "a relay waits while its Redis is a read-only replica, and starts once promoted",
+    "[e2e][relay]") {
+  auto master = unwrap(RedisServer::start());
+  RedisServer::Options replica_options;
+  replica_options.args = {"--replicaof", "127.0.0.1", std::to_string(master->port())};
+  auto replica = unwrap(RedisServer::start(replica_options));
+  Child relay =
+      spawn(FLEET_RELAY_BINARY,
+            {"--redis-url", replica->url(), "--namespace", unique_ns("replica"), "--id",
+             "a", "--address", "127.0.0.2", "--max-seconds", "60", "--quiet"});
+  // The replica answers READONLY: no start line while it is one.
+  CHECK(read_line_with(relay, "control 127.0.0.1:", milliseconds(1500)).empty());
+  REQUIRE(replica->command({"REPLICAOF", "NO", "ONE"}).ok());
+  const std::string line =
+      read_line_with(relay, "control 127.0.0.1:", milliseconds(20000));
+  CHECK(line.find("restored own=0") != std::string::npos);
+  signal_child(relay, SIGTERM);
+  int code = -1;
+  finish(relay, &code, std::chrono::seconds(20));
+  CHECK(code == 0);
+}
+
 }  // namespace
 }  // namespace fleet::testing
