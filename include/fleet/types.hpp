@@ -213,13 +213,17 @@ struct Message {
 
 enum class ConnectionState {
   kConnected,  // the backend is reachable
-  kSuspended,  // unreachable; our leases and membership may still be valid
+  // Unreachable; our leases and membership may still be valid. (Redis)
+  // Also while only the pub/sub connection is down: calls work, but
+  // messages and watch events are being missed.
+  kSuspended,
   // The backend dropped this session: it was unreachable for longer than
   // its TTL, or the backend lost its data. Others saw it leave; leases may
   // be gone (renew() tells). Drop what a lease protected.
   kLost,
   // Reachable again, and the backend holds this session's record again:
-  // membership, node views, owned contributions and slots.
+  // membership, node views, owned contributions and slots; subscriptions
+  // and watches are back. Re-read what events would have told meanwhile.
   kReconnected,
 };
 

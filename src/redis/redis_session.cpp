@@ -322,6 +322,7 @@ Clock::TimePoint RedisSession::agent_tick(bool* failing) {
   const auto soon = now + options_.reconnect_backoff_min;
   if (!hb.ok()) {
     *failing = true;
+    pubsub_suspended_ = false;  // a real suspension: recovered the full way
     if (state_ == ConnectionState::kConnected ||
         state_ == ConnectionState::kReconnected) {
       set_state_locked(ConnectionState::kSuspended);
@@ -342,8 +343,8 @@ Clock::TimePoint RedisSession::agent_tick(bool* failing) {
     }
     events_->subscriber.retry_now();
   }
-  const bool recovering =
-      state_ == ConnectionState::kSuspended || state_ == ConnectionState::kLost;
+  const bool recovering = (state_ == ConnectionState::kSuspended && !pubsub_suspended_) ||
+                          state_ == ConnectionState::kLost;
   if (!hb->was_alive) {
     // Others saw this session die (or Redis lost it): report LOST before
     // anything else, then re-establish it.
@@ -361,7 +362,26 @@ Clock::TimePoint RedisSession::agent_tick(bool* failing) {
   if (ledger_.sync_wanted() && !sync_locked()) return soon;
   if (!hb->was_alive || recovering) {
     if (!events_->subscriber.healthy()) return soon;  // wait for pub/sub to resubscribe
+    // A pub/sub drop of the same fault is covered by this RECONNECTED.
+    seen_pubsub_drops_ = events_->subscriber.drops();
     set_state_locked(ConnectionState::kReconnected);
+  }
+  // Only the pub/sub connection dropped: messages and watch events were
+  // missed. SUSPENDED until it has resubscribed, then RECONNECTED, so that
+  // whoever caches what the events tell re-reads it.
+  const std::uint64_t drops = events_->subscriber.drops();
+  if (drops != seen_pubsub_drops_) {
+    if (state_ == ConnectionState::kConnected ||
+        state_ == ConnectionState::kReconnected) {
+      set_state_locked(ConnectionState::kSuspended);
+      pubsub_suspended_ = true;
+    }
+    if (!events_->subscriber.healthy()) return soon;
+    seen_pubsub_drops_ = drops;
+    if (pubsub_suspended_ && state_ == ConnectionState::kSuspended) {
+      set_state_locked(ConnectionState::kReconnected);
+    }
+    pubsub_suspended_ = false;
   }
   lock.unlock();
   sweep();

@@ -219,6 +219,9 @@ class RedisSession final : public Coordinator {
   // re-joins and syncs, so join() and leave() never overlap a sync.
   mutable std::mutex state_mu_;
   ConnectionState state_ = ConnectionState::kConnected;
+  // Pub/sub drops already reported; SUSPENDED only for a pub/sub drop.
+  std::uint64_t seen_pubsub_drops_ = 0;
+  bool pubsub_suspended_ = false;
   std::atomic<ConnectionState> state_now_{ConnectionState::kConnected};
   std::optional<InstanceInfo> joined_;  // the record's membership
   Clock::TimePoint last_heartbeat_ok_{};

@@ -67,6 +67,11 @@ void Subscriber::retry_now() {
   cv_.notify_all();
 }
 
+std::uint64_t Subscriber::drops() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return drops_;
+}
+
 bool Subscriber::all_confirmed_locked() const {
   for (const auto& [channel, hs] : handlers_) {
     if (!confirmed_.count(channel)) return false;
@@ -182,12 +187,16 @@ void Subscriber::run() {
     if (!conn_ || conn_->broken()) {
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (connected_) logger_->warn("pub/sub connection to Redis lost; reconnecting");
+        if (connected_) {
+          logger_->warn("pub/sub connection to Redis lost; reconnecting");
+          ++drops_;
+        }
         connected_ = false;
         was_healthy_ = false;
         confirmed_.clear();
       }
       cv_.notify_all();
+      if (on_healthy_) on_healthy_();  // the session reports the loss
       conn_.reset();
       if (!connect_and_resubscribe()) return;
     }

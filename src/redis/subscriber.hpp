@@ -53,6 +53,9 @@ class Subscriber {
   void remove(std::uint64_t id);
 
   bool healthy() const;
+  // How many times the connection was lost after being up (messages
+  // published meanwhile were missed). on_healthy is also called at a loss.
+  std::uint64_t drops() const;
 
   // Redis answered on another connection: reconnect now, not after the
   // rest of the backoff.
@@ -81,6 +84,7 @@ class Subscriber {
   bool stop_ = false;
   bool was_healthy_ = true;
   bool retry_now_ = false;
+  std::uint64_t drops_ = 0;
 
   std::unique_ptr<RedisConnection> conn_;  // only the thread touches it after start()
   int wake_fds_[2] = {-1, -1};

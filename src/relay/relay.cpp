@@ -148,6 +148,10 @@ struct Copy {
   std::string raw;                  // the stored value, for compare-and-set
   std::uint64_t entry_version = 0;  // the map's revision of that value
   bool removing = false;            // our own remove() is on its way
+  // Own copies: Coordinator::data_losses() when the stored copy was last
+  // known to be this one. A stored copy that is missing although no data
+  // loss happened since was deleted; one lost with Redis's data is put back.
+  std::uint64_t losses = 0;
 };
 
 class RelayImpl final : public Relay {
@@ -241,7 +245,7 @@ class RelayImpl final : public Relay {
     }
     std::lock_guard<std::mutex> lock(mu_);
     Copy& copy = own_[s.id];
-    copy = Copy{s, raw, r->entry.version, false};
+    copy = Copy{s, raw, r->entry.version, false, c_.data_losses()};
     foreign_.erase(s.id);
     return s;
   }
@@ -267,7 +271,7 @@ class RelayImpl final : public Relay {
         std::lock_guard<std::mutex> lock(mu_);
         auto it = own_.find(next.id);
         if (it != own_.end() && it->second.raw == cur->raw) {
-          it->second = Copy{next, raw, (*r)[0].entry.version, false};
+          it->second = Copy{next, raw, (*r)[0].entry.version, false, c_.data_losses()};
         }
         return next;
       }
@@ -432,7 +436,7 @@ class RelayImpl final : public Relay {
     }
     auto stored = c_.get(bucket_map(o_.name, id), id);
     if (!stored.ok()) return stored.status();
-    std::optional<Copy> lost;
+    std::optional<Copy> lost, put_back;
     absl::Status result = absl::OkStatus();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -442,12 +446,16 @@ class RelayImpl final : public Relay {
       if (stored->has_value()) {
         auto s = decode_session(id, (*stored)->value);
         if (s.ok() && s->owner == me_ && s->fence == fence) {
-          own_[id] = Copy{*s, (*stored)->value, (*stored)->version, false};
+          own_[id] =
+              Copy{*s, (*stored)->value, (*stored)->version, false, c_.data_losses()};
           foreign_.erase(id);
           return absl::OkStatus();
         }
       }
-      if (auto it = own_.find(id); it != own_.end()) {
+      if (auto it = own_.find(id); it != own_.end() && !stored->has_value() &&
+                                   it->second.losses < c_.data_losses()) {
+        put_back = it->second;  // lost with Redis's data, not deleted
+      } else if (it != own_.end()) {
         lost = it->second;
         own_.erase(it);
       }
@@ -456,6 +464,23 @@ class RelayImpl final : public Relay {
               ? absl::FailedPreconditionError(
                     fmt::format("session '{}' is no longer owned by this instance", id))
               : absl::NotFoundError(fmt::format("session '{}' no longer exists", id));
+    }
+    if (put_back) {
+      auto r = c_.claim(bucket_map(o_.name, id), id, put_back->raw, put_back->s.ttl);
+      if (!r.ok()) return r.status();
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = own_.find(id);
+      if (it != own_.end() && (r->claimed || r->entry.value == it->second.raw)) {
+        it->second.entry_version = r->entry.version;
+        it->second.losses = c_.data_losses();
+        return absl::OkStatus();
+      }
+      if (it != own_.end()) {
+        lost = it->second;
+        own_.erase(it);
+      }
+      result = absl::FailedPreconditionError(
+          fmt::format("session '{}' is no longer owned by this instance", id));
     }
     if (lost) {
       queue_event(
@@ -483,7 +508,7 @@ class RelayImpl final : public Relay {
           if (it != own_.end() && it->second.s.fence == s->fence &&
               it->second.entry_version < e.version) {
             // Our own write; after one of unknown outcome, what landed.
-            it->second = Copy{std::move(*s), e.value, e.version, false};
+            it->second = Copy{std::move(*s), e.value, e.version, false, c_.data_losses()};
           } else if (it == own_.end() && pending_create_.count(e.key) != 0) {
             roll_back_after = true;  // a create that returned an error landed
           }
@@ -569,7 +594,8 @@ class RelayImpl final : public Relay {
           auto it = own_.find(me->key);
           if (it != own_.end() && it->second.s.fence == s.fence) {
             if (it->second.entry_version < me->entry.version) {
-              it->second = Copy{s, me->entry.value, me->entry.version, false};
+              it->second =
+                  Copy{s, me->entry.value, me->entry.version, false, c_.data_losses()};
             }
           } else if (restore) {
             adopt.push_back(
@@ -602,12 +628,13 @@ class RelayImpl final : public Relay {
 
   absl::Status resync(bool restore) {
     const auto t0 = std::chrono::steady_clock::now();
-    const bool data_loss = !restore && c_.data_losses() != seen_losses_;
-    seen_losses_ = c_.data_losses();
-    if (data_loss) {
-      (void)c_.put(instances_map(o_.name), me_, groups_);
-      republish();
+    const std::uint64_t losses = c_.data_losses();
+    const bool data_loss = !restore && losses != seen_losses_;
+    if (data_loss) {  // not marked seen until done: check() retries it
+      FLEET_RETURN_IF_ERROR(c_.put(instances_map(o_.name), me_, groups_).status());
+      FLEET_RETURN_IF_ERROR(republish());
     }
+    seen_losses_ = losses;
     {
       std::lock_guard<std::mutex> lock(mu_);
       resyncing_ = true;
@@ -631,6 +658,7 @@ class RelayImpl final : public Relay {
     absl::Status status = absl::OkStatus();
     std::vector<SessionEvent> events;
     std::set<std::string> present;
+    bool put_back = false;
     for (auto& p : parts) {
       if (status.ok() && !p.status.ok()) status = p.status;
       report.malformed += p.malformed;
@@ -650,6 +678,11 @@ class RelayImpl final : public Relay {
             ++it;
             continue;
           }
+          if (it->second.losses < c_.data_losses()) {
+            put_back = true;  // lost with Redis's data, not deleted
+            ++it;
+            continue;
+          }
           events.push_back(
               SessionEvent{SessionEventType::kLost, it->second.s, "no longer stored"});
           it = own_.erase(it);
@@ -661,6 +694,7 @@ class RelayImpl final : public Relay {
       report.foreign = foreign_.size();
     }
     for (auto& e : events) queue_event(std::move(e));
+    if (put_back) (void)republish();
     report.took = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - t0);
     if (restore) report_ = report;
@@ -696,6 +730,7 @@ class RelayImpl final : public Relay {
       for (std::size_t j = 0; j < n; ++j) {
         if (!(*r)[j].applied) continue;  // changed meanwhile: the stream says how
         next[j].entry_version = (*r)[j].entry.version;
+        next[j].losses = c_.data_losses();
         foreign_.erase(next[j].s.id);
         own_[next[j].s.id] = std::move(next[j]);
       }
@@ -703,14 +738,16 @@ class RelayImpl final : public Relay {
     return absl::OkStatus();
   }
 
-  // After Redis lost its data: put our sessions back where they are absent.
-  void republish() {
+  // After Redis lost its data: put our sessions back where they are absent
+  // (claim: a record someone wrote meanwhile wins, and tells us we lost it).
+  absl::Status republish() {
     std::map<std::string, std::vector<Copy>> by_map;
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& [id, c] : own_) by_map[bucket_map(o_.name, id)].push_back(c);
     }
     std::size_t n = 0;
+    absl::Status status = absl::OkStatus();
     for (auto& [map, copies] : by_map) {
       for (std::size_t i = 0; i < copies.size(); i += kBatch) {
         std::vector<MapOp> ops;
@@ -721,6 +758,7 @@ class RelayImpl final : public Relay {
         if (!r.ok()) {
           log_.warn("re-publishing sessions after a data loss failed: {}",
                     std::string(r.status().message()));
+          if (status.ok()) status = r.status();
           continue;
         }
         std::lock_guard<std::mutex> lock(mu_);
@@ -729,6 +767,7 @@ class RelayImpl final : public Relay {
           if (it == own_.end()) continue;
           if ((*r)[j].applied || (*r)[j].entry.value == it->second.raw) {
             it->second.entry_version = (*r)[j].entry.version;
+            it->second.losses = c_.data_losses();
             ++n;
           }
         }
@@ -736,6 +775,7 @@ class RelayImpl final : public Relay {
     }
     log_.info("relay '{}': Redis lost its data; re-published {} own sessions", o_.name,
               n);
+    return status;
   }
 
   // ---- takeover ------------------------------------------------------------------
@@ -764,6 +804,7 @@ class RelayImpl final : public Relay {
   }
 
   absl::Status check() {
+    if (c_.data_losses() != seen_losses_) FLEET_RETURN_IF_ERROR(resync(false));
     std::vector<std::string> pending;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -837,6 +878,7 @@ class RelayImpl final : public Relay {
           for (std::size_t j = 0; j < next.size(); ++j) {
             if (!(*r)[j].applied) continue;  // someone else took it, or it changed
             next[j].entry_version = (*r)[j].entry.version;
+            next[j].losses = c_.data_losses();
             foreign_.erase(next[j].s.id);
             orphaned_since_.erase(next[j].s.id);
             events.push_back(

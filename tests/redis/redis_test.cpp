@@ -143,6 +143,40 @@ TEST_CASE(
   CHECK(changes.events()[0].key == "r1");
 }
 
+TEST_CASE("a dropped pub/sub connection is SUSPENDED, then RECONNECTED once resubscribed",
+          "[redis][pubsub]") {
+  RedisServer& server = shared_redis_server();
+  CaptureSink sink;
+  auto c =
+      unwrap(RedisCoordinator::connect(fast_options(server.url(), &sink, "pubsubdrop")));
+  auto writer =
+      unwrap(RedisCoordinator::connect(fast_options(server.url(), &sink, "pubsubdrop")));
+  InstanceInfo me;
+  me.id = "watcher";
+  FLEET_REQUIRE_OK(c->join(me));
+  Recorder<ConnectionState> states;
+  auto watch =
+      unwrap(c->watch_connection([cb = states.callback()](ConnectionState s) { cb(s); }));
+  Recorder<WatchEvent> changes;
+  auto w = unwrap(c->watch("m", "", changes.callback()));
+  REQUIRE(states.wait_count(1));
+  // Kill only the subscriber connections: heartbeats keep working.
+  REQUIRE(server.command({"CLIENT", "KILL", "TYPE", "pubsub"}).ok());
+  REQUIRE(states.wait_for([](const auto& e) {
+    auto s = std::find(e.begin(), e.end(), ConnectionState::kSuspended);
+    return s != e.end() &&
+           std::find(s, e.end(), ConnectionState::kReconnected) != e.end();
+  }));
+  auto seen = states.events();
+  CHECK(std::find(seen.begin(), seen.end(), ConnectionState::kLost) == seen.end());
+  // Membership was never touched: no re-join.
+  CHECK(unwrap(c->members()).size() == 1);
+  // Subscriptions are back.
+  FLEET_REQUIRE_OK(writer->put("m", "k", "after"));
+  REQUIRE(changes.wait_count(1));
+  CHECK(changes.events().back().value == "after");
+}
+
 TEST_CASE("malformed data planted in fleet's keys is skipped or DataLoss, never a crash",
           "[redis][malformed]") {
   RedisServer& server = shared_redis_server();
