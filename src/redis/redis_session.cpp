@@ -209,14 +209,17 @@ absl::Status RedisSession::check_incarnation(RedisConnection& conn) {
 }
 
 void RedisSession::note_incarnation(const std::string& id) {
+  std::uint64_t n = 0;
   {
+    // The count grows under the lock: another connection that sees the new
+    // id (and returns early) must not run a command before it has grown.
     std::lock_guard<std::mutex> lock(incarnation_mu_);
     if (incarnation_ == id) return;
     const bool first = incarnation_.empty();
     incarnation_ = id;
     if (first) return;
+    n = ++data_losses_;
   }
-  const std::uint64_t n = ++data_losses_;
   logger_.warn(
       "session {}: Redis at {} lost the data of namespace '{}' (data loss #{}); this "
       "session re-establishes its state",

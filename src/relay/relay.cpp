@@ -148,9 +148,9 @@ struct Copy {
   std::string raw;                  // the stored value, for compare-and-set
   std::uint64_t entry_version = 0;  // the map's revision of that value
   bool removing = false;            // our own remove() is on its way
-  // Own copies: Coordinator::data_losses() when the stored copy was last
-  // known to be this one. A stored copy that is missing although no data
-  // loss happened since was deleted; one lost with Redis's data is put back.
+  // Own copies: Coordinator::data_losses() read just before the call that
+  // last showed the stored copy to be this one. A stored copy that is missing although no
+  // data loss happened since was deleted; one lost with Redis's data is put back.
   std::uint64_t losses = 0;
 };
 
@@ -194,6 +194,7 @@ class RelayImpl final : public Relay {
     auto fence = next_fence();
     if (!fence.ok()) return fence.status();
     fence_ = *fence;
+    losses_at_check_ = c_.data_losses();
     auto restored = resync(/*restore=*/true);
     if (!restored.ok()) return restored;
     auto conn = c_.watch_connection([this](ConnectionState s) {
@@ -229,6 +230,7 @@ class RelayImpl final : public Relay {
     s.ttl = ttl;
     s.document = std::string(document);
     std::string raw = encode_session(s);
+    const std::uint64_t losses = c_.data_losses();  // before the write: see Copy::losses
     auto r = c_.claim(bucket_map(o_.name, id), id, raw, ttl);
     if (!r.ok()) {
       if (is_unknown_outcome(r.status())) remember_unsure(s, raw);
@@ -245,7 +247,7 @@ class RelayImpl final : public Relay {
     }
     std::lock_guard<std::mutex> lock(mu_);
     Copy& copy = own_[s.id];
-    copy = Copy{s, raw, r->entry.version, false, c_.data_losses()};
+    copy = Copy{s, raw, r->entry.version, false, losses};
     foreign_.erase(s.id);
     return s;
   }
@@ -261,6 +263,7 @@ class RelayImpl final : public Relay {
       next.version += 1;
       next.document = std::string(document);
       std::string raw = encode_session(next);
+      const std::uint64_t losses = c_.data_losses();
       auto r = c_.apply(bucket_map(o_.name, id),
                         {MapOp::compare_and_set(next.id, cur->raw, raw, next.ttl)});
       if (!r.ok()) {
@@ -271,7 +274,7 @@ class RelayImpl final : public Relay {
         std::lock_guard<std::mutex> lock(mu_);
         auto it = own_.find(next.id);
         if (it != own_.end() && it->second.raw == cur->raw) {
-          it->second = Copy{next, raw, (*r)[0].entry.version, false, c_.data_losses()};
+          it->second = Copy{next, raw, (*r)[0].entry.version, false, losses};
         }
         return next;
       }
@@ -434,20 +437,34 @@ class RelayImpl final : public Relay {
       FLEET_RETURN_IF_ERROR(roll_back(id));
       return absl::NotFoundError(fmt::format("session '{}' was not created", id));
     }
+    // What our copy was before the read: if another thread changes it
+    // meanwhile (a re-publication, an update), the read is not the last word.
+    std::optional<std::pair<std::uint64_t, std::uint64_t>> seen;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = own_.find(id); it != own_.end()) {
+        seen.emplace(it->second.entry_version, it->second.losses);
+      }
+    }
+    const std::uint64_t losses = c_.data_losses();
     auto stored = c_.get(bucket_map(o_.name, id), id);
     if (!stored.ok()) return stored.status();
     std::optional<Copy> lost, put_back;
     absl::Status result = absl::OkStatus();
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = own_.find(id);
+          it != own_.end() && seen &&
+          *seen != std::make_pair(it->second.entry_version, it->second.losses)) {
+        return absl::OkStatus();  // changed under the read: the caller tries again
+      }
       unsure_.erase(id);
       std::uint64_t fence = fence_;
       if (auto it = own_.find(id); it != own_.end()) fence = it->second.s.fence;
       if (stored->has_value()) {
         auto s = decode_session(id, (*stored)->value);
         if (s.ok() && s->owner == me_ && s->fence == fence) {
-          own_[id] =
-              Copy{*s, (*stored)->value, (*stored)->version, false, c_.data_losses()};
+          own_[id] = Copy{*s, (*stored)->value, (*stored)->version, false, losses};
           foreign_.erase(id);
           return absl::OkStatus();
         }
@@ -466,13 +483,14 @@ class RelayImpl final : public Relay {
               : absl::NotFoundError(fmt::format("session '{}' no longer exists", id));
     }
     if (put_back) {
+      const std::uint64_t before = c_.data_losses();
       auto r = c_.claim(bucket_map(o_.name, id), id, put_back->raw, put_back->s.ttl);
       if (!r.ok()) return r.status();
       std::lock_guard<std::mutex> lock(mu_);
       auto it = own_.find(id);
       if (it != own_.end() && (r->claimed || r->entry.value == it->second.raw)) {
         it->second.entry_version = r->entry.version;
-        it->second.losses = c_.data_losses();
+        it->second.losses = before;
         return absl::OkStatus();
       }
       if (it != own_.end()) {
@@ -497,6 +515,7 @@ class RelayImpl final : public Relay {
     do {
       std::lock_guard<std::mutex> lock(mu_);
       if (e.type == WatchEventType::kSet) {
+        if (resyncing_) touched_.insert(e.key);  // set after the scan may have read
         auto s = decode_session(e.key, e.value);
         if (!s.ok()) {
           log_.warn("skipped a malformed session record '{}' in map '{}'", e.key, e.map);
@@ -508,7 +527,9 @@ class RelayImpl final : public Relay {
           if (it != own_.end() && it->second.s.fence == s->fence &&
               it->second.entry_version < e.version) {
             // Our own write; after one of unknown outcome, what landed.
-            it->second = Copy{std::move(*s), e.value, e.version, false, c_.data_losses()};
+            // What the event shows may have been lost since: keep `losses`.
+            it->second =
+                Copy{std::move(*s), e.value, e.version, false, it->second.losses};
           } else if (it == own_.end() && pending_create_.count(e.key) != 0) {
             roll_back_after = true;  // a create that returned an error landed
           }
@@ -567,6 +588,7 @@ class RelayImpl final : public Relay {
   // adopts the sessions stored under our name (restore only).
   absl::Status resync_bucket(std::size_t b, bool restore, Partial* out) {
     const std::string map = fmt::format("relay/{}/s{}", o_.name, b);
+    const std::uint64_t losses = c_.data_losses();
     auto entries = c_.scan(map);
     if (!entries.ok()) return entries.status();
     std::vector<std::pair<MapEntry*, Session>> decoded;
@@ -594,8 +616,7 @@ class RelayImpl final : public Relay {
           auto it = own_.find(me->key);
           if (it != own_.end() && it->second.s.fence == s.fence) {
             if (it->second.entry_version < me->entry.version) {
-              it->second =
-                  Copy{s, me->entry.value, me->entry.version, false, c_.data_losses()};
+              it->second = Copy{s, me->entry.value, me->entry.version, false, losses};
             }
           } else if (restore) {
             adopt.push_back(
@@ -639,6 +660,7 @@ class RelayImpl final : public Relay {
       std::lock_guard<std::mutex> lock(mu_);
       resyncing_ = true;
       tombstones_.clear();
+      touched_.clear();
     }
     // The buckets are read (and our sessions in them adopted) by up to four
     // threads: while Redis runs one bucket's batch, another is decoded.
@@ -658,7 +680,7 @@ class RelayImpl final : public Relay {
     absl::Status status = absl::OkStatus();
     std::vector<SessionEvent> events;
     std::set<std::string> present;
-    bool put_back = false;
+    std::vector<std::string> missing;
     for (auto& p : parts) {
       if (status.ok() && !p.status.ok()) status = p.status;
       report.malformed += p.malformed;
@@ -671,30 +693,30 @@ class RelayImpl final : public Relay {
       if (status.ok()) {
         // Copies of sessions no longer stored (missed deletes).
         for (auto it = foreign_.begin(); it != foreign_.end();) {
-          it = present.count(it->first) != 0 ? std::next(it) : foreign_.erase(it);
+          const bool keep =
+              present.count(it->first) != 0 || touched_.count(it->first) != 0;
+          it = keep ? std::next(it) : foreign_.erase(it);
         }
-        for (auto it = own_.begin(); it != own_.end();) {
-          if (present.count(it->first) != 0 || it->second.removing) {
-            ++it;
-            continue;
-          }
-          if (it->second.losses < c_.data_losses()) {
-            put_back = true;  // lost with Redis's data, not deleted
-            ++it;
-            continue;
-          }
-          events.push_back(
-              SessionEvent{SessionEventType::kLost, it->second.s, "no longer stored"});
-          it = own_.erase(it);
+        // Own sessions the scan did not find: each is read again by
+        // resolve() (a write may have put it back since the scan), which
+        // puts back one lost with Redis's data and reports a deleted one.
+        for (const auto& [id, c] : own_) {
+          if (present.count(id) == 0 && !c.removing) missing.push_back(id);
         }
       }
       resyncing_ = false;
       tombstones_.clear();
+      touched_.clear();
       report.own = own_.size();
       report.foreign = foreign_.size();
     }
     for (auto& e : events) queue_event(std::move(e));
-    if (put_back) (void)republish();
+    for (const auto& id : missing) {
+      if (absl::Status st = resolve(id);
+          !st.ok() && status.ok() && is_unknown_outcome(st)) {
+        status = st;
+      }
+    }
     report.took = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - t0);
     if (restore) report_ = report;
@@ -724,13 +746,14 @@ class RelayImpl final : public Relay {
         ops.push_back(MapOp::compare_and_set(c.s.id, adopt[j].raw, c.raw, c.s.ttl));
         next.push_back(std::move(c));
       }
+      const std::uint64_t losses = c_.data_losses();
       auto r = c_.apply(map, ops);
       if (!r.ok()) return r.status();
       std::lock_guard<std::mutex> lock(mu_);
       for (std::size_t j = 0; j < n; ++j) {
         if (!(*r)[j].applied) continue;  // changed meanwhile: the stream says how
         next[j].entry_version = (*r)[j].entry.version;
-        next[j].losses = c_.data_losses();
+        next[j].losses = losses;
         foreign_.erase(next[j].s.id);
         own_[next[j].s.id] = std::move(next[j]);
       }
@@ -754,6 +777,7 @@ class RelayImpl final : public Relay {
         for (std::size_t j = i; j < std::min(copies.size(), i + kBatch); ++j) {
           ops.push_back(MapOp::claim(copies[j].s.id, copies[j].raw, copies[j].s.ttl));
         }
+        const std::uint64_t losses = c_.data_losses();
         auto r = c_.apply(map, ops);
         if (!r.ok()) {
           log_.warn("re-publishing sessions after a data loss failed: {}",
@@ -767,7 +791,7 @@ class RelayImpl final : public Relay {
           if (it == own_.end()) continue;
           if ((*r)[j].applied || (*r)[j].entry.value == it->second.raw) {
             it->second.entry_version = (*r)[j].entry.version;
-            it->second.losses = c_.data_losses();
+            it->second.losses = losses;
             ++n;
           }
         }
@@ -804,7 +828,15 @@ class RelayImpl final : public Relay {
   }
 
   absl::Status check() {
-    if (c_.data_losses() != seen_losses_) FLEET_RETURN_IF_ERROR(resync(false));
+    const std::uint64_t losses = c_.data_losses();
+    if (losses != losses_at_check_) {
+      // After Redis lost its data every instance re-joins and re-publishes
+      // within about a heartbeat: until takeover_grace has passed, an owner
+      // missing from the members is not taken for gone.
+      losses_at_check_ = losses;
+      loss_noticed_at_ = c_.clock()->now();
+    }
+    if (losses != seen_losses_) FLEET_RETURN_IF_ERROR(resync(false));
     std::vector<std::string> pending;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -823,6 +855,10 @@ class RelayImpl final : public Relay {
       if (live.count(e.key) != 0) peers.emplace_back(e.key, e.entry.value);
     }
     const auto now = c_.clock()->now();
+    if (loss_noticed_at_ != Clock::TimePoint{} &&
+        now - loss_noticed_at_ < o_.takeover_grace) {
+      return absl::OkStatus();
+    }
     std::map<std::string, std::vector<Copy>> take;  // by map
     std::size_t count = 0;
     {
@@ -870,6 +906,7 @@ class RelayImpl final : public Relay {
           ops.push_back(MapOp::compare_and_set(c.s.id, copies[j].raw, c.raw, c.s.ttl));
           next.push_back(std::move(c));
         }
+        const std::uint64_t losses = c_.data_losses();
         auto r = c_.apply(map, ops);
         if (!r.ok()) return r.status();  // the next check reads back and retries
         std::vector<SessionEvent> events;
@@ -878,7 +915,7 @@ class RelayImpl final : public Relay {
           for (std::size_t j = 0; j < next.size(); ++j) {
             if (!(*r)[j].applied) continue;  // someone else took it, or it changed
             next[j].entry_version = (*r)[j].entry.version;
-            next[j].losses = c_.data_losses();
+            next[j].losses = losses;
             foreign_.erase(next[j].s.id);
             orphaned_since_.erase(next[j].s.id);
             events.push_back(
@@ -985,6 +1022,8 @@ class RelayImpl final : public Relay {
   const internal::Logger log_;
   std::uint64_t fence_ = 0;
   std::uint64_t seen_losses_ = 0;
+  std::uint64_t losses_at_check_ = 0;  // data_losses() at the last check
+  Clock::TimePoint loss_noticed_at_{};
   RestoreReport report_;
 
   mutable std::mutex mu_;
@@ -995,6 +1034,7 @@ class RelayImpl final : public Relay {
   std::map<std::string, Copy> pending_create_;  // creates of unknown outcome
   std::map<std::string, Clock::TimePoint> orphaned_since_;
   std::map<std::string, std::uint64_t> tombstones_;  // deletes seen during resync
+  std::set<std::string> touched_;                    // sets seen during resync
   bool resyncing_ = false;
   std::deque<std::function<void()>> tasks_;
   bool stopping_ = false;

@@ -169,6 +169,25 @@ class Cluster {
   }
 
   RedisServer& server() { return *server_; }
+  // The log lines that name one of the sessions `diff` mentions, to say why.
+  std::string explain(const std::string& diff) const {
+    std::string out;
+    for (const auto& line : log_.lines()) {
+      for (const auto& in : instances_) {
+        const auto at = diff.find(in.id + "-s");
+        if (at == std::string::npos) continue;
+        const std::string id = diff.substr(at, diff.find(';', at) - at);
+        if (line.find(id) != std::string::npos ||
+            line.find("[relay] relay") != std::string::npos ||
+            line.find("lost its data") != std::string::npos ||
+            line.find("connection state") != std::string::npos) {
+          out += line + "\n";
+          break;
+        }
+      }
+    }
+    return out;
+  }
   void set_expected(std::size_t n) { expected_ = n; }
   long writes_ok() const { return writes_ok_; }
   long writes_failed() const { return writes_failed_; }
@@ -203,7 +222,9 @@ TEST_CASE("relay: Redis killed and restarted empty, owners re-publish, nothing l
   REQUIRE(c.server().restart().ok());
   std::this_thread::sleep_for(milliseconds(1500));
   c.stop_writers();
-  CHECK(c.settle() == "");
+  const std::string diff = c.settle();
+  INFO(c.explain(diff));
+  CHECK(diff == "");
   report("restart empty", c);
   CHECK(c.writes_failed() > 0);
 }
