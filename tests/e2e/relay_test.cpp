@@ -302,9 +302,8 @@ TEST_CASE(
     return received.size() >= 10;
   }));
 
-  const auto killed_at = SteadyClock::now();
+  const int sent_before_kill = sent;
   a->kill();
-  const int sent_at_kill = sent;
   auto took = within(milliseconds(15000), [&] {
     auto cb = b.counts(), cc = c.counts();
     return cb["own"].get<int>() + cc["own"].get<int>() == 100 &&
@@ -350,9 +349,13 @@ TEST_CASE(
       "relay takeover: all 100 sessions taken %ld ms after SIGKILL (TTL %d ms, heartbeat "
       "%d ms); media: %zu of %d packets lost, longest gap %ld ms (50 packets/s)\n",
       takeover_ms, kTtlMs, kHeartbeatMs, lost, total, longest_gap_ms);
-  (void)killed_at;
-  (void)sent_at_kill;
-  CHECK(lost < static_cast<std::size_t>(total));
+  // Nothing lost before the kill (the last two may have been in flight),
+  // nothing lost once the taker served the session: only the gap.
+  {
+    std::lock_guard<std::mutex> lock(rmu);
+    for (int i = 0; i < sent_before_kill - 2; ++i) CHECK(received.count(i) == 1);
+    for (int i = after; i < total - 3; ++i) CHECK(received.count(i) == 1);
+  }
 
   // A session deleted after the takeover.
   const std::string victim = *owned_b.begin();
