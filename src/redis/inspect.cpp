@@ -207,6 +207,10 @@ absl::StatusOr<std::vector<MapEntry>> Inspector::map_entries(std::string_view ma
   auto now = now_ms();
   if (!now.ok()) return now.status();
   const std::string key = keys_.map(map);
+  // Entries with a TTL are rare: look expiries up only when there are any.
+  auto with_ttl = call({"ZCARD", keys_.entry_ttl});
+  if (!with_ttl.ok()) return with_ttl.status();
+  const bool any_ttl = with_ttl->integer > 0;
   std::vector<MapEntry> out;
   std::string cursor = "0";
   do {
@@ -218,6 +222,10 @@ absl::StatusOr<std::vector<MapEntry>> Inspector::map_entries(std::string_view ma
     for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
       auto e = decode_entry(fields[i + 1].str);
       if (!e) continue;
+      if (!any_ttl) {
+        out.push_back(MapEntry{fields[i].str, std::move(*e)});
+        continue;
+      }
       auto exp =
           call({"ZSCORE", keys_.entry_ttl, std::string(map) + "\n" + fields[i].str});
       if (!exp.ok()) return exp.status();
