@@ -27,6 +27,23 @@ bool take_field(std::string_view& in, std::string_view* field) {
   return true;
 }
 
+// 'S', 'D', 'E': the change a watch event announces.
+bool watch_kind(char c, WatchEventType* type) {
+  switch (c) {
+    case 'S':
+      *type = WatchEventType::kSet;
+      return true;
+    case 'D':
+      *type = WatchEventType::kDeleted;
+      return true;
+    case 'E':
+      *type = WatchEventType::kExpired;
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 bool parse_u64(std::string_view s, std::uint64_t* out) {
@@ -120,19 +137,7 @@ std::optional<WatchEvent> decode_watch(std::string_view map, std::string_view in
   // "<S|D|E>\n<version>\n<key length>\n<key><value>"
   if (in.size() < 2 || in[1] != '\n') return std::nullopt;
   WatchEvent ev;
-  switch (in[0]) {
-    case 'S':
-      ev.type = WatchEventType::kSet;
-      break;
-    case 'D':
-      ev.type = WatchEventType::kDeleted;
-      break;
-    case 'E':
-      ev.type = WatchEventType::kExpired;
-      break;
-    default:
-      return std::nullopt;
-  }
+  if (!watch_kind(in[0], &ev.type)) return std::nullopt;
   in.remove_prefix(2);
   const auto nl1 = in.find('\n');
   if (nl1 == std::string_view::npos || !parse_u64(in.substr(0, nl1), &ev.version)) {
@@ -166,19 +171,7 @@ std::optional<std::vector<WatchEvent>> decode_watch_events(std::string_view map,
   while (!in.empty()) {
     if (in.size() < 2 || in[1] != '\n') return std::nullopt;
     WatchEvent ev;
-    switch (in[0]) {
-      case 'S':
-        ev.type = WatchEventType::kSet;
-        break;
-      case 'D':
-        ev.type = WatchEventType::kDeleted;
-        break;
-      case 'E':
-        ev.type = WatchEventType::kExpired;
-        break;
-      default:
-        return std::nullopt;
-    }
+    if (!watch_kind(in[0], &ev.type)) return std::nullopt;
     in.remove_prefix(2);
     std::uint64_t fields[3];
     for (auto& f : fields) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <set>
 #include <thread>
 
@@ -56,6 +57,8 @@ class RelayProcess {
         "--max-seconds",
         "120",
     };
+    // Quiet unless FLEET_TEST_VERBOSE is set (then the relays log to stderr).
+    if (std::getenv("FLEET_TEST_VERBOSE") == nullptr) args.push_back("--quiet");
     args.insert(args.end(), extra.begin(), extra.end());
     child_ = spawn(FLEET_RELAY_BINARY, args);
     start_line_ = read_line_with(child_, "control 127.0.0.1:", milliseconds(30000));
