@@ -732,29 +732,39 @@ class RelayImpl final : public Relay {
   // rewrites them with our fencing token, so that incarnation (if it still
   // runs somewhere, paused) can no longer write them.
   absl::Status adopt_batch(const std::string& map, std::vector<Copy>& adopt) {
-    for (std::size_t i = 0; i < adopt.size(); i += kBatch) {
-      const std::size_t n = std::min(kBatch, adopt.size() - i);
+    return rewrite_as_own(
+        map, adopt, [this](Session& s) { s.fence = fence_; }, nullptr);
+  }
+
+  // Rewrites `copies` (as stored in `map`) with `change` applied and the
+  // version + 1, by compare-and-set in batches; each one that matched
+  // becomes our own copy (and, with `taken`, is listed there). One that
+  // did not had changed meanwhile: the change stream says how.
+  absl::Status rewrite_as_own(const std::string& map, const std::vector<Copy>& copies,
+                              const std::function<void(Session&)>& change,
+                              std::vector<Session>* taken) {
+    for (std::size_t i = 0; i < copies.size(); i += kBatch) {
       std::vector<MapOp> ops;
       std::vector<Copy> next;
-      ops.reserve(n);
-      next.reserve(n);
-      for (std::size_t j = i; j < i + n; ++j) {
-        Copy c = adopt[j];
-        c.s.fence = fence_;
+      for (std::size_t j = i; j < std::min(copies.size(), i + kBatch); ++j) {
+        Copy c = copies[j];
+        change(c.s);
         c.s.version += 1;
         c.raw = encode_session(c.s);
-        ops.push_back(MapOp::compare_and_set(c.s.id, adopt[j].raw, c.raw, c.s.ttl));
+        ops.push_back(MapOp::compare_and_set(c.s.id, copies[j].raw, c.raw, c.s.ttl));
         next.push_back(std::move(c));
       }
       const std::uint64_t losses = c_.data_losses();
       auto r = c_.apply(map, ops);
       if (!r.ok()) return r.status();
       std::lock_guard<std::mutex> lock(mu_);
-      for (std::size_t j = 0; j < n; ++j) {
-        if (!(*r)[j].applied) continue;  // changed meanwhile: the stream says how
+      for (std::size_t j = 0; j < next.size(); ++j) {
+        if (!(*r)[j].applied) continue;
         next[j].entry_version = (*r)[j].entry.version;
         next[j].losses = losses;
         foreign_.erase(next[j].s.id);
+        orphaned_since_.erase(next[j].s.id);
+        if (taken != nullptr) taken->push_back(next[j].s);
         own_[next[j].s.id] = std::move(next[j]);
       }
     }
@@ -893,40 +903,21 @@ class RelayImpl final : public Relay {
     if (!fence.ok()) return fence.status();
     std::size_t taken = 0;
     for (auto& [map, copies] : take) {
-      for (std::size_t i = 0; i < copies.size(); i += kBatch) {
-        std::vector<MapOp> ops;
-        std::vector<Copy> next;
-        for (std::size_t j = i; j < std::min(copies.size(), i + kBatch); ++j) {
-          Copy c = copies[j];
-          c.s.taken_from = c.s.owner;
-          c.s.owner = me_;
-          c.s.fence = *fence;
-          c.s.version += 1;
-          c.raw = encode_session(c.s);
-          ops.push_back(MapOp::compare_and_set(c.s.id, copies[j].raw, c.raw, c.s.ttl));
-          next.push_back(std::move(c));
-        }
-        const std::uint64_t losses = c_.data_losses();
-        auto r = c_.apply(map, ops);
-        if (!r.ok()) return r.status();  // the next check reads back and retries
-        std::vector<SessionEvent> events;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          for (std::size_t j = 0; j < next.size(); ++j) {
-            if (!(*r)[j].applied) continue;  // someone else took it, or it changed
-            next[j].entry_version = (*r)[j].entry.version;
-            next[j].losses = losses;
-            foreign_.erase(next[j].s.id);
-            orphaned_since_.erase(next[j].s.id);
-            events.push_back(
-                SessionEvent{SessionEventType::kTaken, next[j].s,
-                             fmt::format("owner '{}' is gone", next[j].s.taken_from)});
-            own_[next[j].s.id] = std::move(next[j]);
-            ++taken;
-          }
-        }
-        for (auto& e : events) queue_event(std::move(e));
+      std::vector<Session> now_ours;
+      absl::Status st = rewrite_as_own(
+          map, copies,
+          [&](Session& s) {
+            s.taken_from = s.owner;
+            s.owner = me_;
+            s.fence = *fence;
+          },
+          &now_ours);
+      for (auto& s : now_ours) {
+        std::string why = fmt::format("owner '{}' is gone", s.taken_from);
+        queue_event(SessionEvent{SessionEventType::kTaken, std::move(s), std::move(why)});
       }
+      taken += now_ours.size();
+      if (!st.ok()) return st;  // the next check reads back and retries
     }
     if (taken > 0) {
       log_.info(
