@@ -15,6 +15,7 @@
 #include "fleet/names.hpp"
 #include "fmt/format.h"
 #include "internal/logger.hpp"
+#include "internal/rendezvous.hpp"
 #include "internal/validate.hpp"
 
 namespace fleet::relay {
@@ -26,22 +27,10 @@ using std::chrono::milliseconds;
 constexpr std::string_view kMagic = "fr1";
 constexpr std::size_t kBatch = 1000;  // kMaxMapBatchOps
 
-std::uint64_t fnv1a(std::string_view s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
+using internal::fnv1a;
 
-// Rendezvous weight of `instance` for `session`: the highest one takes over.
-std::uint64_t weight(std::string_view session, std::string_view instance) {
-  std::uint64_t h = fnv1a(session) ^ (fnv1a(instance) * 0x9e3779b97f4a7c15ull);
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  return h;
+std::uint64_t weight(std::string_view a, std::string_view b) {
+  return internal::rendezvous_weight(a, b);
 }
 
 std::string instances_map(std::string_view name) {
