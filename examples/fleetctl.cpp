@@ -3,10 +3,14 @@
 //   fleetctl --redis-url URL [--namespace N] instances|nodes|counters|locks|leaders|maps
 //   [--json] [TLS flags, for rediss:// URLs: see tls_flags.hpp]
 //   fleetctl --redis-url URL [--namespace N] sessions [--relay NAME] [--json]
+//   fleetctl --redis-url URL [--namespace N] rooms [ROOM] [--rooms NAME] [--json]
 //
 // `sessions` reads fleet::relay's records and prints, per live relay
 // instance, the sessions it owns and the foreign copies it should hold
 // (those of the groups it replicates): `own: N  foreign: N  total: N`.
+// `rooms` reads fleet::rooms's records: each room, its hosting node (and
+// whether that node is live) and its participants per instance; `rooms
+// ROOM` one room's placement, metadata, flags and participants.
 //
 // A readable table by default, JSON for scripts. Read-only: it does not join
 // the fleet. The password comes from the URL or FLEET_REDIS_PASSWORD and is
@@ -15,6 +19,8 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +40,8 @@ using nlohmann::json;
 constexpr const char* kUsage =
     "usage: fleetctl --redis-url URL [--namespace N] "
     "instances|nodes|counters|locks|leaders|maps|sessions [--relay NAME] "
+    "[--json]\n"
+    "       fleetctl --redis-url URL [--namespace N] rooms [ROOM] [--rooms NAME] "
     "[--json]\n" FLEET_TLS_FLAGS_USAGE;
 
 // Prints rows as aligned columns under a header.
@@ -146,10 +154,105 @@ int sessions(Inspector& inspect, const std::string& relay, bool as_json, Dump du
   return 0;
 }
 
+template <typename Dump>
+int rooms(Inspector& inspect, const std::string& name, const std::string& only,
+          bool as_json, Dump dump) {
+  namespace fr = fleet::rooms;
+  if (auto st = fleet::validate_name("rooms name", name); !st.ok()) return fail(st);
+  if (!only.empty()) {
+    if (auto st = fr::validate_room(only); !st.ok()) return fail(st);
+  }
+  auto members = inspect.instances();
+  if (!members.ok()) return fail(members.status());
+  std::set<std::string> live;
+  for (const auto& m : *members) live.insert(m.member.info.id);
+  auto placements = inspect.map_entries(fr::placement_map(name));
+  if (!placements.ok()) return fail(placements.status());
+  std::map<std::string, std::optional<fr::Placement>> rooms;
+  std::size_t malformed = 0;
+  for (const auto& e : *placements) {
+    if (!only.empty() && e.key != only) continue;
+    auto p = fr::decode_placement(e.key, e.entry.value);
+    if (p.ok()) {
+      rooms[e.key] = *p;
+    } else {
+      ++malformed;
+    }
+  }
+  if (!only.empty() && rooms.empty()) rooms[only] = std::nullopt;
+  json out = json::array();
+  std::vector<std::vector<std::string>> table;
+  for (const auto& [room, p] : rooms) {
+    auto entries = inspect.map_entries(fr::room_map(name, room));
+    if (!entries.ok()) return fail(entries.status());
+    fr::RoomState st;
+    std::map<std::string, std::size_t> per_instance;
+    for (const auto& e : *entries) {
+      if (e.key == "m") {
+        st.metadata = e.entry.value;
+      } else if (e.key.rfind("f\n", 0) == 0) {
+        st.flags[e.key.substr(2)] = e.entry.value;
+      } else if (auto q = fr::decode_participant(e.key, e.entry.value); q.ok()) {
+        ++per_instance[q->instance];
+        st.participants.push_back(*q);
+      }
+    }
+    std::sort(st.participants.begin(), st.participants.end(),
+              [](const auto& a, const auto& b) { return a.identity < b.identity; });
+    json j = {{"room", room},
+              {"node", p ? p->node : ""},
+              {"node_live", p && live.count(p->node) != 0},
+              {"generation", p ? p->generation : 0},
+              {"participants_per_instance", per_instance}};
+    if (!only.empty()) {
+      j["address"] = p ? p->address : "";
+      j["cause"] = p ? p->cause : "";
+      j["previous_node"] = p ? p->previous_node : "";
+      j["metadata"] = st.metadata;
+      j["flags"] = st.flags;
+      json people = json::array();
+      for (const auto& q : st.participants) {
+        people.push_back({{"identity", q.identity}, {"instance", q.instance}});
+      }
+      j["participants"] = people;
+    }
+    out.push_back(j);
+    std::string counts;
+    for (const auto& [inst, n] : per_instance) {
+      counts += fmt::format("{}{}:{}", counts.empty() ? "" : " ", inst, n);
+    }
+    table.push_back(
+        {room,
+         p ? p->node + (live.count(p->node) != 0 ? "" : " (gone)") : "(not assigned)",
+         p ? std::to_string(p->generation) : "-", counts.empty() ? "-" : counts});
+    if (!only.empty() && !as_json) {
+      print_table({"ROOM", "NODE", "GENERATION", "PARTICIPANTS"}, table);
+      if (p)
+        std::printf("address: %s  cause: %s\n", p->address.c_str(), p->cause.c_str());
+      std::printf("metadata: %s\n", st.metadata.c_str());
+      for (const auto& [flag, value] : st.flags) {
+        std::printf("flag %s = %s\n", flag.c_str(), value.c_str());
+      }
+      for (const auto& q : st.participants) {
+        std::printf("participant %s  instance %s\n", q.identity.c_str(),
+                    q.instance.c_str());
+      }
+      return 0;
+    }
+  }
+  if (as_json) {
+    dump(only.empty() ? json{{"rooms", out}, {"malformed", malformed}} : out[0]);
+    return 0;
+  }
+  print_table({"ROOM", "NODE", "GENERATION", "PARTICIPANTS"}, table);
+  std::printf("rooms: %zu  malformed: %zu\n", rooms.size(), malformed);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string url, ns = "default", what, relay = "default";
+  std::string url, ns = "default", what, relay = "default", rooms_name = "default", room;
   bool as_json = false;
   fleet::RedisTlsOptions tls;
   for (int i = 1; i < argc; ++i) {
@@ -162,6 +265,8 @@ int main(int argc, char** argv) {
       ns = argv[++i];
     else if (a == "--relay" && i + 1 < argc)
       relay = argv[++i];
+    else if (a == "--rooms" && i + 1 < argc)
+      rooms_name = argv[++i];
     else if (a == "--json")
       as_json = true;
     else if (a == "-h" || a == "--help") {
@@ -169,13 +274,15 @@ int main(int argc, char** argv) {
       return 0;
     } else if (what.empty() && a[0] != '-')
       what = a;
+    else if (what == "rooms" && room.empty() && a[0] != '-')
+      room = a;
     else {
       std::fputs(kUsage, stderr);
       return 64;
     }
   }
   const std::vector<std::string> verbs = {"instances", "nodes", "counters", "locks",
-                                          "leaders",   "maps",  "sessions"};
+                                          "leaders",   "maps",  "sessions", "rooms"};
   if (url.empty() || std::find(verbs.begin(), verbs.end(), what) == verbs.end()) {
     std::fputs(kUsage, stderr);
     return 64;
@@ -304,6 +411,8 @@ int main(int argc, char** argv) {
     }
   } else if (what == "sessions") {
     return sessions(inspect, relay, as_json, dump);
+  } else if (what == "rooms") {
+    return rooms(inspect, rooms_name, room, as_json, dump);
   } else {
     auto rows = inspect.maps();
     if (!rows.ok()) return fail(rows.status());

@@ -6,6 +6,7 @@ FLEET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 FLEET_PACKAGES=(
   build-essential cmake pkg-config
   libhiredis-dev nlohmann-json3-dev libfmt-dev libabsl-dev catch2 libcpp-httplib-dev
+  libboost-dev
   redis-server
 )
 

@@ -10,6 +10,7 @@
 #include "fleet/names.hpp"
 #include "fleet/redis_coordinator.hpp"
 #include "fleet/relay.hpp"
+#include "fleet/rooms.hpp"
 #include "fleet/router.hpp"
 #include "fleet/subscription.hpp"
 #include "fleet/types.hpp"
