@@ -1283,7 +1283,9 @@ class RoomsImpl final : public Rooms {
       for (const auto& [room, lr] : local_) {
         members[room] = lr.members;
         copies.emplace_back(room, lr.copy);
-        if (lr.copy.placement && hosted_.count(room) == 0) {
+        // A room on a node that is gone is placed again by the next join.
+        if (lr.copy.placement && hosted_.count(room) == 0 &&
+            live_.count(lr.copy.placement->node) != 0) {
           placements.emplace_back(room, *lr.copy.placement);
         }
       }
