@@ -1,16 +1,20 @@
-// A WebSocket client for the tests of fleet-room-server (Boost.Beast,
-// blocking): a reader thread collects every JSON message (arrays are split
+// A WebSocket client for the tests of fleet-room-server (Boost.Beast):
+// its I/O thread collects every JSON message (arrays are split
 // into their messages) for the test to wait on.
 #ifndef FLEET_TESTS_SUPPORT_WS_CLIENT_HPP_
 #define FLEET_TESTS_SUPPORT_WS_CLIENT_HPP_
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -24,7 +28,8 @@ namespace fleet::testing {
 class WsClient {
  public:
   // `address` is "ip:port". Throws (boost::system::system_error) if the
-  // connection or handshake fails.
+  // connection or handshake fails. One I/O thread per client runs its
+  // reads and writes (a Beast stream is not for two threads at once).
   explicit WsClient(const std::string& address) : ws_(io_) {
     const auto colon = address.rfind(':');
     boost::asio::ip::tcp::endpoint at(
@@ -32,22 +37,21 @@ class WsClient {
         static_cast<unsigned short>(std::stoi(address.substr(colon + 1))));
     ws_.next_layer().connect(at);
     ws_.handshake(address, "/ws");
-    reader_ = std::thread([this] { read_all(); });
+    read();
+    thread_ = std::thread([this] { io_.run(); });
   }
   ~WsClient() { drop(); }
 
   WsClient(const WsClient&) = delete;
   WsClient& operator=(const WsClient&) = delete;
 
-  void send(const nlohmann::json& message) {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    ws_.text(true);
-    ws_.write(boost::asio::buffer(message.dump()));
-  }
+  void send(const nlohmann::json& message) { send_text(message.dump()); }
   void send_text(const std::string& text) {
-    std::lock_guard<std::mutex> lock(write_mu_);
-    ws_.text(true);
-    ws_.write(boost::asio::buffer(text));
+    auto owned = std::make_shared<std::string>(text);
+    boost::asio::post(io_, [this, owned] {
+      out_.push_back(owned);
+      if (out_.size() == 1) write();
+    });
   }
 
   // The first message received (ever) that satisfies `pred`, waiting up to
@@ -88,41 +92,58 @@ class WsClient {
 
   // Cuts the TCP connection without a WebSocket close (a vanishing client).
   void drop() {
-    boost::system::error_code ec;
-    ws_.next_layer().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
-    if (reader_.joinable()) reader_.join();
+    if (!thread_.joinable()) return;
+    boost::asio::post(io_, [this] {
+      boost::system::error_code ec;
+      ws_.next_layer().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+      ws_.next_layer().close(ec);
+    });
+    thread_.join();
   }
 
  private:
-  void read_all() {
-    for (;;) {
-      boost::beast::flat_buffer buffer;
-      boost::system::error_code ec;
-      ws_.read(buffer, ec);
-      if (ec) break;
-      auto j = nlohmann::json::parse(boost::beast::buffers_to_string(buffer.data()),
-                                     nullptr, false);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (j.is_array()) {
-        for (auto& m : j) received_.push_back(std::move(m));
-      } else {
-        received_.push_back(std::move(j));
+  void read() {
+    ws_.async_read(in_, [this](boost::system::error_code ec, std::size_t) {
+      if (ec) {
+        std::lock_guard<std::mutex> lock(mu_);
+        closed_ = true;
+        cv_.notify_all();
+        return;  // the I/O thread ends when nothing is pending
       }
-      cv_.notify_all();
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    closed_ = true;
-    cv_.notify_all();
+      auto j = nlohmann::json::parse(boost::beast::buffers_to_string(in_.data()), nullptr,
+                                     false);
+      in_.consume(in_.size());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (j.is_array()) {
+          for (auto& m : j) received_.push_back(std::move(m));
+        } else {
+          received_.push_back(std::move(j));
+        }
+        cv_.notify_all();
+      }
+      read();
+    });
+  }
+  void write() {
+    ws_.text(true);
+    ws_.async_write(boost::asio::buffer(*out_.front()),
+                    [this](boost::system::error_code ec, std::size_t) {
+                      if (ec) return;
+                      out_.pop_front();
+                      if (!out_.empty()) write();
+                    });
   }
 
   boost::asio::io_context io_;
   boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
-  std::mutex write_mu_;
+  boost::beast::flat_buffer in_;
+  std::deque<std::shared_ptr<std::string>> out_;  // I/O thread only
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<nlohmann::json> received_;
   bool closed_ = false;
-  std::thread reader_;
+  std::thread thread_;
 };
 
 }  // namespace fleet::testing
