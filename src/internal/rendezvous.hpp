@@ -18,7 +18,8 @@ inline std::uint64_t fnv1a(std::string_view s) {
 }
 
 // Rendezvous weight of `candidate` for `item`: the highest one is chosen.
-inline std::uint64_t rendezvous_weight(std::string_view item, std::string_view candidate) {
+inline std::uint64_t rendezvous_weight(std::string_view item,
+                                       std::string_view candidate) {
   std::uint64_t h = fnv1a(item) ^ (fnv1a(candidate) * 0x9e3779b97f4a7c15ull);
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;

@@ -30,8 +30,6 @@ using std::chrono::milliseconds;
 constexpr std::size_t kMaxNamespaceBytes = 48;
 constexpr std::size_t kBatch = 1000;  // kMaxMapBatchOps
 
-using internal::fnv1a;
-
 std::uint64_t weight(std::string_view a, std::string_view b) {
   return internal::rendezvous_weight(a, b);
 }
@@ -106,7 +104,6 @@ class RoomsImpl final : public Rooms {
   }
 
   absl::Status start() {
-    const std::string session = c_.session_id();
     // Change streams first, so that nothing written after the loads is missed.
     auto add = [&](absl::StatusOr<Subscription> s) -> absl::Status {
       if (!s.ok()) return s.status();
