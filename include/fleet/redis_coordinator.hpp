@@ -57,9 +57,11 @@ struct RedisTlsOptions {
 bool tls_supported();
 
 struct RedisOptions {
-  // redis://[user:password@]host:port/db, rediss://... (TLS, see tls), or
-  // unix:///path/to/socket?db=N. Default port 6379, default db 0. The
-  // password is never logged.
+  // redis://[user:password@]host:port/db, rediss://... (TLS, see tls),
+  // unix:///path/to/socket?db=N, or for Redis Sentinel
+  // redis+sentinel://[user:password@]host1:port1,host2:port2/master-name[/db]
+  // (the sentinels, default port 26379; the credentials are the master's).
+  // Default port 6379, default db 0. The password is never logged.
   std::string url = "redis://127.0.0.1:6379/0";
   // For rediss:// URLs; setting any of it with another scheme is an
   // InvalidArgument (a forgotten 's' must not mean plain text).
@@ -67,6 +69,20 @@ struct RedisOptions {
   // Used when the URL carries no password. Default (nullopt): the
   // environment variable FLEET_REDIS_PASSWORD, if set.
   std::optional<std::string> password;
+  // redis+sentinel:// only: the password of the sentinels themselves.
+  // Default (nullopt): FLEET_SENTINEL_PASSWORD if set, else none.
+  std::optional<std::string> sentinel_password;
+
+  // How many replicas must confirm (Redis WAIT) a lock grant, a lease
+  // renewal or a claim before it is reported: what a replica has survives
+  // a failover. Default (nullopt): one while the master has a connected
+  // replica (checked every heartbeat), none otherwise. 0 turns it off.
+  // A grant or claim not confirmed within replica_ack_timeout is undone and
+  // reported as Unavailable (see docs/deployment.md).
+  std::optional<int> replica_acks;
+  // Capped at half of command_timeout.
+  std::chrono::milliseconds replica_ack_timeout{250};
+
   // Keys live under fleet:{<namespace_name>}: — the braces are a Redis
   // Cluster hash tag, so every key of a namespace is in one slot. A name
   // (see names.hpp) without '{' or '}'.

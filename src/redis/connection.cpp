@@ -101,18 +101,38 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
   // pass through io_error().
   const ScopedSigpipeBlock no_sigpipe(ScopedSigpipeBlock::Check::kAlways);
   const timeval ctv = to_timeval(timeouts.connect);
+  // Sentinel: the master's address now. The epoch is read first: if the
+  // master moves while we connect, the connection is stale at once.
+  std::string host = ep.host;
+  int port = ep.port;
+  const std::uint64_t epoch = ep.sentinel ? ep.sentinel->epoch() : 0;
+  if (ep.sentinel) {
+    auto master = ep.sentinel->master();
+    if (!master.ok()) return master.status();
+    host = master->host;
+    port = master->port;
+  }
   redisContext* ctx = ep.unix_path.empty()
-                          ? redisConnectWithTimeout(ep.host.c_str(), ep.port, ctv)
+                          ? redisConnectWithTimeout(host.c_str(), port, ctv)
                           : redisConnectUnixWithTimeout(ep.unix_path.c_str(), ctv);
   if (ctx == nullptr)
     return absl::ResourceExhaustedError("cannot allocate a Redis context");
   if (ctx->err != 0) {
     std::string why = ctx->errstr;
     redisFree(ctx);
+    if (ep.sentinel) {
+      ep.sentinel->suspect();
+      return absl::UnavailableError(
+          fmt::format("cannot connect to Redis master '{}' at {}:{} (from the sentinels "
+                      "of {}): {}",
+                      ep.master_name, host, port, ep.redacted(), why));
+    }
     return absl::UnavailableError(
         fmt::format("cannot connect to Redis at {}: {}", ep.redacted(), why));
   }
   std::unique_ptr<RedisConnection> conn(new RedisConnection(ctx, ep.tls));
+  conn->directory_ = ep.sentinel;
+  conn->epoch_ = epoch;
   bool cert_missing = false;
   if (ep.tls) {
     if (ep.tls_context == nullptr) {
@@ -181,8 +201,34 @@ absl::Status RedisConnection::prepare(const RedisEndpoint& ep, Timeouts timeouts
     }
     return st;
   }
+  if (ep.sentinel) {
+    // The address came from the sentinels; during a failover it can be a
+    // replica (the old master, demoted), which must not be used.
+    auto role = command({"ROLE"});
+    if (!role.ok()) return role.status();
+    const bool master = role->type == Reply::Type::kArray && !role->elements.empty() &&
+                        role->elements[0].str == "master";
+    if (!master) {
+      ep.sentinel->suspect();
+      return absl::UnavailableError(fmt::format(
+          "the server the sentinels name as master '{}' is not a master (role '{}'); "
+          "a failover is in progress",
+          ep.master_name,
+          role->type == Reply::Type::kArray && !role->elements.empty()
+              ? role->elements[0].str
+              : role->str));
+    }
+  }
   if (hook) FLEET_RETURN_IF_ERROR(hook(*this));
   return absl::OkStatus();
+}
+
+void RedisConnection::note(const Reply& reply) {
+  if (directory_ == nullptr || reply.type != Reply::Type::kError) return;
+  if (reply.str.compare(0, 8, "READONLY") == 0) {
+    broken_ = true;
+    directory_->suspect();
+  }
 }
 
 RedisConnection::~RedisConnection() { redisFree(ctx_); }
@@ -191,6 +237,7 @@ int RedisConnection::fd() const { return ctx_->fd; }
 
 absl::Status RedisConnection::io_error(std::string_view during) {
   broken_ = true;
+  if (directory_ != nullptr) directory_->suspect();
   ScopedSigpipeBlock::note_failure();
   if (tls_) {
     // A TLS failure leaves its reason in OpenSSL's queue; errno may be stale.
@@ -307,6 +354,7 @@ absl::StatusOr<Reply> RedisConnection::read() {
   }
   Reply out = convert(static_cast<redisReply*>(raw));
   freeReplyObject(raw);
+  note(out);
   return out;
 }
 
@@ -316,6 +364,7 @@ absl::StatusOr<std::optional<Reply>> RedisConnection::buffered() {
   if (raw == nullptr) return std::optional<Reply>();
   Reply out = convert(static_cast<redisReply*>(raw));
   freeReplyObject(raw);
+  note(out);
   return std::optional<Reply>(std::move(out));
 }
 
@@ -410,9 +459,22 @@ void ConnectionPool::wake_next_locked() {
   r->cv.notify_one();
 }
 
+absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv, const Argv& then,
+                                              absl::StatusOr<Reply>* then_reply) {
+  Request me;
+  me.argv = &argv;
+  me.then = &then;
+  me.then_result = then_reply;
+  return run(me);
+}
+
 absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
   Request me;
   me.argv = &argv;
+  return run(me);
+}
+
+absl::StatusOr<Reply> ConnectionPool::run(Request& me) {
   std::unique_lock<std::mutex> lock(mu_);
   queue_.push_back(&me);
   for (;;) {
@@ -488,12 +550,19 @@ absl::StatusOr<Reply> ConnectionPool::drive_locked(Slot& slot, Request& me,
     absl::Status st;
     for (Request* r : batch) {
       if (st = conn.append(*r->argv); !st.ok()) break;
+      if (r->then != nullptr) {
+        if (st = conn.append(*r->then); !st.ok()) break;
+      }
     }
     if (st.ok()) st = conn.flush();
     // Each reply goes to its caller as soon as it is read.
     for (Request* r : batch) {
       absl::StatusOr<Reply> reply = st.ok() ? conn.read() : absl::StatusOr<Reply>(st);
       if (!reply.ok()) st = reply.status();  // the rest get this error too
+      if (r->then != nullptr) {
+        *r->then_result = st.ok() ? conn.read() : absl::StatusOr<Reply>(st);
+        if (!r->then_result->ok()) st = r->then_result->status();
+      }
       if (r == &me) {
         mine = std::move(reply);
       } else {

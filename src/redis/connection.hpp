@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "fleet/clock.hpp"
 #include "internal/logger.hpp"
+#include "redis/sentinel.hpp"
 #include "redis/url.hpp"
 
 struct redisContext;
@@ -74,7 +75,10 @@ class RedisConnection {
   absl::Status fill();
 
   int fd() const;
-  bool broken() const { return broken_; }
+  // Failed, or (Sentinel) opened before the master last moved.
+  bool broken() const {
+    return broken_ || (directory_ != nullptr && directory_->epoch() != epoch_);
+  }
 
  private:
   RedisConnection(redisContext* ctx, bool tls) : ctx_(ctx), tls_(tls) {}
@@ -83,11 +87,17 @@ class RedisConnection {
   // then the hook.
   absl::Status prepare(const RedisEndpoint& ep, Timeouts timeouts,
                        const ConnectHook& hook);
+  // A reply came: a READONLY error means this server is no longer the
+  // master (Sentinel: ask again where it is).
+  void note(const Reply& reply);
 
   redisContext* ctx_;
   const bool tls_;  // errors may carry a reason in OpenSSL's queue
   bool broken_ = false;
   bool unflushed_ = false;  // append()ed, not written yet
+  // Sentinel: where the master is, and its epoch when this one was opened.
+  std::shared_ptr<SentinelDirectory> directory_;
+  std::uint64_t epoch_ = 0;
 };
 
 // When a broken connection may be opened again: not before the backoff
@@ -157,6 +167,10 @@ class ConnectionPool {
   // One command, pipelined with other threads' (see above). A Redis error
   // reply is a Reply of type kError; a status means no reply came.
   absl::StatusOr<Reply> command(const Argv& argv);
+  // The same, with `then` sent right after it on the same connection (WAIT
+  // after a write); its reply goes to *then_reply.
+  absl::StatusOr<Reply> command(const Argv& argv, const Argv& then,
+                                absl::StatusOr<Reply>* then_reply);
 
   static constexpr std::size_t kMaxBatch = 64;
 
@@ -176,6 +190,8 @@ class ConnectionPool {
 
   struct Request {
     const Argv* argv;
+    const Argv* then = nullptr;  // sent right after argv, on the same connection
+    absl::StatusOr<Reply>* then_result = nullptr;
     absl::StatusOr<Reply> result{absl::UnknownError("no reply")};
     bool taken = false;  // in a driver's batch (guarded by the pool's mu_)
     std::mutex mu;       // guards done and wake
@@ -184,6 +200,7 @@ class ConnectionPool {
     bool wake = false;  // a connection is free: come and drive
   };
 
+  absl::StatusOr<Reply> run(Request& me);
   absl::StatusOr<Slot*> acquire();
   void release(Slot& slot);
   // A slot that is not busy (healthy first), or nullptr.

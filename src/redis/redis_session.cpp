@@ -37,7 +37,8 @@ absl::Status validate_options(const RedisOptions& o) {
                          std::pair{"heartbeat_interval", o.heartbeat_interval},
                          std::pair{"session_ttl", o.session_ttl},
                          std::pair{"reconnect_backoff_min", o.reconnect_backoff_min},
-                         std::pair{"reconnect_backoff_max", o.reconnect_backoff_max}}) {
+                         std::pair{"reconnect_backoff_max", o.reconnect_backoff_max},
+                         std::pair{"replica_ack_timeout", o.replica_ack_timeout}}) {
     if (d.count() <= 0) {
       return absl::InvalidArgumentError(
           fmt::format("RedisOptions::{} must be positive (got {} ms)", what, d.count()));
@@ -51,6 +52,10 @@ absl::Status validate_options(const RedisOptions& o) {
   if (o.reconnect_backoff_max < o.reconnect_backoff_min) {
     return absl::InvalidArgumentError(
         "reconnect_backoff_max is below reconnect_backoff_min");
+  }
+  if (o.replica_acks && (*o.replica_acks < 0 || *o.replica_acks > 16)) {
+    return absl::InvalidArgumentError(fmt::format(
+        "RedisOptions::replica_acks must be 0 to 16 (got {})", *o.replica_acks));
   }
   if (o.pool_size < 1 || o.pool_size > 64) {
     return absl::InvalidArgumentError(
@@ -106,6 +111,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> RedisSession::open(
 }
 
 absl::Status RedisSession::start() {
+  if (auto& sentinel = pool_.endpoint().sentinel) {
+    sentinel->start_watch(clock_, logger_);
+    master_epoch_.store(sentinel->epoch());
+  }
   auto conn = RedisConnection::open(
       pool_.endpoint(), {options_.connect_timeout, options_.command_timeout},
       [this](RedisConnection& c) { return check_incarnation(c); });
@@ -116,6 +125,7 @@ absl::Status RedisSession::start() {
   auto hb = heartbeat();
   if (!hb.ok()) return hb.status();
   last_heartbeat_ok_ = clock_->now();
+  refresh_replicas();
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     if (!sync_locked()) {
@@ -154,6 +164,7 @@ RedisSession::~RedisSession() {
   events_->dispatcher.stop();
   // Subscription handles that outlive us find the weak_ptr empty.
   events_.reset();
+  if (auto& sentinel = pool_.endpoint().sentinel) sentinel->stop_watch();
 }
 
 absl::StatusOr<Reply> RedisSession::run(Script script, const Argv& keys,
@@ -195,6 +206,21 @@ absl::StatusOr<Reply> RedisSession::command(const Argv& argv) {
 // that reaches a Redis that lost its data learns it here, so what this
 // session reads next (a module's registry, say) is read knowing that.
 absl::Status RedisSession::check_incarnation(RedisConnection& conn) {
+  if (auto& sentinel = pool_.endpoint().sentinel) {
+    // The first connection to a new master: writes acknowledged by the old
+    // one may not have reached it, so the session sets its record again.
+    const std::uint64_t now = sentinel->epoch();
+    std::uint64_t seen = master_epoch_.load();
+    while (seen < now && !master_epoch_.compare_exchange_weak(seen, now)) {
+    }
+    if (seen < now) {
+      logger_.warn(
+          "session {}: now on the new {}; re-establishing this session's state there "
+          "(writes the old master acknowledged may not have reached it)",
+          sid_, sentinel->describe());
+      ledger_.want_sync();
+    }
+  }
   const std::string fresh = random_session_id();
   FLEET_RETURN_IF_ERROR(conn.append({"HSETNX", keys_.incarnation, "id", fresh}));
   FLEET_RETURN_IF_ERROR(conn.append({"HGET", keys_.incarnation, "id"}));
@@ -270,6 +296,34 @@ absl::StatusOr<RedisSession::Heartbeat> RedisSession::heartbeat() {
   return Heartbeat{e[0].integer == 1};
 }
 
+void RedisSession::refresh_replicas() {
+  if (options_.replica_acks || role_refused_) return;
+  auto role = agent_command({"ROLE"});
+  if (!role.ok()) return;
+  if (role->is_error()) {
+    role_refused_ = true;
+    logger_.warn(
+        "session {}: Redis refused ROLE ({}); no replica acknowledgements are asked "
+        "for unless RedisOptions::replica_acks is set",
+        sid_, role->str);
+    replicas_seen_.store(0);
+    return;
+  }
+  // master: ["master", offset, [[ip, port, offset], ...]]
+  int n = 0;
+  if (role->type == Reply::Type::kArray && role->elements.size() >= 3 &&
+      role->elements[0].str == "master") {
+    n = static_cast<int>(role->elements[2].elements.size());
+  }
+  const int before = replicas_seen_.exchange(n);
+  if ((before > 0) != (n > 0)) {
+    logger_.info(
+        "session {}: the master has {} connected replica(s): lock grants, renewals and "
+        "claims {} wait for one to confirm",
+        sid_, n, n > 0 ? "now" : "no longer");
+  }
+}
+
 void RedisSession::wake_agent() {
   {
     std::lock_guard<std::mutex> lock(agent_mu_);
@@ -320,6 +374,7 @@ void RedisSession::agent_loop() {
 // resubscribed.
 Clock::TimePoint RedisSession::agent_tick(bool* failing) {
   auto hb = heartbeat();
+  if (hb.ok()) refresh_replicas();
   std::unique_lock<std::mutex> lock(state_mu_);
   const auto now = clock_->now();
   const auto soon = now + options_.reconnect_backoff_min;
@@ -604,7 +659,9 @@ namespace fleet {
 absl::StatusOr<std::unique_ptr<Coordinator>> RedisCoordinator::connect(
     const RedisOptions& options) {
   FLEET_RETURN_IF_ERROR(internal::validate_options(options));
-  auto endpoint = internal::resolve_endpoint(options.url, options.password, options.tls);
+  auto endpoint =
+      internal::resolve_endpoint(options.url, options.password, options.tls,
+                                 options.sentinel_password, options.connect_timeout);
   if (!endpoint.ok()) return endpoint.status();
   return internal::RedisSession::open(options, *std::move(endpoint));
 }

@@ -134,6 +134,15 @@ class RedisSession final : public Coordinator {
   absl::Status start();
 
   absl::StatusOr<Reply> run(Script script, const Argv& keys, const Argv& args);
+  // run(), followed on the same connection by WAIT for acks_wanted()
+  // replicas. *durable: OK, or why the write is not known to be on a
+  // replica (Unavailable). The reply is the script's either way.
+  absl::StatusOr<Reply> run_acked(Script script, const Argv& keys, const Argv& args,
+                                  absl::Status* durable);
+  int acks_wanted() const;
+  // Auto replica_acks: how many replicas the master has (ROLE), after
+  // each heartbeat (agent thread).
+  void refresh_replicas();
   // The same on the agent's own connection (agent thread and start() only).
   absl::StatusOr<Reply> agent_run(Script script, const Argv& keys, const Argv& args);
   absl::StatusOr<Reply> agent_command(const Argv& argv);
@@ -198,6 +207,11 @@ class RedisSession final : public Coordinator {
   std::mutex incarnation_mu_;
   std::string incarnation_;
   std::atomic<std::uint64_t> data_losses_{0};
+  // Sentinel: the master epoch the session's connections last reached.
+  std::atomic<std::uint64_t> master_epoch_{0};
+  // Replicas the master reported at the last heartbeat (auto replica_acks).
+  std::atomic<int> replicas_seen_{0};
+  bool role_refused_ = false;  // ROLE denied by an ACL (agent thread)
   // Clock ticks until which no slot is granted (data-loss grace).
   std::atomic<Clock::TimePoint::rep> no_grants_until_{0};
 

@@ -29,6 +29,41 @@ absl::StatusOr<Subscription> RedisSession::listen(
   });
 }
 
+// ---- replica acknowledgements (WAIT) --------------------------------------------------
+
+int RedisSession::acks_wanted() const {
+  if (options_.replica_acks) return *options_.replica_acks;
+  return replicas_seen_.load() > 0 ? 1 : 0;
+}
+
+absl::StatusOr<Reply> RedisSession::run_acked(Script script, const Argv& keys,
+                                              const Argv& args, absl::Status* durable) {
+  *durable = absl::OkStatus();
+  const int want = acks_wanted();
+  if (want == 0) return run(script, keys, args);
+  const auto timeout =
+      std::min(options_.replica_ack_timeout, options_.command_timeout / 2);
+  const std::string n = std::to_string(want);
+  const std::string ms = std::to_string(std::max<long long>(1, timeout.count()));
+  const Argv wait = {"WAIT", n, ms};
+  absl::StatusOr<Reply> acks = absl::UnavailableError("no reply to WAIT");
+  auto r =
+      scripts_.run([&](const Argv& argv) { return pool_.command(argv, wait, &acks); },
+                   script, keys, args);
+  if (!r.ok()) return r;
+  if (!acks.ok()) {
+    *durable = acks.status();
+  } else if (acks->is_error()) {
+    *durable = status_from_error(acks->str);
+  } else if (acks->integer < want) {
+    *durable = absl::UnavailableError(fmt::format(
+        "no replica confirmed it within {} ms ({} of {} wanted; Redis WAIT), so it could "
+        "be lost in a failover",
+        ms, acks->integer, want));
+  }
+  return r;
+}
+
 // ---- locks and elections ----------------------------------------------------------
 
 absl::StatusOr<std::optional<Lease>> RedisSession::acquire(
@@ -55,8 +90,10 @@ absl::StatusOr<std::optional<Lease>> RedisSession::acquire(
 
   for (;;) {
     const auto sent = clock_->now();
-    auto r = run(Script::kAcquire, {lock_key, keys_.fences, keys_.leases},
-                 {sid_, member, value, ttl_ms, leader_channel, lock_channel});
+    absl::Status durable;
+    auto r =
+        run_acked(Script::kAcquire, {lock_key, keys_.fences, keys_.leases},
+                  {sid_, member, value, ttl_ms, leader_channel, lock_channel}, &durable);
     if (!r.ok()) return r.status();
     if (r->type != Reply::Type::kArray || r->elements.size() != 2) {
       return absl::InternalError("acquire: unexpected reply from Redis");
@@ -69,6 +106,20 @@ absl::StatusOr<std::optional<Lease>> RedisSession::acquire(
       lease.fence = static_cast<std::uint64_t>(r->elements[1].integer);
       lease.ttl = ttl;
       lease.expires_at = sent + ttl;
+      if (!durable.ok()) {
+        // Not reported as held: give it back, so that nobody waits for it.
+        const char* what = kind == LeaseKind::kLock ? "lock" : "leadership of";
+        absl::Status undone = release(lease);
+        if (undone.ok() || undone.code() == absl::StatusCode::kAborted) {
+          return absl::UnavailableError(
+              fmt::format("{} '{}' was granted by the master but {}; released it", what,
+                          name, std::string(durable.message())));
+        }
+        return absl::DeadlineExceededError(fmt::format(
+            "{} '{}' was granted by the master but {}; releasing it failed too ({}), so "
+            "the grant may stand until its TTL",
+            what, name, std::string(durable.message()), std::string(undone.message())));
+      }
       return std::optional<Lease>(std::move(lease));
     }
     const auto now = clock_->now();
@@ -139,11 +190,18 @@ absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
   const std::string grant = fmt::format("{}\n{}\n", lease.fence, lease.owner);
   const std::string ttl_ms = std::to_string(lease.ttl.count());
   const auto sent = clock_->now();
-  auto r = run(Script::kRenew, {keys_.lock(lease.kind, lease.name), keys_.leases},
-               {grant, Keys::lease_member(lease.kind, lease.name), ttl_ms,
-                lease.kind == LeaseKind::kLeadership ? "1" : "0"});
+  absl::Status durable;
+  auto r = run_acked(Script::kRenew, {keys_.lock(lease.kind, lease.name), keys_.leases},
+                     {grant, Keys::lease_member(lease.kind, lease.name), ttl_ms,
+                      lease.kind == LeaseKind::kLeadership ? "1" : "0"},
+                     &durable);
   if (!r.ok()) return r.status();
   if (r->integer != 1) return lease_no_longer_held(lease);
+  if (!durable.ok()) {
+    // The lease stays valid until its previous expiry; a retry may confirm it.
+    return absl::UnavailableError(
+        fmt::format("renewal of '{}': {}", lease.name, std::string(durable.message())));
+  }
   Lease renewed = lease;
   renewed.expires_at = sent + lease.ttl;
   return renewed;
@@ -218,10 +276,26 @@ absl::StatusOr<ClaimResult> RedisSession::claim(std::string_view map,
                                                 std::string_view value, Ttl ttl) {
   FLEET_RETURN_IF_ERROR(validate_entry(map, key, value, ttl));
   const std::string ttl_ms = std::to_string(ttl.count());
-  auto r = run(Script::kMapWrite, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
-               {map, key, value, ttl_ms, keys_.watch_channel(map), "claim", ""});
+  absl::Status durable;
+  auto r = run_acked(
+      Script::kMapWrite, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
+      {map, key, value, ttl_ms, keys_.watch_channel(map), "claim", ""}, &durable);
   if (!r.ok()) return r.status();
   if (r->elements.size() == 2 && r->elements[0].integer == 1) {
+    if (!durable.ok()) {
+      // Not reported as claimed: take it back (exactly what we stored).
+      auto undone = compare_and_delete(map, key, value);
+      if (undone.ok()) {
+        return absl::UnavailableError(
+            fmt::format("claim of '{}' in map '{}': {}; taken back", key, map,
+                        std::string(durable.message())));
+      }
+      return absl::DeadlineExceededError(fmt::format(
+          "claim of '{}' in map '{}': {}; taking it back failed too ({}): re-read the "
+          "entry",
+          key, map, std::string(durable.message()),
+          std::string(undone.status().message())));
+    }
     return ClaimResult{true, Entry{std::string(value),
                                    static_cast<std::uint64_t>(r->elements[1].integer)}};
   }

@@ -30,6 +30,10 @@ void Subscriber::stop() {
     stop_ = true;
   }
   cv_.notify_all();
+  if (sentinel_listener_ != 0) {
+    options_.endpoint.sentinel->remove_listener(sentinel_listener_);
+    sentinel_listener_ = 0;
+  }
   wake();
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
     thread_.join();
@@ -38,6 +42,10 @@ void Subscriber::stop() {
 absl::Status Subscriber::start() {
   if (::pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
     return absl::ResourceExhaustedError("cannot create the pub/sub wake-up pipe");
+  }
+  if (options_.endpoint.sentinel) {
+    // The master moved: the connection is stale; wake up to notice.
+    sentinel_listener_ = options_.endpoint.sentinel->add_listener([this] { wake(); });
   }
   auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
   if (!conn.ok()) return conn.status();

@@ -4,6 +4,8 @@
 #include <cstdlib>
 
 #include "fmt/format.h"
+#include "internal/validate.hpp"
+#include "redis/sentinel.hpp"
 #include "redis/tls.hpp"
 
 namespace fleet::internal {
@@ -40,12 +42,45 @@ absl::Status bad(std::string_view what) {
   return absl::InvalidArgumentError(fmt::format("invalid Redis URL: {}", what));
 }
 
+// host[:port] or [ipv6][:port]; *port keeps its default when absent.
+absl::Status parse_host_port(std::string_view rest, std::string* host_out,
+                             int* port_out) {
+  std::string_view host = rest, port;
+  if (!rest.empty() && rest[0] == '[') {  // [ipv6]:port
+    auto close = rest.find(']');
+    if (close == std::string_view::npos) return bad("unterminated [ in the host");
+    host = rest.substr(1, close - 1);
+    std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad("junk after the IPv6 address");
+      port = after.substr(1);
+    }
+  } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+  }
+  if (host.empty()) return bad("the host is empty");
+  if (!port.empty() && !parse_int(port, 1, 65535, port_out)) {
+    return bad("the port must be a number from 1 to 65535");
+  }
+  *host_out = std::string(host);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string RedisEndpoint::redacted() const {
   std::string auth;
   if (!user.empty() || password) {
     auth = fmt::format("{}{}@", user, password ? ":***" : "");
+  }
+  if (uses_sentinel()) {
+    std::string hosts;
+    for (const auto& [h, p] : sentinels) {
+      if (!hosts.empty()) hosts += ',';
+      hosts += HostPort{h, p}.str();
+    }
+    return fmt::format("redis+sentinel://{}{}/{}/{}", auth, hosts, master_name, db);
   }
   if (!unix_path.empty()) return fmt::format("unix://{}{}?db={}", auth, unix_path, db);
   // An IPv6 address goes back in brackets, as it came.
@@ -86,13 +121,20 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
     return ep;
   }
   std::string_view rest;
+  bool sentinel = false;
+  constexpr std::string_view kSentinel = "redis+sentinel://";
   if (url.substr(0, kRedis.size()) == kRedis) {
     rest = url.substr(kRedis.size());
+  } else if (url.substr(0, kSentinel.size()) == kSentinel) {
+    rest = url.substr(kSentinel.size());
+    sentinel = true;
+  } else if (url.substr(0, 17) == "rediss+sentinel:/") {
+    return bad("TLS with Sentinel (rediss+sentinel://) is not supported");
   } else if (url.substr(0, kRediss.size()) == kRediss) {
     rest = url.substr(kRediss.size());
     ep.tls = true;
   } else {
-    return bad("the scheme must be redis://, rediss:// or unix://");
+    return bad("the scheme must be redis://, rediss://, redis+sentinel:// or unix://");
   }
   std::string_view path;
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
@@ -119,37 +161,62 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
       ep.password = *p;
     }
   }
-  std::string_view host = rest, port;
-  if (!rest.empty() && rest[0] == '[') {  // [ipv6]:port
-    auto close = rest.find(']');
-    if (close == std::string_view::npos) return bad("unterminated [ in the host");
-    host = rest.substr(1, close - 1);
-    std::string_view after = rest.substr(close + 1);
-    if (!after.empty()) {
-      if (after[0] != ':') return bad("junk after the IPv6 address");
-      port = after.substr(1);
+  if (sentinel) {
+    // host1:port1,host2:port2/master[/db]
+    std::string_view hosts = rest;
+    while (true) {
+      auto comma = hosts.find(',');
+      std::string h;
+      int port = 26379;
+      FLEET_RETURN_IF_ERROR(parse_host_port(hosts.substr(0, comma), &h, &port));
+      ep.sentinels.emplace_back(std::move(h), port);
+      if (comma == std::string_view::npos) break;
+      hosts.remove_prefix(comma + 1);
     }
-  } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
-    host = rest.substr(0, colon);
-    port = rest.substr(colon + 1);
+    std::string_view name = path, db;
+    if (auto slash = path.find('/'); slash != std::string_view::npos) {
+      name = path.substr(0, slash);
+      db = path.substr(slash + 1);
+    }
+    if (name.empty()) return bad("redis+sentinel:// needs the master's name as its path");
+    for (char c : name) {
+      if (static_cast<unsigned char>(c) <= ' ' || c == '%' || c == '/') {
+        return bad("the master's name has a space, control character, '%' or '/'");
+      }
+    }
+    ep.master_name = std::string(name);
+    if (!db.empty() && !parse_int(db, 0, 1 << 20, &ep.db)) {
+      return bad("the path after the master's name must be a database number");
+    }
+    return ep;
   }
-  if (host.empty()) return bad("the host is empty");
-  ep.host = std::string(host);
-  if (!port.empty() && !parse_int(port, 1, 65535, &ep.port)) {
-    return bad("the port must be a number from 1 to 65535");
-  }
+  FLEET_RETURN_IF_ERROR(parse_host_port(rest, &ep.host, &ep.port));
   if (!path.empty() && !parse_int(path, 0, 1 << 20, &ep.db)) {
     return bad("the path must be a database number");
   }
   return ep;
 }
 
-absl::StatusOr<RedisEndpoint> resolve_endpoint(std::string_view url,
-                                               const std::optional<std::string>& password,
-                                               const RedisTlsOptions& tls) {
+absl::StatusOr<RedisEndpoint> resolve_endpoint(
+    std::string_view url, const std::optional<std::string>& password,
+    const RedisTlsOptions& tls, const std::optional<std::string>& sentinel_password,
+    std::chrono::milliseconds sentinel_timeout) {
   auto ep = parse_redis_url(url);
   if (!ep.ok()) return ep.status();
   resolve_password(&*ep, password);
+  if (ep->uses_sentinel()) {
+    SentinelDirectory::Options so;
+    for (const auto& [h, p] : ep->sentinels) so.sentinels.push_back(HostPort{h, p});
+    so.master_name = ep->master_name;
+    if (sentinel_password) {
+      so.password = *sentinel_password;
+    } else if (const char* env = std::getenv("FLEET_SENTINEL_PASSWORD"); env && *env) {
+      so.password = std::string(env);
+    }
+    so.connect_timeout = sentinel_timeout;
+    so.command_timeout = sentinel_timeout;
+    ep->sentinel = std::make_shared<SentinelDirectory>(std::move(so));
+  }
   if (ep->tls) {
     auto context = TlsContext::create(tls, ep->host);
     if (!context.ok()) return context.status();

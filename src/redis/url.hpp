@@ -3,10 +3,13 @@
 #ifndef FLEET_SRC_REDIS_URL_HPP_
 #define FLEET_SRC_REDIS_URL_HPP_
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "fleet/redis_coordinator.hpp"
@@ -14,6 +17,7 @@
 namespace fleet::internal {
 
 class TlsContext;
+class SentinelDirectory;
 
 struct RedisEndpoint {
   std::string host;  // empty for unix sockets
@@ -25,12 +29,22 @@ struct RedisEndpoint {
   bool tls = false;  // rediss://
   // Set by resolve_endpoint() for rediss:// URLs.
   std::shared_ptr<const TlsContext> tls_context;
+  // redis+sentinel:// URLs: the sentinels (host:port each) and the name of
+  // the master they monitor; host and port above are unused. The directory
+  // (set by resolve_endpoint()) says where the master is now.
+  std::vector<std::pair<std::string, int>> sentinels;
+  std::string master_name;
+  std::shared_ptr<SentinelDirectory> sentinel;
+
+  bool uses_sentinel() const { return !master_name.empty(); }
 
   // The URL with the password replaced by "***": safe to log.
   std::string redacted() const;
 };
 
-// redis[s]://[[user]:password@]host[:port][/db]  or  unix:///path[?db=N]
+// redis[s]://[[user]:password@]host[:port][/db], unix:///path[?db=N], or
+// redis+sentinel://[[user]:password@]host1[:port1][,host2[:port2]...]/master[/db]
+// (sentinel port default 26379; the credentials are the master's).
 // Errors are InvalidArgument and never quote the password.
 absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url);
 
@@ -38,13 +52,16 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url);
 // variable FLEET_REDIS_PASSWORD if set and non-empty.
 void resolve_password(RedisEndpoint* ep, const std::optional<std::string>& fallback);
 
-// parse_redis_url(), resolve_password(), and for rediss:// the TLS context
+// parse_redis_url(), resolve_password(), for redis+sentinel:// the
+// SentinelDirectory (credentials for the sentinels themselves:
+// `sentinel_password`, else FLEET_SENTINEL_PASSWORD; none by default), and for rediss:// the TLS context
 // (loading its files: InvalidArgument when one cannot be used, or when the
 // build has no TLS). TLS options with a URL that is not rediss:// are an
 // InvalidArgument too.
-absl::StatusOr<RedisEndpoint> resolve_endpoint(std::string_view url,
-                                               const std::optional<std::string>& password,
-                                               const RedisTlsOptions& tls);
+absl::StatusOr<RedisEndpoint> resolve_endpoint(
+    std::string_view url, const std::optional<std::string>& password,
+    const RedisTlsOptions& tls, const std::optional<std::string>& sentinel_password = {},
+    std::chrono::milliseconds sentinel_timeout = std::chrono::milliseconds(1000));
 
 }  // namespace fleet::internal
 

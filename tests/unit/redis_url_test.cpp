@@ -57,6 +57,43 @@ TEST_CASE("unix:// URLs take a socket path and an optional db", "[url]") {
   CHECK(ep->redacted() == "unix:///run/redis/redis.sock?db=2");
 }
 
+TEST_CASE("redis+sentinel:// URLs list the sentinels and name the master", "[url]") {
+  auto ep = parse_redis_url(
+      "redis+sentinel://alice:s3cret@10.0.0.1:26380,sentinel-b,[::1]:26381/mymaster/2");
+  REQUIRE(ep.ok());
+  CHECK(ep->uses_sentinel());
+  REQUIRE(ep->sentinels.size() == 3);
+  CHECK(ep->sentinels[0] == std::pair<std::string, int>("10.0.0.1", 26380));
+  CHECK(ep->sentinels[1] == std::pair<std::string, int>("sentinel-b", 26379));
+  CHECK(ep->sentinels[2] == std::pair<std::string, int>("::1", 26381));
+  CHECK(ep->master_name == "mymaster");
+  CHECK(ep->db == 2);
+  CHECK(ep->user == "alice");
+  CHECK(ep->password == std::optional<std::string>("s3cret"));
+  CHECK(ep->redacted() ==
+        "redis+sentinel://alice:***@10.0.0.1:26380,sentinel-b:26379,[::1]:26381/mymaster/"
+        "2");
+
+  ep = parse_redis_url("redis+sentinel://127.0.0.1:5000/cache");
+  REQUIRE(ep.ok());
+  CHECK(ep->db == 0);
+  CHECK(ep->master_name == "cache");
+  CHECK(!ep->password);
+}
+
+TEST_CASE("bad Sentinel URLs are InvalidArgument", "[url]") {
+  for (const char* url :
+       {"redis+sentinel://127.0.0.1:26379", "redis+sentinel://127.0.0.1:26379/",
+        "redis+sentinel://h1,,h2/m", "redis+sentinel://h1:0/m",
+        "redis+sentinel://:topsecret@h1:26379/m/notadb", "redis+sentinel://h1/ma%20ster",
+        "rediss+sentinel://h1/m"}) {
+    INFO(url);
+    auto ep = parse_redis_url(url);
+    REQUIRE(ep.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK(std::string(ep.status().message()).find("secret") == std::string::npos);
+  }
+}
+
 TEST_CASE("bad URLs are InvalidArgument and never echo the password", "[url]") {
   for (const char* url :
        {"http://localhost", "redis://", "redis://host:0", "redis://host:99999",

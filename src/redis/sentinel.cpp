@@ -1,0 +1,289 @@
+#include "redis/sentinel.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "fmt/format.h"
+#include "redis/connection.hpp"
+#include "redis/sigpipe.hpp"
+
+namespace fleet::internal {
+namespace {
+
+// How often the watcher asks the sentinels anyway (a +switch-master lost
+// with its connection, a sentinel that is paused).
+constexpr std::chrono::seconds kAskEvery{5};
+constexpr int kPollMs = 200;
+
+bool parse_port(std::string_view s, int* port) {
+  int v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || v < 1 || v > 65535) return false;
+  *port = v;
+  return true;
+}
+
+}  // namespace
+
+std::string HostPort::str() const {
+  return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
+                                             : fmt::format("{}:{}", host, port);
+}
+
+SentinelDirectory::SentinelDirectory(Options options)
+    : options_(std::move(options)), order_(options_.sentinels) {}
+
+SentinelDirectory::~SentinelDirectory() { stop_watch(); }
+
+template <typename... Args>
+void SentinelDirectory::log(LogLevel level, fmt::format_string<Args...> format,
+                            Args&&... args) const {
+  std::optional<Logger> logger;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    logger = logger_;
+  }
+  if (logger) logger->log(level, format, std::forward<Args>(args)...);
+}
+
+std::string SentinelDirectory::sentinel_list() const {
+  std::string out;
+  for (const auto& s : options_.sentinels) {
+    if (!out.empty()) out += ',';
+    out += s.str();
+  }
+  return out;
+}
+
+std::string SentinelDirectory::describe() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!master_) return fmt::format("master '{}' (not located yet)", options_.master_name);
+  return fmt::format("master '{}' at {}", options_.master_name, master_->str());
+}
+
+void SentinelDirectory::suspect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stale_ = true;
+}
+
+absl::StatusOr<HostPort> SentinelDirectory::master() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (master_ && !stale_) return *master_;
+  }
+  std::lock_guard<std::mutex> asking(ask_mu_);
+  {
+    // Someone else asked while we waited.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (master_ && !stale_) return *master_;
+  }
+  auto addr = ask();
+  if (!addr.ok()) return addr.status();
+  learn(*addr, "asked the sentinels");
+  return *addr;
+}
+
+absl::StatusOr<HostPort> SentinelDirectory::ask() {
+  std::vector<HostPort> order;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    order = order_;
+  }
+  std::string failures;
+  bool unknown = false;
+  for (const HostPort& s : order) {
+    RedisEndpoint ep;
+    ep.host = s.host;
+    ep.port = s.port;
+    ep.user = options_.user;
+    ep.password = options_.password;
+    auto conn =
+        RedisConnection::open(ep, {options_.connect_timeout, options_.command_timeout});
+    absl::StatusOr<Reply> reply =
+        conn.ok() ? (*conn)->command(
+                        {"SENTINEL", "get-master-addr-by-name", options_.master_name})
+                  : absl::StatusOr<Reply>(conn.status());
+    if (!reply.ok() || reply->is_error()) {
+      if (!reply.ok() && (reply.status().code() == absl::StatusCode::kUnauthenticated ||
+                          reply.status().code() == absl::StatusCode::kPermissionDenied)) {
+        return absl::Status(reply.status().code(),
+                            fmt::format("Sentinel at {}: {}", s.str(),
+                                        std::string(reply.status().message())));
+      }
+      failures +=
+          fmt::format("{}{}: {}", failures.empty() ? "" : "; ", s.str(),
+                      reply.ok() ? reply->str : std::string(reply.status().message()));
+      continue;
+    }
+    if (reply->is_nil()) {
+      unknown = true;
+      failures += fmt::format("{}{}: does not monitor '{}'", failures.empty() ? "" : "; ",
+                              s.str(), options_.master_name);
+      continue;
+    }
+    HostPort addr;
+    if (reply->type != Reply::Type::kArray || reply->elements.size() != 2 ||
+        !parse_port(reply->elements[1].str, &addr.port) ||
+        reply->elements[0].str.empty()) {
+      failures +=
+          fmt::format("{}{}: malformed answer", failures.empty() ? "" : "; ", s.str());
+      continue;
+    }
+    addr.host = reply->elements[0].str;
+    {
+      // The one that answered goes first next time.
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = std::find(order_.begin(), order_.end(), s);
+      if (it != order_.end()) std::rotate(order_.begin(), it, it + 1);
+    }
+    return addr;
+  }
+  if (unknown) {
+    return absl::NotFoundError(fmt::format("no Sentinel knows a master named '{}' ({})",
+                                           options_.master_name, failures));
+  }
+  return absl::UnavailableError(fmt::format("no Sentinel answered for master '{}' ({})",
+                                            options_.master_name, failures));
+}
+
+void SentinelDirectory::learn(const HostPort& addr, std::string_view how) {
+  std::optional<HostPort> before;
+  std::vector<std::function<void()>> tell;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stale_ = false;
+    if (master_ && *master_ == addr) return;
+    before = master_;
+    master_ = addr;
+    if (before) {
+      epoch_.fetch_add(1, std::memory_order_acq_rel);
+      for (const auto& [id, fn] : listeners_) tell.push_back(fn);
+    }
+  }
+  if (before) {
+    log(LogLevel::kWarning,
+        "Sentinel: master '{}' moved from {} to {} ({}); every connection moves to it",
+        options_.master_name, before->str(), addr.str(), how);
+  } else {
+    log(LogLevel::kInfo, "Sentinel: master '{}' is at {} ({})", options_.master_name,
+        addr.str(), how);
+  }
+  for (const auto& fn : tell) fn();
+}
+
+std::uint64_t SentinelDirectory::add_listener(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::uint64_t id = next_listener_++;
+  listeners_[id] = std::move(fn);
+  return id;
+}
+
+void SentinelDirectory::remove_listener(std::uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listeners_.erase(id);
+}
+
+void SentinelDirectory::start_watch(Clock* clock, const Logger& logger) {
+  std::lock_guard<std::mutex> lock(mu_);
+  logger_ = logger;
+  if (watcher_.joinable()) return;
+  clock_ = clock;
+  stop_ = false;
+  watcher_ = std::thread([this] { watch_loop(); });
+}
+
+void SentinelDirectory::stop_watch() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  logger_.reset();
+}
+
+// Subscribes to +switch-master on one sentinel after another (the next one
+// when the current one fails), asking for the master's address after each
+// subscription and every kAskEvery.
+void SentinelDirectory::watch_loop() {
+  block_sigpipe_for_this_thread();
+  std::size_t next = 0;
+  auto stopping = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stop_;
+  };
+  auto pause = [this](std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const auto until = clock_->now() + d;
+    while (!stop_ && clock_->now() < until) clock_->wait_until(lock, cv_, until);
+  };
+  while (!stopping()) {
+    HostPort s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      s = order_[next++ % order_.size()];
+    }
+    RedisEndpoint ep;
+    ep.host = s.host;
+    ep.port = s.port;
+    ep.user = options_.user;
+    ep.password = options_.password;
+    auto conn =
+        RedisConnection::open(ep, {options_.connect_timeout, options_.command_timeout});
+    if (!conn.ok()) {
+      pause(std::chrono::milliseconds(100));
+      continue;
+    }
+    auto confirm = (*conn)->command({"SUBSCRIBE", "+switch-master"});
+    if (!confirm.ok() || confirm->is_error()) {
+      pause(std::chrono::milliseconds(100));
+      continue;
+    }
+    auto asked_at = clock_->now();
+    {
+      std::lock_guard<std::mutex> asking(ask_mu_);
+      if (auto addr = ask(); addr.ok()) learn(*addr, "asked the sentinels");
+    }
+    while (!stopping() && !(*conn)->broken()) {
+      pollfd fd{(*conn)->fd(), POLLIN, 0};
+      if (::poll(&fd, 1, kPollMs) > 0 && (fd.revents & (POLLIN | POLLHUP | POLLERR))) {
+        if (!(*conn)->fill().ok()) break;
+        for (;;) {
+          auto r = (*conn)->buffered();
+          if (!r.ok() || !r->has_value()) break;
+          const Reply& m = **r;
+          if (m.type != Reply::Type::kArray || m.elements.size() != 3 ||
+              m.elements[0].str != "message") {
+            continue;
+          }
+          // "<name> <old ip> <old port> <new ip> <new port>"
+          std::vector<std::string> f;
+          std::string_view text = m.elements[2].str;
+          while (!text.empty()) {
+            auto sp = text.find(' ');
+            f.emplace_back(text.substr(0, sp));
+            if (sp == std::string_view::npos) break;
+            text.remove_prefix(sp + 1);
+          }
+          HostPort addr;
+          if (f.size() != 5 || f[0] != options_.master_name ||
+              !parse_port(f[4], &addr.port)) {
+            continue;
+          }
+          addr.host = f[3];
+          learn(addr, fmt::format("+switch-master from the sentinel at {}", s.str()));
+        }
+      }
+      if (clock_->now() - asked_at >= kAskEvery) {
+        asked_at = clock_->now();
+        std::lock_guard<std::mutex> asking(ask_mu_);
+        if (auto addr = ask(); addr.ok()) learn(*addr, "asked the sentinels");
+      }
+    }
+  }
+}
+
+}  // namespace fleet::internal
