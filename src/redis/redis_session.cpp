@@ -297,7 +297,7 @@ absl::StatusOr<RedisSession::Heartbeat> RedisSession::heartbeat() {
 }
 
 void RedisSession::refresh_replicas() {
-  if (options_.replica_acks || role_refused_) return;
+  if (options_.replica_acks || role_refused_ || pool_.endpoint().uses_sentinel()) return;
   auto role = agent_command({"ROLE"});
   if (!role.ok()) return;
   if (role->is_error()) {

@@ -31,8 +31,13 @@ absl::StatusOr<Subscription> RedisSession::listen(
 
 // ---- replica acknowledgements (WAIT) --------------------------------------------------
 
+// Auto: with Sentinel always one. A master that has lost its replicas may
+// be one the sentinels are deposing, and what it takes alone is lost in the
+// failover; so with Sentinel, no confirmation means no grant. Otherwise one
+// while the master reported a replica at the last heartbeat.
 int RedisSession::acks_wanted() const {
   if (options_.replica_acks) return *options_.replica_acks;
+  if (pool_.endpoint().uses_sentinel()) return 1;
   return replicas_seen_.load() > 0 ? 1 : 0;
 }
 
@@ -300,6 +305,13 @@ absl::StatusOr<ClaimResult> RedisSession::claim(std::string_view map,
                                    static_cast<std::uint64_t>(r->elements[1].integer)}};
   }
   if (r->elements.size() == 2) {
+    if (!durable.ok()) {
+      // The winner's entry may exist on this master only (a failover under
+      // way): not an owner to tell anyone about.
+      return absl::UnavailableError(
+          fmt::format("claim of '{}' in map '{}' lost to an entry that {}", key, map,
+                      std::string(durable.message())));
+    }
     if (auto e = decode_entry(r->elements[1].str))
       return ClaimResult{false, std::move(*e)};
   }

@@ -1,6 +1,8 @@
 #include "redis/sentinel.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -35,7 +37,12 @@ std::string HostPort::str() const {
 SentinelDirectory::SentinelDirectory(Options options)
     : options_(std::move(options)), order_(options_.sentinels) {}
 
-SentinelDirectory::~SentinelDirectory() { stop_watch(); }
+SentinelDirectory::~SentinelDirectory() {
+  stop_watch();
+  for (int fd : wake_fds_) {
+    if (fd >= 0) ::close(fd);
+  }
+}
 
 template <typename... Args>
 void SentinelDirectory::log(LogLevel level, fmt::format_string<Args...> format,
@@ -191,6 +198,9 @@ void SentinelDirectory::start_watch(Clock* clock, const Logger& logger) {
   if (watcher_.joinable()) return;
   clock_ = clock;
   stop_ = false;
+  if (wake_fds_[0] < 0 && ::pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
+    wake_fds_[0] = wake_fds_[1] = -1;  // the poll's timeout still ends it
+  }
   watcher_ = std::thread([this] { watch_loop(); });
 }
 
@@ -200,6 +210,10 @@ void SentinelDirectory::stop_watch() {
     stop_ = true;
   }
   cv_.notify_all();
+  if (wake_fds_[1] >= 0) {
+    const char byte = 1;
+    (void)!::write(wake_fds_[1], &byte, 1);
+  }
   if (watcher_.joinable()) watcher_.join();
   std::lock_guard<std::mutex> lock(mu_);
   logger_.reset();
@@ -248,8 +262,10 @@ void SentinelDirectory::watch_loop() {
       if (auto addr = ask(); addr.ok()) learn(*addr, "asked the sentinels");
     }
     while (!stopping() && !(*conn)->broken()) {
-      pollfd fd{(*conn)->fd(), POLLIN, 0};
-      if (::poll(&fd, 1, kPollMs) > 0 && (fd.revents & (POLLIN | POLLHUP | POLLERR))) {
+      pollfd fds[2] = {{(*conn)->fd(), POLLIN, 0}, {wake_fds_[0], POLLIN, 0}};
+      const pollfd& fd = fds[0];
+      if (::poll(fds, wake_fds_[0] >= 0 ? 2 : 1, kPollMs) > 0 &&
+          (fd.revents & (POLLIN | POLLHUP | POLLERR))) {
         if (!(*conn)->fill().ok()) break;
         for (;;) {
           auto r = (*conn)->buffered();

@@ -111,6 +111,7 @@ class SentinelDirectory {
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread watcher_;
+  int wake_fds_[2] = {-1, -1};  // stop_watch() interrupts the watcher's poll
 };
 
 }  // namespace fleet::internal

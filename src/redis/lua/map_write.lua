@@ -3,14 +3,19 @@
 -- KEYS[3] map revisions hash (map -> last version)
 -- ARGV[1] map  ARGV[2] key  ARGV[3] value  ARGV[4] TTL ms (0: none)
 -- ARGV[5] watch channel  ARGV[6] mode: claim | put | cas
--- ARGV[7] expected value (cas)
+-- ARGV[7] expected value (cas); for claim, 'sync' when the caller waits for
+-- replicas: a lost claim then writes too (a PUBLISH, replicated), so that
+-- WAIT also confirms the winner's entry it was told about.
 -- Reply: {1, version} written; claim lost: {0, stored entry};
 -- cas failed: {0}; stored entry malformed: {-1}.
 local now = now_ms()
 local map, key, mode = ARGV[1], ARGV[2], ARGV[6]
 local cur = live_entry(KEYS[1], KEYS[2], KEYS[3], map, key, ARGV[5], now)
 if mode == 'claim' then
-  if cur then return {0, cur} end
+  if cur then
+    if ARGV[7] == 'sync' then redis.call('PUBLISH', ARGV[5] .. '#sync', '') end
+    return {0, cur}
+  end
 elseif mode == 'cas' then
   if not cur then return {0} end
   local v, value = split_entry(cur)
