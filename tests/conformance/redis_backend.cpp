@@ -4,6 +4,7 @@
 // conformance_redis_tls executable) every session speaks TLS to the
 // server's TLS port, its certificate verified against the test CA.
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <random>
@@ -13,10 +14,40 @@
 #include "fault_proxy.hpp"
 #include "fleet/redis_coordinator.hpp"
 #include "redis_server.hpp"
+#include "sentinel_group.hpp"
 #include "test_pki.hpp"
 
 namespace fleet::testing {
 namespace {
+
+// FLEET_TEST_SENTINEL (the conformance_redis_sentinel executable): every
+// session finds the master through three sentinels; the master has two
+// replicas, and grants and claims wait for one (WAIT).
+bool use_sentinel() {
+  const char* env = std::getenv("FLEET_TEST_SENTINEL");
+  return env != nullptr && *env != '\0';
+}
+
+SentinelGroup& shared_group() {
+  static std::unique_ptr<SentinelGroup> group = [] {
+    auto g = SentinelGroup::start();
+    if (!g.ok()) {
+      std::fprintf(stderr, "FATAL: cannot start the Sentinel group: %s\n",
+                   g.status().ToString().c_str());
+      std::abort();
+    }
+    return *std::move(g);
+  }();
+  return *group;
+}
+
+// The server that is the master now.
+RedisServer& master_server() {
+  if (!use_sentinel()) return shared_redis_server();
+  auto m = shared_group().master_index();
+  if (!m.ok()) std::abort();
+  return shared_group().server(*m);
+}
 
 class RedisBackend final : public Backend {
  public:
@@ -26,11 +57,12 @@ class RedisBackend final : public Backend {
         "conformance-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   }
   std::unique_ptr<Coordinator> connect() override {
-    return open(options(shared_redis_url()));
+    return open(options(use_sentinel() ? shared_group().url() : shared_redis_url()));
   }
   std::unique_ptr<Coordinator> connect_cuttable() override {
     // Through the proxy, TLS is end to end: the proxy only moves bytes.
-    RedisServer& server = shared_redis_server();
+    // With Sentinel, straight to the master through the proxy.
+    RedisServer& server = master_server();
     auto proxy =
         FaultProxy::start(shared_redis_tls() ? server.tls_port() : server.port());
     if (!proxy.ok()) std::abort();
@@ -48,8 +80,12 @@ class RedisBackend final : public Backend {
   void cut(Coordinator& c) override { proxies_.at(&c)->stall(true); }
   void heal(Coordinator& c) override { proxies_.at(&c)->stall(false); }
   void lose_data() override {
-    shared_redis_server().kill();
-    if (!shared_redis_server().restart().ok()) std::abort();
+    RedisServer& server = master_server();
+    server.kill();
+    if (!server.restart().ok()) std::abort();
+    // The replicas resync from the empty master (they lose the data too).
+    if (use_sentinel() && !shared_group().await_replicas(std::chrono::seconds(20)).ok())
+      std::abort();
   }
   void advance(std::chrono::milliseconds d) override { std::this_thread::sleep_for(d); }
   std::chrono::milliseconds session_ttl() const override {

@@ -30,13 +30,13 @@ std::string_view to_string(Op op) {
 }
 
 Workload::Workload(RedisServer& server, int instances, bool through_proxies,
-                   Timing timing)
+                   Timing timing, const std::string& url)
     : server_(server), timing_(timing), ns_(unique_namespace()) {
   for (int i = 0; i < instances; ++i) {
     auto in = std::make_unique<Instance>();
     in->name = "i" + std::to_string(i);
     RedisOptions o;
-    o.url = server_.url();
+    o.url = url.empty() ? server_.url() : url;
     if (through_proxies) {
       in->proxy = FaultProxy::start(server_.port()).value();
       o.url = in->proxy->url();

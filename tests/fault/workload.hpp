@@ -42,7 +42,9 @@ class Workload {
   // The pool "p": node "n1" with capacity 2, "n2" with capacity 3.
   static constexpr std::int64_t kCapacity[] = {2, 3};
 
-  Workload(RedisServer& server, int instances, bool through_proxies, Timing timing = {});
+  // `url`: connect there instead of to `server` (a redis+sentinel:// URL).
+  Workload(RedisServer& server, int instances, bool through_proxies, Timing timing = {},
+           const std::string& url = "");
   ~Workload();
 
   void start();

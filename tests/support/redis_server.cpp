@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -91,6 +92,20 @@ absl::Status RedisServer::spawn() {
         "redis-server not found (install the redis-server package or set "
         "FLEET_REDIS_SERVER)");
   }
+  if (!options_.sentinel_config.empty()) {
+    const std::string conf = dir_ + "/sentinel.conf";
+    if (::access(conf.c_str(), F_OK) != 0) {  // a restart keeps what it learned
+      FILE* f = std::fopen(conf.c_str(), "w");
+      if (f == nullptr) return absl::InternalError("cannot write " + conf);
+      std::fputs(options_.sentinel_config.c_str(), f);
+      std::fclose(f);
+    }
+    std::vector<std::string> sargs = {
+        binary,   conf,         "--sentinel",  "--port",    std::to_string(port_),
+        "--bind", "127.0.0.1",  "--daemonize", "no",        "--dir",
+        dir_,     "--loglevel", "notice",      "--logfile", dir_ + "/redis.log"};
+    return launch(binary, sargs);
+  }
   std::vector<std::string> args = {binary,
                                    "--port",
                                    std::to_string(port_),
@@ -116,6 +131,11 @@ absl::Status RedisServer::spawn() {
                  "--tls-auth-clients", t.require_client_cert ? "yes" : "no"});
   }
   args.insert(args.end(), options_.args.begin(), options_.args.end());
+  return launch(binary, args);
+}
+
+absl::Status RedisServer::launch(const std::string& binary,
+                                 std::vector<std::string> args) {
   const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) return absl::InternalError("fork failed");
@@ -231,8 +251,10 @@ absl::StatusOr<std::string> RedisServer::command(
 
 RedisServer::~RedisServer() {
   stop();
-  // Only what spawn() put there: the log (no persistence is configured).
+  // Only what spawn() put there: the log (no persistence is configured),
+  // a sentinel's configuration.
   ::unlink((dir_ + "/redis.log").c_str());
+  ::unlink((dir_ + "/sentinel.conf").c_str());
   ::rmdir(dir_.c_str());
 }
 

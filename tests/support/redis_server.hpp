@@ -27,6 +27,9 @@ class RedisServer {
     std::vector<std::string> args;  // extra config, e.g. {"--requirepass", "s3cret"}
     int port = 0;                   // 0: pick a free port
     std::optional<Tls> tls;
+    // Non-empty: run as a Sentinel (redis-server --sentinel) with this
+    // configuration, written to a file the sentinel may rewrite.
+    std::string sentinel_config;
   };
 
   static absl::StatusOr<std::unique_ptr<RedisServer>> start(Options options);
@@ -61,6 +64,7 @@ class RedisServer {
   RedisServer(Options options, std::string dir)
       : options_(std::move(options)), dir_(std::move(dir)) {}
   absl::Status spawn();
+  absl::Status launch(const std::string& binary, std::vector<std::string> args);
 
   Options options_;
   std::string dir_;
