@@ -92,6 +92,16 @@ absl::StatusOr<HostPort> SentinelDirectory::master() {
   return *addr;
 }
 
+absl::StatusOr<std::unique_ptr<RedisConnection>> SentinelDirectory::open_sentinel(
+    const HostPort& s) const {
+  RedisEndpoint ep;
+  ep.host = s.host;
+  ep.port = s.port;
+  ep.user = options_.user;
+  ep.password = options_.password;
+  return RedisConnection::open(ep, {options_.connect_timeout, options_.command_timeout});
+}
+
 absl::StatusOr<HostPort> SentinelDirectory::ask() {
   std::vector<HostPort> order;
   {
@@ -101,13 +111,7 @@ absl::StatusOr<HostPort> SentinelDirectory::ask() {
   std::string failures;
   bool unknown = false;
   for (const HostPort& s : order) {
-    RedisEndpoint ep;
-    ep.host = s.host;
-    ep.port = s.port;
-    ep.user = options_.user;
-    ep.password = options_.password;
-    auto conn =
-        RedisConnection::open(ep, {options_.connect_timeout, options_.command_timeout});
+    auto conn = open_sentinel(s);
     absl::StatusOr<Reply> reply =
         conn.ok() ? (*conn)->command(
                         {"SENTINEL", "get-master-addr-by-name", options_.master_name})
@@ -240,13 +244,7 @@ void SentinelDirectory::watch_loop() {
       std::lock_guard<std::mutex> lock(mu_);
       s = order_[next++ % order_.size()];
     }
-    RedisEndpoint ep;
-    ep.host = s.host;
-    ep.port = s.port;
-    ep.user = options_.user;
-    ep.password = options_.password;
-    auto conn =
-        RedisConnection::open(ep, {options_.connect_timeout, options_.command_timeout});
+    auto conn = open_sentinel(s);
     if (!conn.ok()) {
       pause(std::chrono::milliseconds(100));
       continue;

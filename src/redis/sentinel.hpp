@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@
 #include "internal/logger.hpp"
 
 namespace fleet::internal {
+
+class RedisConnection;
 
 struct HostPort {
   std::string host;
@@ -84,6 +87,7 @@ class SentinelDirectory {
   std::string describe() const;
 
  private:
+  absl::StatusOr<std::unique_ptr<RedisConnection>> open_sentinel(const HostPort& s) const;
   // Asks the sentinels, in order; on an answer moves that sentinel first.
   absl::StatusOr<HostPort> ask();
   // Records `addr` as the master; bumps the epoch (and tells the

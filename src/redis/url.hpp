@@ -54,9 +54,9 @@ void resolve_password(RedisEndpoint* ep, const std::optional<std::string>& fallb
 
 // parse_redis_url(), resolve_password(), for redis+sentinel:// the
 // SentinelDirectory (credentials for the sentinels themselves:
-// `sentinel_password`, else FLEET_SENTINEL_PASSWORD; none by default), and for rediss:// the TLS context
-// (loading its files: InvalidArgument when one cannot be used, or when the
-// build has no TLS). TLS options with a URL that is not rediss:// are an
+// `sentinel_password`, else FLEET_SENTINEL_PASSWORD; none by default), and for rediss://
+// the TLS context (loading its files: InvalidArgument when one cannot be used, or when
+// the build has no TLS). TLS options with a URL that is not rediss:// are an
 // InvalidArgument too.
 absl::StatusOr<RedisEndpoint> resolve_endpoint(
     std::string_view url, const std::optional<std::string>& password,

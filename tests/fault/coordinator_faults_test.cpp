@@ -43,22 +43,7 @@ void run(const std::string& name, Workload& w, RedisServer& server,
 
   const auto rep = w.report(begin, end);
   const auto violations = w.history().check();
-  std::printf("fault scenario '%s': %s; fault %lld ms\n", name.c_str(),
-              w.history().summary().c_str(),
-              static_cast<long long>(
-                  std::chrono::duration_cast<milliseconds>(end - begin).count()));
-  for (Op op : {Op::kLock, Op::kClaim, Op::kRoute}) {
-    std::printf(
-        "  %-5s recovered %5lld ms after the fault; errors: %d during, %d after; %d ok\n",
-        std::string(to_string(op)).c_str(),
-        static_cast<long long>(rep.recovery.at(op).count()),
-        rep.errors_before_recovery.count(op) ? rep.errors_before_recovery.at(op) : 0,
-        rep.errors_after_recovery.count(op) ? rep.errors_after_recovery.at(op) : 0,
-        rep.ok.count(op) ? rep.ok.at(op) : 0);
-  }
-  std::printf("  history violations: %zu\n", violations.size());
-  for (const auto& v : violations) std::printf("    %s\n", v.c_str());
-  std::fflush(stdout);
+  w.print("fault scenario", name, rep, end - begin, violations);
 
   CHECK(violations.empty());
   INFO(rep.first_unexpected);

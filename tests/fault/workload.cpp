@@ -1,6 +1,7 @@
 #include "workload.hpp"
 
 #include <unistd.h>
+#include <cstdio>
 
 #include <algorithm>
 #include <cstdlib>
@@ -209,6 +210,27 @@ Workload::Report Workload::report(History::Time fault_begin,
     }
   }
   return rep;
+}
+
+void Workload::print(const std::string& kind, const std::string& name, const Report& rep,
+                     History::Time::duration fault,
+                     const std::vector<std::string>& violations) const {
+  std::printf(
+      "%s '%s': %s; fault %lld ms\n", kind.c_str(), name.c_str(),
+      history_.summary().c_str(),
+      static_cast<long long>(std::chrono::duration_cast<milliseconds>(fault).count()));
+  for (Op op : {Op::kLock, Op::kClaim, Op::kRoute}) {
+    std::printf(
+        "  %-5s recovered %5lld ms after the fault; errors: %d during, %d after; %d ok\n",
+        std::string(to_string(op)).c_str(),
+        static_cast<long long>(rep.recovery.at(op).count()),
+        rep.errors_before_recovery.count(op) ? rep.errors_before_recovery.at(op) : 0,
+        rep.errors_after_recovery.count(op) ? rep.errors_after_recovery.at(op) : 0,
+        rep.ok.count(op) ? rep.ok.at(op) : 0);
+  }
+  std::printf("  history violations: %zu\n", violations.size());
+  for (const auto& v : violations) std::printf("    %s\n", v.c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace fleet::testing

@@ -79,6 +79,11 @@ class Workload {
     std::string first_unexpected;  // the first error before the fault or after recovery
   };
   Report report(History::Time fault_begin, History::Time fault_end) const;
+  // Prints what a scenario measured: the history's summary, per kind of
+  // call the recovery and the errors, and every violation.
+  void print(const std::string& kind, const std::string& name, const Report& rep,
+             History::Time::duration fault,
+             const std::vector<std::string>& violations) const;
 
  private:
   struct Instance {
