@@ -75,9 +75,10 @@ struct RedisOptions {
 
   // How many replicas must confirm (Redis WAIT) a lock grant, a lease
   // renewal or a claim before it is reported: what a replica has survives
-  // a failover. Default (nullopt): with redis+sentinel://, one (no replica
-  // connected: Unavailable); otherwise one while the master has a
-  // connected replica (checked every heartbeat), none when it has none.
+  // a failover. Default (nullopt): with redis+sentinel://, every replica
+  // the sentinels last saw healthy, at least one (none: Unavailable);
+  // otherwise one while the master has a connected replica (checked every
+  // heartbeat), none when it has none.
   // 0 turns it off.
   // A grant or claim not confirmed within replica_ack_timeout is undone and
   // reported as Unavailable (see docs/deployment.md).

@@ -31,13 +31,22 @@ absl::StatusOr<Subscription> RedisSession::listen(
 
 // ---- replica acknowledgements (WAIT) --------------------------------------------------
 
-// Auto: with Sentinel always one. A master that has lost its replicas may
-// be one the sentinels are deposing, and what it takes alone is lost in the
-// failover; so with Sentinel, no confirmation means no grant. Otherwise one
-// while the master reported a replica at the last heartbeat.
+// Auto, with Sentinel: every replica the sentinels last saw healthy, and at
+// least one. Redis replication is asynchronous and a failover promotes one
+// replica; a grant confirmed by only some replicas can be lost when another
+// is promoted. Worse, during a failover the old master keeps taking writes
+// until the sentinels reconfigure it, and a replica not yet moved can still
+// confirm them; asking for all of them makes the old master, which has lost
+// the promoted one, refuse. (The history checker found two owners of one
+// claim with "at least one".) A master without replicas may be the deposed
+// one, hence at least one.
+// Auto, without Sentinel: one while the master reported a replica at the
+// last heartbeat.
 int RedisSession::acks_wanted() const {
   if (options_.replica_acks) return *options_.replica_acks;
-  if (pool_.endpoint().uses_sentinel()) return 1;
+  if (const auto& dir = pool_.endpoint().sentinel) {
+    return std::max(1, dir->healthy_replicas());
+  }
   return replicas_seen_.load() > 0 ? 1 : 0;
 }
 

@@ -143,6 +143,7 @@ absl::StatusOr<HostPort> SentinelDirectory::ask() {
       continue;
     }
     addr.host = reply->elements[0].str;
+    count_replicas(**conn);
     {
       // The one that answered goes first next time.
       std::lock_guard<std::mutex> lock(mu_);
@@ -157,6 +158,36 @@ absl::StatusOr<HostPort> SentinelDirectory::ask() {
   }
   return absl::UnavailableError(fmt::format("no Sentinel answered for master '{}' ({})",
                                             options_.master_name, failures));
+}
+
+// SENTINEL REPLICAS answers one flat field/value array per replica. A
+// replica counts when no flag says it is down or unreachable and its last
+// INFO showed its link to the master up. (A replica the sentinels promote
+// keeps its last link status, "ok"; an old master re-added as a replica
+// starts "err" until it has synchronised.) No answer leaves the count as
+// it was.
+void SentinelDirectory::count_replicas(RedisConnection& conn) {
+  auto reply = conn.command({"SENTINEL", "REPLICAS", options_.master_name});
+  if (!reply.ok() || reply->type != Reply::Type::kArray) return;
+  int healthy = 0;
+  for (const Reply& r : reply->elements) {
+    if (r.type != Reply::Type::kArray) continue;
+    std::string_view flags;
+    std::string_view link;
+    for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+      if (r.elements[i].str == "flags") flags = r.elements[i + 1].str;
+      if (r.elements[i].str == "master-link-status") link = r.elements[i + 1].str;
+    }
+    const bool down = flags.find("s_down") != std::string_view::npos ||
+                      flags.find("o_down") != std::string_view::npos ||
+                      flags.find("disconnected") != std::string_view::npos;
+    if (!down && link == "ok") ++healthy;
+  }
+  const int before = replicas_.exchange(healthy, std::memory_order_acq_rel);
+  if (before != healthy) {
+    log(LogLevel::kInfo, "Sentinel: master '{}' has {} healthy replica(s)",
+        options_.master_name, healthy);
+  }
 }
 
 void SentinelDirectory::learn(const HostPort& addr, std::string_view how) {

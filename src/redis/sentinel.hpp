@@ -69,6 +69,11 @@ class SentinelDirectory {
   void suspect();
   // Grows whenever the master's address changes.
   std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  // How many replicas of the master the sentinels saw healthy when last
+  // asked (up, linked to the master; SENTINEL REPLICAS); -1 before the first
+  // answer. Asked with the master's address, so at least every 5 s while
+  // watching and after each +switch-master.
+  int healthy_replicas() const { return replicas_.load(std::memory_order_acquire); }
 
   // Follows +switch-master from then on, on a thread of its own, logging to
   // `logger` (copied; its sink must outlive the directory or stop_watch()).
@@ -88,8 +93,10 @@ class SentinelDirectory {
 
  private:
   absl::StatusOr<std::unique_ptr<RedisConnection>> open_sentinel(const HostPort& s) const;
-  // Asks the sentinels, in order; on an answer moves that sentinel first.
+  // Asks the sentinels, in order; on an answer moves that sentinel first
+  // and, on the same connection, counts the healthy replicas.
   absl::StatusOr<HostPort> ask();
+  void count_replicas(RedisConnection& conn);
   // Records `addr` as the master; bumps the epoch (and tells the
   // listeners) when it differs from the one known.
   void learn(const HostPort& addr, std::string_view how);
@@ -99,6 +106,7 @@ class SentinelDirectory {
 
   const Options options_;
   std::atomic<std::uint64_t> epoch_{0};
+  std::atomic<int> replicas_{-1};
 
   mutable std::mutex mu_;
   std::vector<HostPort> order_;     // sentinels, the last to answer first

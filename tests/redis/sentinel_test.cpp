@@ -144,6 +144,26 @@ TEST_CASE("Sentinel: a grant no replica confirms is released and reported Unavai
   CHECK(lease.has_value());
   auto c = unwrap(normal->claim("owners", "k", "normal", milliseconds::zero()));
   CHECK(c.claimed);
+  CHECK(sink.contains("Sentinel: master 'fleet' has 2 healthy replica(s)"));
+
+  // By default every replica the sentinels see healthy must confirm: one
+  // that stops answering makes grants Unavailable until the sentinels mark
+  // it down and the session next asks them; then the other one suffices.
+  group->server(2).pause();
+  auto refused = normal->try_lock("other", milliseconds(2000));
+  FLEET_REQUIRE_CODE(refused, kUnavailable);
+  CHECK(std::string(refused.status().message()).find("1 of 2 wanted") !=
+        std::string::npos);
+  std::optional<Lease> granted;
+  CHECK(eventually(
+      [&] {
+        auto l = normal->try_lock("other", milliseconds(2000));
+        if (l.ok() && l->has_value()) granted = *l;
+        return granted.has_value();
+      },
+      std::chrono::seconds(15)));
+  CHECK(sink.contains("Sentinel: master 'fleet' has 1 healthy replica(s)"));
+  group->server(2).resume();
 }
 
 TEST_CASE("Sentinel: bad set-ups get clear errors", "[sentinel]") {
