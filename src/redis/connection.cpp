@@ -87,6 +87,10 @@ absl::Status status_from_error(std::string_view e) {
       starts_with(e, "CLUSTERDOWN")) {
     return absl::UnavailableError(fmt::format("Redis is not ready: {}", e));
   }
+  if (starts_with(e, "MOVED") || starts_with(e, "ASK ")) {
+    return absl::UnavailableError(
+        fmt::format("the namespace's Redis Cluster slot is moving: {}", e));
+  }
   if (starts_with(e, "OOM")) {
     return absl::ResourceExhaustedError(fmt::format("Redis is out of memory: {}", e));
   }
@@ -101,13 +105,13 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
   // pass through io_error().
   const ScopedSigpipeBlock no_sigpipe(ScopedSigpipeBlock::Check::kAlways);
   const timeval ctv = to_timeval(timeouts.connect);
-  // Sentinel: the master's address now. The epoch is read first: if the
-  // master moves while we connect, the connection is stale at once.
+  // Sentinel, Cluster: the master's address now. The epoch is read first:
+  // if the master moves while we connect, the connection is stale at once.
   std::string host = ep.host;
   int port = ep.port;
-  const std::uint64_t epoch = ep.sentinel ? ep.sentinel->epoch() : 0;
-  if (ep.sentinel) {
-    auto master = ep.sentinel->master();
+  const std::uint64_t epoch = ep.directory ? ep.directory->epoch() : 0;
+  if (ep.directory) {
+    auto master = ep.directory->master();
     if (!master.ok()) return master.status();
     host = master->host;
     port = master->port;
@@ -120,18 +124,17 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
   if (ctx->err != 0) {
     std::string why = ctx->errstr;
     redisFree(ctx);
-    if (ep.sentinel) {
-      ep.sentinel->suspect();
+    if (ep.directory) {
+      ep.directory->suspect();
       return absl::UnavailableError(
-          fmt::format("cannot connect to Redis master '{}' at {}:{} (from the sentinels "
-                      "of {}): {}",
-                      ep.master_name, host, port, ep.redacted(), why));
+          fmt::format("cannot connect to {} ({}): {}", ep.directory->describe(),
+                      ep.redacted(), why));
     }
     return absl::UnavailableError(
         fmt::format("cannot connect to Redis at {}: {}", ep.redacted(), why));
   }
   std::unique_ptr<RedisConnection> conn(new RedisConnection(ctx, ep.tls));
-  conn->directory_ = ep.sentinel;
+  conn->directory_ = ep.directory;
   conn->epoch_ = epoch;
   bool cert_missing = false;
   if (ep.tls) {
@@ -201,19 +204,19 @@ absl::Status RedisConnection::prepare(const RedisEndpoint& ep, Timeouts timeouts
     }
     return st;
   }
-  if (ep.sentinel) {
-    // The address came from the sentinels; during a failover it can be a
-    // replica (the old master, demoted), which must not be used.
+  if (ep.directory) {
+    // The address came from the sentinels or the cluster; during a failover
+    // it can be a replica (the old master, demoted), which must not be used.
     auto role = command({"ROLE"});
     if (!role.ok()) return role.status();
     const bool master = role->type == Reply::Type::kArray && !role->elements.empty() &&
                         role->elements[0].str == "master";
     if (!master) {
-      ep.sentinel->suspect();
+      ep.directory->suspect();
       return absl::UnavailableError(fmt::format(
-          "the server the sentinels name as master '{}' is not a master (role '{}'); "
-          "a failover is in progress",
-          ep.master_name,
+          "the server named for {} is not a master (role '{}'); a failover is in "
+          "progress",
+          ep.directory->describe(),
           role->type == Reply::Type::kArray && !role->elements.empty()
               ? role->elements[0].str
               : role->str));
@@ -228,6 +231,17 @@ void RedisConnection::note(const Reply& reply) {
   if (reply.str.compare(0, 8, "READONLY") == 0) {
     broken_ = true;
     directory_->suspect();
+  } else if (reply.str.compare(0, 6, "MOVED ") == 0) {
+    // "MOVED <slot> <host>:<port>": the slot is served there now.
+    broken_ = true;
+    HostPort to;
+    const auto sp = reply.str.find(' ', 6);
+    if (sp != std::string::npos &&
+        parse_host_port_text(std::string_view(reply.str).substr(sp + 1), &to)) {
+      directory_->redirected(to);
+    } else {
+      directory_->suspect();
+    }
   }
 }
 
@@ -459,19 +473,38 @@ void ConnectionPool::wake_next_locked() {
   r->cv.notify_one();
 }
 
+namespace {
+
+// Redis Cluster: MOVED means the command did not run, and the connection
+// that got it is broken and the directory knows the new address: send it
+// again (a few times: a slot can move twice).
+constexpr int kMovedRetries = 3;
+
+bool moved(const absl::StatusOr<Reply>& r) {
+  return r.ok() && r->is_error() && r->str.compare(0, 6, "MOVED ") == 0;
+}
+
+}  // namespace
+
 absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv, const Argv& then,
                                               absl::StatusOr<Reply>* then_reply) {
-  Request me;
-  me.argv = &argv;
-  me.then = &then;
-  me.then_result = then_reply;
-  return run(me);
+  for (int attempt = 0;; ++attempt) {
+    Request me;
+    me.argv = &argv;
+    me.then = &then;
+    me.then_result = then_reply;
+    auto r = run(me);
+    if (!moved(r) || attempt == kMovedRetries) return r;
+  }
 }
 
 absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
-  Request me;
-  me.argv = &argv;
-  return run(me);
+  for (int attempt = 0;; ++attempt) {
+    Request me;
+    me.argv = &argv;
+    auto r = run(me);
+    if (!moved(r) || attempt == kMovedRetries) return r;
+  }
 }
 
 absl::StatusOr<Reply> ConnectionPool::run(Request& me) {

@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "fleet/clock.hpp"
 #include "internal/logger.hpp"
-#include "redis/sentinel.hpp"
+#include "redis/directory.hpp"
 #include "redis/url.hpp"
 
 struct redisContext;
@@ -75,7 +75,7 @@ class RedisConnection {
   absl::Status fill();
 
   int fd() const;
-  // Failed, or (Sentinel) opened before the master last moved.
+  // Failed, or (Sentinel, Cluster) opened before the master last moved.
   bool broken() const {
     return broken_ || (directory_ != nullptr && directory_->epoch() != epoch_);
   }
@@ -88,15 +88,16 @@ class RedisConnection {
   absl::Status prepare(const RedisEndpoint& ep, Timeouts timeouts,
                        const ConnectHook& hook);
   // A reply came: a READONLY error means this server is no longer the
-  // master (Sentinel: ask again where it is).
+  // master (ask again where it is); MOVED says where the slot is now.
   void note(const Reply& reply);
 
   redisContext* ctx_;
   const bool tls_;  // errors may carry a reason in OpenSSL's queue
   bool broken_ = false;
   bool unflushed_ = false;  // append()ed, not written yet
-  // Sentinel: where the master is, and its epoch when this one was opened.
-  std::shared_ptr<SentinelDirectory> directory_;
+  // Sentinel, Cluster: where the master is, and its epoch when this one
+  // was opened.
+  std::shared_ptr<MasterDirectory> directory_;
   std::uint64_t epoch_ = 0;
 };
 

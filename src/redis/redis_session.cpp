@@ -89,6 +89,7 @@ RedisSession::RedisSession(const RedisOptions& options, RedisEndpoint endpoint)
                                       return check_incarnation(c);
                                     }},
             clock_, &logger_),
+      scripts_(endpoint.uses_cluster()),
       events_(std::make_shared<Events>(
           Subscriber::Options{endpoint,
                               {options.connect_timeout, options.command_timeout},
@@ -111,9 +112,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> RedisSession::open(
 }
 
 absl::Status RedisSession::start() {
-  if (auto& sentinel = pool_.endpoint().sentinel) {
-    sentinel->start_watch(clock_, logger_);
-    master_epoch_.store(sentinel->epoch());
+  if (auto& directory = pool_.endpoint().directory) {
+    directory->start_watch(clock_, logger_);
+    master_epoch_.store(directory->epoch());
   }
   auto conn = RedisConnection::open(
       pool_.endpoint(), {options_.connect_timeout, options_.command_timeout},
@@ -164,7 +165,7 @@ RedisSession::~RedisSession() {
   events_->dispatcher.stop();
   // Subscription handles that outlive us find the weak_ptr empty.
   events_.reset();
-  if (auto& sentinel = pool_.endpoint().sentinel) sentinel->stop_watch();
+  if (auto& directory = pool_.endpoint().directory) directory->stop_watch();
 }
 
 absl::StatusOr<Reply> RedisSession::run(Script script, const Argv& keys,
@@ -206,18 +207,19 @@ absl::StatusOr<Reply> RedisSession::command(const Argv& argv) {
 // that reaches a Redis that lost its data learns it here, so what this
 // session reads next (a module's registry, say) is read knowing that.
 absl::Status RedisSession::check_incarnation(RedisConnection& conn) {
-  if (auto& sentinel = pool_.endpoint().sentinel) {
+  if (auto& directory = pool_.endpoint().directory) {
     // The first connection to a new master: writes acknowledged by the old
-    // one may not have reached it, so the session sets its record again.
-    const std::uint64_t now = sentinel->epoch();
+    // one may not have reached it (a failover), so the session sets its
+    // record again. (After a slot migration this finds it there: no harm.)
+    const std::uint64_t now = directory->epoch();
     std::uint64_t seen = master_epoch_.load();
     while (seen < now && !master_epoch_.compare_exchange_weak(seen, now)) {
     }
     if (seen < now) {
       logger_.warn(
-          "session {}: now on the new {}; re-establishing this session's state there "
+          "session {}: now on {}; re-establishing this session's state there "
           "(writes the old master acknowledged may not have reached it)",
-          sid_, sentinel->describe());
+          sid_, directory->describe());
       ledger_.want_sync();
     }
   }
@@ -297,7 +299,7 @@ absl::StatusOr<RedisSession::Heartbeat> RedisSession::heartbeat() {
 }
 
 void RedisSession::refresh_replicas() {
-  if (options_.replica_acks || role_refused_ || pool_.endpoint().uses_sentinel()) return;
+  if (options_.replica_acks || role_refused_ || pool_.endpoint().directory) return;
   auto role = agent_command({"ROLE"});
   if (!role.ok()) return;
   if (role->is_error()) {
@@ -661,8 +663,29 @@ absl::StatusOr<std::unique_ptr<Coordinator>> RedisCoordinator::connect(
   FLEET_RETURN_IF_ERROR(internal::validate_options(options));
   auto endpoint =
       internal::resolve_endpoint(options.url, options.password, options.tls,
-                                 options.sentinel_password, options.connect_timeout);
+                                 options.sentinel_password, options.connect_timeout,
+                                 options.namespace_name);
   if (!endpoint.ok()) return endpoint.status();
+  if (!endpoint->uses_sentinel() && !endpoint->uses_cluster()) {
+    // A redis:// URL may name one node of a Redis Cluster: then the
+    // session talks to that node alone, but publishes and subscribes the
+    // cluster's way (sharded), as sessions given redis+cluster:// do.
+    // (Unreachable: the session's own start reports it.)
+    auto probe = internal::RedisConnection::open(
+        *endpoint, {options.connect_timeout, options.command_timeout});
+    if (probe.ok()) {
+      auto info = (*probe)->command({"INFO", "cluster"});
+      if (info.ok() && info->str.find("cluster_enabled:1") != std::string::npos) {
+        endpoint->cluster = true;
+        internal::Logger(options.log_sink, options.log_level, "fleet.redis")
+            .warn(
+                "{} is a Redis Cluster node: this session uses it alone (sharded "
+                "pub/sub; a MOVED reply is Unavailable); use redis+cluster:// to follow "
+                "the namespace's slot",
+                endpoint->redacted());
+      }
+    }
+  }
   return internal::RedisSession::open(options, *std::move(endpoint));
 }
 

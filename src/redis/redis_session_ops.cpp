@@ -40,12 +40,15 @@ absl::StatusOr<Subscription> RedisSession::listen(
 // the promoted one, refuse. (The history checker found two owners of one
 // claim with "at least one".) A master without replicas may be the deposed
 // one, hence at least one.
-// Auto, without Sentinel: one while the master reported a replica at the
-// last heartbeat.
+// Auto, with Cluster: every replica of the slot's master (CLUSTER SLOTS),
+// none when it has none (a cluster failover needs a replica anyway).
+// Auto, otherwise: one while the master reported a replica at the last
+// heartbeat.
 int RedisSession::acks_wanted() const {
   if (options_.replica_acks) return *options_.replica_acks;
-  if (const auto& dir = pool_.endpoint().sentinel) {
-    return std::max(1, dir->healthy_replicas());
+  if (const auto& dir = pool_.endpoint().directory) {
+    return dir->cluster() ? std::max(0, dir->healthy_replicas())
+                          : std::max(1, dir->healthy_replicas());
   }
   return replicas_seen_.load() > 0 ? 1 : 0;
 }
@@ -502,7 +505,8 @@ absl::Status RedisSession::publish(std::string_view channel, std::string_view pa
   // One publisher's messages are numbered in the order Redis receives them.
   std::lock_guard<std::mutex> lock(publish_mu_);
   const std::string body = encode_message(sid_, next_sequence_, payload);
-  auto r = command({"PUBLISH", redis_channel, body});
+  auto r = command({pool_.endpoint().uses_cluster() ? "SPUBLISH" : "PUBLISH", redis_channel,
+                    body});
   if (!r.ok()) return r.status();
   ++next_sequence_;
   return absl::OkStatus();

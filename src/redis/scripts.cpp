@@ -31,7 +31,7 @@ constexpr std::string_view kNames[kScriptCount] = {
 
 }  // namespace
 
-Scripts::Scripts() {
+Scripts::Scripts(bool sharded) {
   // common.lua defines helpers as locals, which costs every call to create;
   // a hot script that needs none of them starts with "-- standalone".
   const std::string common(source("common"));
@@ -39,6 +39,14 @@ Scripts::Scripts() {
     const std::string_view body = source(kNames[i]);
     bodies_[i] = body.rfind("-- standalone", 0) == 0 ? std::string(body)
                                                      : common + "\n" + std::string(body);
+    if (sharded) {
+      // Every channel a script publishes to has the namespace's hash tag.
+      constexpr std::string_view from = "redis.call('PUBLISH',", to = "redis.call('SPUBLISH',";
+      for (auto at = bodies_[i].find(from); at != std::string::npos;
+           at = bodies_[i].find(from, at + to.size())) {
+        bodies_[i].replace(at, from.size(), to);
+      }
+    }
   }
 }
 

@@ -39,7 +39,9 @@ inline constexpr std::size_t kScriptCount = 18;
 
 class Scripts {
  public:
-  Scripts();  // assembles the bodies (common.lua + each script)
+  // Assembles the bodies (common.lua + each script). `sharded`: Redis
+  // Cluster, where the scripts publish with SPUBLISH (sharded pub/sub).
+  explicit Scripts(bool sharded = false);
 
   // SCRIPT LOAD of every script; remembers their SHA1s.
   absl::Status load(RedisConnection& conn);

@@ -29,31 +29,10 @@ bool parse_port(std::string_view s, int* port) {
 
 }  // namespace
 
-std::string HostPort::str() const {
-  return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
-                                             : fmt::format("{}:{}", host, port);
-}
-
 SentinelDirectory::SentinelDirectory(Options options)
     : options_(std::move(options)), order_(options_.sentinels) {}
 
-SentinelDirectory::~SentinelDirectory() {
-  stop_watch();
-  for (int fd : wake_fds_) {
-    if (fd >= 0) ::close(fd);
-  }
-}
-
-template <typename... Args>
-void SentinelDirectory::log(LogLevel level, fmt::format_string<Args...> format,
-                            Args&&... args) const {
-  std::optional<Logger> logger;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    logger = logger_;
-  }
-  if (logger) logger->log(level, format, std::forward<Args>(args)...);
-}
+SentinelDirectory::~SentinelDirectory() { stop_watch(); }
 
 std::string SentinelDirectory::sentinel_list() const {
   std::string out;
@@ -64,32 +43,8 @@ std::string SentinelDirectory::sentinel_list() const {
   return out;
 }
 
-std::string SentinelDirectory::describe() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!master_) return fmt::format("master '{}' (not located yet)", options_.master_name);
-  return fmt::format("master '{}' at {}", options_.master_name, master_->str());
-}
-
-void SentinelDirectory::suspect() {
-  std::lock_guard<std::mutex> lock(mu_);
-  stale_ = true;
-}
-
-absl::StatusOr<HostPort> SentinelDirectory::master() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (master_ && !stale_) return *master_;
-  }
-  std::lock_guard<std::mutex> asking(ask_mu_);
-  {
-    // Someone else asked while we waited.
-    std::lock_guard<std::mutex> lock(mu_);
-    if (master_ && !stale_) return *master_;
-  }
-  auto addr = ask();
-  if (!addr.ok()) return addr.status();
-  learn(*addr, "asked the sentinels");
-  return *addr;
+std::string SentinelDirectory::subject() const {
+  return fmt::format("Sentinel: master '{}'", options_.master_name);
 }
 
 absl::StatusOr<std::unique_ptr<RedisConnection>> SentinelDirectory::open_sentinel(
@@ -105,7 +60,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> SentinelDirectory::open_sentine
 absl::StatusOr<HostPort> SentinelDirectory::ask() {
   std::vector<HostPort> order;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(order_mu_);
     order = order_;
   }
   std::string failures;
@@ -146,7 +101,7 @@ absl::StatusOr<HostPort> SentinelDirectory::ask() {
     count_replicas(**conn);
     {
       // The one that answered goes first next time.
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(order_mu_);
       auto it = std::find(order_.begin(), order_.end(), s);
       if (it != order_.end()) std::rotate(order_.begin(), it, it + 1);
     }
@@ -183,75 +138,7 @@ void SentinelDirectory::count_replicas(RedisConnection& conn) {
                       flags.find("disconnected") != std::string_view::npos;
     if (!down && link == "ok") ++healthy;
   }
-  const int before = replicas_.exchange(healthy, std::memory_order_acq_rel);
-  if (before != healthy) {
-    log(LogLevel::kInfo, "Sentinel: master '{}' has {} healthy replica(s)",
-        options_.master_name, healthy);
-  }
-}
-
-void SentinelDirectory::learn(const HostPort& addr, std::string_view how) {
-  std::optional<HostPort> before;
-  std::vector<std::function<void()>> tell;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stale_ = false;
-    if (master_ && *master_ == addr) return;
-    before = master_;
-    master_ = addr;
-    if (before) {
-      epoch_.fetch_add(1, std::memory_order_acq_rel);
-      for (const auto& [id, fn] : listeners_) tell.push_back(fn);
-    }
-  }
-  if (before) {
-    log(LogLevel::kWarning,
-        "Sentinel: master '{}' moved from {} to {} ({}); every connection moves to it",
-        options_.master_name, before->str(), addr.str(), how);
-  } else {
-    log(LogLevel::kInfo, "Sentinel: master '{}' is at {} ({})", options_.master_name,
-        addr.str(), how);
-  }
-  for (const auto& fn : tell) fn();
-}
-
-std::uint64_t SentinelDirectory::add_listener(std::function<void()> fn) {
-  std::lock_guard<std::mutex> lock(mu_);
-  const std::uint64_t id = next_listener_++;
-  listeners_[id] = std::move(fn);
-  return id;
-}
-
-void SentinelDirectory::remove_listener(std::uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  listeners_.erase(id);
-}
-
-void SentinelDirectory::start_watch(Clock* clock, const Logger& logger) {
-  std::lock_guard<std::mutex> lock(mu_);
-  logger_ = logger;
-  if (watcher_.joinable()) return;
-  clock_ = clock;
-  stop_ = false;
-  if (wake_fds_[0] < 0 && ::pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
-    wake_fds_[0] = wake_fds_[1] = -1;  // the poll's timeout still ends it
-  }
-  watcher_ = std::thread([this] { watch_loop(); });
-}
-
-void SentinelDirectory::stop_watch() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (wake_fds_[1] >= 0) {
-    const char byte = 1;
-    (void)!::write(wake_fds_[1], &byte, 1);
-  }
-  if (watcher_.joinable()) watcher_.join();
-  std::lock_guard<std::mutex> lock(mu_);
-  logger_.reset();
+  set_replicas(healthy);
 }
 
 // Subscribes to +switch-master on one sentinel after another (the next one
@@ -260,19 +147,10 @@ void SentinelDirectory::stop_watch() {
 void SentinelDirectory::watch_loop() {
   block_sigpipe_for_this_thread();
   std::size_t next = 0;
-  auto stopping = [this] {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stop_;
-  };
-  auto pause = [this](std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(mu_);
-    const auto until = clock_->now() + d;
-    while (!stop_ && clock_->now() < until) clock_->wait_until(lock, cv_, until);
-  };
   while (!stopping()) {
     HostPort s;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(order_mu_);
       s = order_[next++ % order_.size()];
     }
     auto conn = open_sentinel(s);
@@ -285,15 +163,12 @@ void SentinelDirectory::watch_loop() {
       pause(std::chrono::milliseconds(100));
       continue;
     }
-    auto asked_at = clock_->now();
-    {
-      std::lock_guard<std::mutex> asking(ask_mu_);
-      if (auto addr = ask(); addr.ok()) learn(*addr, "asked the sentinels");
-    }
+    auto asked_at = clock()->now();
+    ask_and_learn("asked the sentinels");
     while (!stopping() && !(*conn)->broken()) {
-      pollfd fds[2] = {{(*conn)->fd(), POLLIN, 0}, {wake_fds_[0], POLLIN, 0}};
+      pollfd fds[2] = {{(*conn)->fd(), POLLIN, 0}, {wake_fd(), POLLIN, 0}};
       const pollfd& fd = fds[0];
-      if (::poll(fds, wake_fds_[0] >= 0 ? 2 : 1, kPollMs) > 0 &&
+      if (::poll(fds, wake_fd() >= 0 ? 2 : 1, kPollMs) > 0 &&
           (fd.revents & (POLLIN | POLLHUP | POLLERR))) {
         if (!(*conn)->fill().ok()) break;
         for (;;) {
@@ -322,10 +197,9 @@ void SentinelDirectory::watch_loop() {
           learn(addr, fmt::format("+switch-master from the sentinel at {}", s.str()));
         }
       }
-      if (clock_->now() - asked_at >= kAskEvery) {
-        asked_at = clock_->now();
-        std::lock_guard<std::mutex> asking(ask_mu_);
-        if (auto addr = ask(); addr.ok()) learn(*addr, "asked the sentinels");
+      if (clock()->now() - asked_at >= kAskEvery) {
+        asked_at = clock()->now();
+        ask_and_learn("asked the sentinels");
       }
     }
   }

@@ -30,9 +30,9 @@ void Subscriber::stop() {
     stop_ = true;
   }
   cv_.notify_all();
-  if (sentinel_listener_ != 0) {
-    options_.endpoint.sentinel->remove_listener(sentinel_listener_);
-    sentinel_listener_ = 0;
+  if (directory_listener_ != 0) {
+    options_.endpoint.directory->remove_listener(directory_listener_);
+    directory_listener_ = 0;
   }
   wake();
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
@@ -43,9 +43,9 @@ absl::Status Subscriber::start() {
   if (::pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
     return absl::ResourceExhaustedError("cannot create the pub/sub wake-up pipe");
   }
-  if (options_.endpoint.sentinel) {
+  if (options_.endpoint.directory) {
     // The master moved: the connection is stale; wake up to notice.
-    sentinel_listener_ = options_.endpoint.sentinel->add_listener([this] { wake(); });
+    directory_listener_ = options_.endpoint.directory->add_listener([this] { wake(); });
   }
   auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
   if (!conn.ok()) return conn.status();
@@ -163,7 +163,7 @@ void Subscriber::handle(const Reply& r) {
   if (r.type != Reply::Type::kArray || r.elements.size() < 3) return;
   const std::string& kind = r.elements[0].str;
   const std::string& channel = r.elements[1].str;
-  if (kind == "message") {
+  if (kind == "message" || kind == "smessage") {
     std::vector<Handler> targets;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -172,7 +172,18 @@ void Subscriber::handle(const Reply& r) {
       for (const auto& [id, h] : it->second) targets.push_back(h);
     }
     for (const auto& h : targets) h(r.elements[2].str);
-  } else if (kind == "subscribe") {
+  } else if (kind == "sunsubscribe") {
+    // Redis Cluster unsubscribes us by itself when the slot leaves the
+    // node: subscribing again there gets MOVED, which breaks the
+    // connection, and the reconnect (reported as a drop) goes to the new
+    // node. (Our own SUNSUBSCRIBE's answer comes once no handler is left.)
+    std::lock_guard<std::mutex> lock(mu_);
+    if (handlers_.count(channel)) {
+      confirmed_.erase(channel);
+      pending_.emplace_back(true, channel);
+      wake();
+    }
+  } else if (kind == "subscribe" || kind == "ssubscribe") {
     bool now_healthy = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -215,8 +226,13 @@ void Subscriber::run() {
       todo.swap(pending_);
     }
     bool ok = true;
+    // Redis Cluster: sharded pub/sub, served by the channel's slot's shard
+    // (every channel of a namespace has its hash tag).
+    const bool sharded = options_.endpoint.uses_cluster();
     for (const auto& [sub, channel] : todo) {
-      ok = conn_->append({sub ? "SUBSCRIBE" : "UNSUBSCRIBE", channel}).ok();
+      const std::string_view verb = sharded ? (sub ? "SSUBSCRIBE" : "SUNSUBSCRIBE")
+                                            : (sub ? "SUBSCRIBE" : "UNSUBSCRIBE");
+      ok = conn_->append({verb, channel}).ok();
       if (!ok) break;
     }
     if (ok && !todo.empty()) ok = conn_->flush().ok();

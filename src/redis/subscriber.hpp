@@ -84,7 +84,7 @@ class Subscriber {
   bool stop_ = false;
   bool was_healthy_ = true;
   bool retry_now_ = false;
-  std::uint64_t sentinel_listener_ = 0;  // wakes the thread when the master moves
+  std::uint64_t directory_listener_ = 0;  // wakes the thread when the master moves
   std::uint64_t drops_ = 0;
 
   std::unique_ptr<RedisConnection> conn_;  // only the thread touches it after start()

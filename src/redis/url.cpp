@@ -5,6 +5,7 @@
 
 #include "fmt/format.h"
 #include "internal/validate.hpp"
+#include "redis/cluster.hpp"
 #include "redis/sentinel.hpp"
 #include "redis/tls.hpp"
 
@@ -74,12 +75,13 @@ std::string RedisEndpoint::redacted() const {
   if (!user.empty() || password) {
     auth = fmt::format("{}{}@", user, password ? ":***" : "");
   }
-  if (uses_sentinel()) {
+  if (uses_sentinel() || (uses_cluster() && !seeds.empty())) {
     std::string hosts;
-    for (const auto& [h, p] : sentinels) {
+    for (const auto& [h, p] : seeds) {
       if (!hosts.empty()) hosts += ',';
       hosts += HostPort{h, p}.str();
     }
+    if (uses_cluster()) return fmt::format("redis+cluster://{}{}", auth, hosts);
     return fmt::format("redis+sentinel://{}{}/{}/{}", auth, hosts, master_name, db);
   }
   if (!unix_path.empty()) return fmt::format("unix://{}{}?db={}", auth, unix_path, db);
@@ -122,19 +124,26 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
   }
   std::string_view rest;
   bool sentinel = false;
-  constexpr std::string_view kSentinel = "redis+sentinel://";
+  constexpr std::string_view kSentinel = "redis+sentinel://", kCluster = "redis+cluster://";
   if (url.substr(0, kRedis.size()) == kRedis) {
     rest = url.substr(kRedis.size());
   } else if (url.substr(0, kSentinel.size()) == kSentinel) {
     rest = url.substr(kSentinel.size());
     sentinel = true;
+  } else if (url.substr(0, kCluster.size()) == kCluster) {
+    rest = url.substr(kCluster.size());
+    ep.cluster = true;
   } else if (url.substr(0, 17) == "rediss+sentinel:/") {
     return bad("TLS with Sentinel (rediss+sentinel://) is not supported");
+  } else if (url.substr(0, 16) == "rediss+cluster:/") {
+    return bad("TLS with Redis Cluster (rediss+cluster://) is not supported");
   } else if (url.substr(0, kRediss.size()) == kRediss) {
     rest = url.substr(kRediss.size());
     ep.tls = true;
   } else {
-    return bad("the scheme must be redis://, rediss://, redis+sentinel:// or unix://");
+    return bad(
+        "the scheme must be redis://, rediss://, redis+sentinel://, redis+cluster:// or "
+        "unix://");
   }
   std::string_view path;
   if (auto slash = rest.find('/'); slash != std::string_view::npos) {
@@ -161,18 +170,27 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
       ep.password = *p;
     }
   }
-  if (sentinel) {
-    // host1:port1,host2:port2/master[/db]
+  if (sentinel || ep.cluster) {
+    // host1:port1,host2:port2
     std::string_view hosts = rest;
     while (true) {
       auto comma = hosts.find(',');
       std::string h;
-      int port = 26379;
+      int port = sentinel ? 26379 : 6379;
       FLEET_RETURN_IF_ERROR(parse_host_port(hosts.substr(0, comma), &h, &port));
-      ep.sentinels.emplace_back(std::move(h), port);
+      ep.seeds.emplace_back(std::move(h), port);
       if (comma == std::string_view::npos) break;
       hosts.remove_prefix(comma + 1);
     }
+  }
+  if (ep.cluster) {
+    if (!path.empty() && path != "0") {
+      return bad("Redis Cluster has database 0 only: drop the path or make it /0");
+    }
+    return ep;
+  }
+  if (sentinel) {
+    // .../master[/db]
     std::string_view name = path, db;
     if (auto slash = path.find('/'); slash != std::string_view::npos) {
       name = path.substr(0, slash);
@@ -200,13 +218,13 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
 absl::StatusOr<RedisEndpoint> resolve_endpoint(
     std::string_view url, const std::optional<std::string>& password,
     const RedisTlsOptions& tls, const std::optional<std::string>& sentinel_password,
-    std::chrono::milliseconds sentinel_timeout) {
+    std::chrono::milliseconds sentinel_timeout, std::string_view namespace_name) {
   auto ep = parse_redis_url(url);
   if (!ep.ok()) return ep.status();
   resolve_password(&*ep, password);
   if (ep->uses_sentinel()) {
     SentinelDirectory::Options so;
-    for (const auto& [h, p] : ep->sentinels) so.sentinels.push_back(HostPort{h, p});
+    for (const auto& [h, p] : ep->seeds) so.sentinels.push_back(HostPort{h, p});
     so.master_name = ep->master_name;
     if (sentinel_password) {
       so.password = *sentinel_password;
@@ -215,7 +233,18 @@ absl::StatusOr<RedisEndpoint> resolve_endpoint(
     }
     so.connect_timeout = sentinel_timeout;
     so.command_timeout = sentinel_timeout;
-    ep->sentinel = std::make_shared<SentinelDirectory>(std::move(so));
+    ep->directory = std::make_shared<SentinelDirectory>(std::move(so));
+  }
+  if (ep->uses_cluster()) {
+    ClusterDirectory::Options co;
+    for (const auto& [h, p] : ep->seeds) co.seeds.push_back(HostPort{h, p});
+    // The namespace's keys are fleet:{<namespace>}:...
+    co.slot = key_slot("{" + std::string(namespace_name) + "}");
+    co.user = ep->user;
+    co.password = ep->password;
+    co.connect_timeout = sentinel_timeout;
+    co.command_timeout = sentinel_timeout;
+    ep->directory = std::make_shared<ClusterDirectory>(std::move(co));
   }
   if (ep->tls) {
     auto context = TlsContext::create(tls, ep->host);

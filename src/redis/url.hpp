@@ -17,7 +17,7 @@
 namespace fleet::internal {
 
 class TlsContext;
-class SentinelDirectory;
+class MasterDirectory;
 
 struct RedisEndpoint {
   std::string host;  // empty for unix sockets
@@ -30,13 +30,16 @@ struct RedisEndpoint {
   // Set by resolve_endpoint() for rediss:// URLs.
   std::shared_ptr<const TlsContext> tls_context;
   // redis+sentinel:// URLs: the sentinels (host:port each) and the name of
-  // the master they monitor; host and port above are unused. The directory
-  // (set by resolve_endpoint()) says where the master is now.
-  std::vector<std::pair<std::string, int>> sentinels;
+  // the master they monitor; redis+cluster:// URLs: some of the cluster's
+  // nodes. Host and port above are unused then. The directory (set by
+  // resolve_endpoint()) says where the master is now.
+  std::vector<std::pair<std::string, int>> seeds;
   std::string master_name;
-  std::shared_ptr<SentinelDirectory> sentinel;
+  bool cluster = false;
+  std::shared_ptr<MasterDirectory> directory;
 
   bool uses_sentinel() const { return !master_name.empty(); }
+  bool uses_cluster() const { return cluster; }
 
   // The URL with the password replaced by "***": safe to log.
   std::string redacted() const;
@@ -44,7 +47,9 @@ struct RedisEndpoint {
 
 // redis[s]://[[user]:password@]host[:port][/db], unix:///path[?db=N], or
 // redis+sentinel://[[user]:password@]host1[:port1][,host2[:port2]...]/master[/db]
-// (sentinel port default 26379; the credentials are the master's).
+// (sentinel port default 26379; the credentials are the master's), or
+// redis+cluster://[[user]:password@]host1[:port1][,host2[:port2]...][/0]
+// (some nodes of a Redis Cluster; port default 6379; database 0 only).
 // Errors are InvalidArgument and never quote the password.
 absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url);
 
@@ -54,14 +59,17 @@ void resolve_password(RedisEndpoint* ep, const std::optional<std::string>& fallb
 
 // parse_redis_url(), resolve_password(), for redis+sentinel:// the
 // SentinelDirectory (credentials for the sentinels themselves:
-// `sentinel_password`, else FLEET_SENTINEL_PASSWORD; none by default), and for rediss://
+// `sentinel_password`, else FLEET_SENTINEL_PASSWORD; none by default), for
+// redis+cluster:// the ClusterDirectory of the slot of `namespace_name`'s
+// hash tag, and for rediss://
 // the TLS context (loading its files: InvalidArgument when one cannot be used, or when
 // the build has no TLS). TLS options with a URL that is not rediss:// are an
 // InvalidArgument too.
 absl::StatusOr<RedisEndpoint> resolve_endpoint(
     std::string_view url, const std::optional<std::string>& password,
     const RedisTlsOptions& tls, const std::optional<std::string>& sentinel_password = {},
-    std::chrono::milliseconds sentinel_timeout = std::chrono::milliseconds(1000));
+    std::chrono::milliseconds sentinel_timeout = std::chrono::milliseconds(1000),
+    std::string_view namespace_name = "default");
 
 }  // namespace fleet::internal
 

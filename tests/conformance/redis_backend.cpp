@@ -13,6 +13,7 @@
 #include "backend.hpp"
 #include "fault_proxy.hpp"
 #include "fleet/redis_coordinator.hpp"
+#include "redis_cluster.hpp"
 #include "redis_server.hpp"
 #include "sentinel_group.hpp"
 #include "test_pki.hpp"
@@ -28,6 +29,27 @@ bool use_sentinel() {
   return env != nullptr && *env != '\0';
 }
 
+// FLEET_TEST_CLUSTER (the conformance_redis_cluster executable): every
+// session goes through a 3-master Redis Cluster (no replicas); the
+// namespaces of the cases spread over the three.
+bool use_cluster() {
+  const char* env = std::getenv("FLEET_TEST_CLUSTER");
+  return env != nullptr && *env != '\0';
+}
+
+RedisCluster& shared_cluster() {
+  static std::unique_ptr<RedisCluster> cluster = [] {
+    auto c = RedisCluster::start(3);
+    if (!c.ok()) {
+      std::fprintf(stderr, "FATAL: cannot start the Redis Cluster: %s\n",
+                   c.status().ToString().c_str());
+      std::abort();
+    }
+    return *std::move(c);
+  }();
+  return *cluster;
+}
+
 SentinelGroup& shared_group() {
   static std::unique_ptr<SentinelGroup> group = [] {
     auto g = SentinelGroup::start();
@@ -41,8 +63,14 @@ SentinelGroup& shared_group() {
   return *group;
 }
 
-// The server that is the master now.
-RedisServer& master_server() {
+// The server that is the master now (of the namespace's slot, in a cluster).
+RedisServer& master_server(const std::string& ns) {
+  if (use_cluster()) {
+    auto slot = shared_cluster().key_slot("{" + ns + "}");
+    auto owner = slot.ok() ? shared_cluster().owner_of(*slot) : slot.status();
+    if (!owner.ok()) std::abort();
+    return shared_cluster().node(*owner);
+  }
   if (!use_sentinel()) return shared_redis_server();
   auto m = shared_group().master_index();
   if (!m.ok()) std::abort();
@@ -57,12 +85,16 @@ class RedisBackend final : public Backend {
         "conformance-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
   }
   std::unique_ptr<Coordinator> connect() override {
-    return open(options(use_sentinel() ? shared_group().url() : shared_redis_url()));
+    return open(options(use_cluster()    ? shared_cluster().url()
+                        : use_sentinel() ? shared_group().url()
+                                         : shared_redis_url()));
   }
   std::unique_ptr<Coordinator> connect_cuttable() override {
     // Through the proxy, TLS is end to end: the proxy only moves bytes.
-    // With Sentinel, straight to the master through the proxy.
-    RedisServer& server = master_server();
+    // With Sentinel, straight to the master through the proxy; in a
+    // cluster, to the node serving the namespace (a redis:// URL naming a
+    // cluster node: that node alone, sharded pub/sub).
+    RedisServer& server = master_server(namespace_);
     auto proxy =
         FaultProxy::start(shared_redis_tls() ? server.tls_port() : server.port());
     if (!proxy.ok()) std::abort();
@@ -80,7 +112,7 @@ class RedisBackend final : public Backend {
   void cut(Coordinator& c) override { proxies_.at(&c)->stall(true); }
   void heal(Coordinator& c) override { proxies_.at(&c)->stall(false); }
   void lose_data() override {
-    RedisServer& server = master_server();
+    RedisServer& server = master_server(namespace_);
     server.kill();
     if (!server.restart().ok()) std::abort();
     // The replicas resync from the empty master (they lose the data too).

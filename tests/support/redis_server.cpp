@@ -78,6 +78,11 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::start(Options options)
         server->tls_port_ = free_port();
       } while (server->tls_port_ == server->port_);
     }
+    if (server->options_.cluster) {
+      do {
+        server->cluster_port_ = free_port();
+      } while (server->cluster_port_ == server->port_);
+    }
     st = server->spawn();
     if (st.ok()) return server;
     if (fixed_port) break;
@@ -129,6 +134,11 @@ absl::Status RedisServer::spawn() {
                 {"--tls-port", std::to_string(tls_port_), "--tls-cert-file", t.cert_file,
                  "--tls-key-file", t.key_file, "--tls-ca-cert-file", t.ca_file,
                  "--tls-auth-clients", t.require_client_cert ? "yes" : "no"});
+  }
+  if (options_.cluster) {
+    args.insert(args.end(), {"--cluster-enabled", "yes", "--cluster-config-file",
+                             dir_ + "/nodes.conf", "--cluster-node-timeout", "1000",
+                             "--cluster-port", std::to_string(cluster_port_)});
   }
   args.insert(args.end(), options_.args.begin(), options_.args.end());
   return launch(binary, args);

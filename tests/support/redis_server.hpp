@@ -30,6 +30,9 @@ class RedisServer {
     // Non-empty: run as a Sentinel (redis-server --sentinel) with this
     // configuration, written to a file the sentinel may rewrite.
     std::string sentinel_config;
+    // Run as a Redis Cluster node (cluster-enabled, its bus on a free port
+    // of its own, node timeout 1000 ms, no slots yet).
+    bool cluster = false;
   };
 
   static absl::StatusOr<std::unique_ptr<RedisServer>> start(Options options);
@@ -37,6 +40,8 @@ class RedisServer {
   ~RedisServer();
 
   int port() const { return port_; }
+  // Options::cluster: the cluster bus port.
+  int cluster_port() const { return cluster_port_; }
   pid_t pid() const { return pid_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
   // With Options::tls: the TLS port, and a rediss:// URL for it.
@@ -70,6 +75,7 @@ class RedisServer {
   std::string dir_;
   int port_ = 0;
   int tls_port_ = 0;
+  int cluster_port_ = 0;
   pid_t pid_ = -1;
   bool paused_ = false;
 };

@@ -1,9 +1,11 @@
 #include "catch.hpp"
+#include "redis/cluster.hpp"
 #include "redis/url.hpp"
 
 namespace fleet::testing {
 namespace {
 
+using internal::key_slot;
 using internal::parse_redis_url;
 
 TEST_CASE("redis:// URLs parse into host, port, db and credentials", "[url]") {
@@ -62,10 +64,10 @@ TEST_CASE("redis+sentinel:// URLs list the sentinels and name the master", "[url
       "redis+sentinel://alice:s3cret@10.0.0.1:26380,sentinel-b,[::1]:26381/mymaster/2");
   REQUIRE(ep.ok());
   CHECK(ep->uses_sentinel());
-  REQUIRE(ep->sentinels.size() == 3);
-  CHECK(ep->sentinels[0] == std::pair<std::string, int>("10.0.0.1", 26380));
-  CHECK(ep->sentinels[1] == std::pair<std::string, int>("sentinel-b", 26379));
-  CHECK(ep->sentinels[2] == std::pair<std::string, int>("::1", 26381));
+  REQUIRE(ep->seeds.size() == 3);
+  CHECK(ep->seeds[0] == std::pair<std::string, int>("10.0.0.1", 26380));
+  CHECK(ep->seeds[1] == std::pair<std::string, int>("sentinel-b", 26379));
+  CHECK(ep->seeds[2] == std::pair<std::string, int>("::1", 26381));
   CHECK(ep->master_name == "mymaster");
   CHECK(ep->db == 2);
   CHECK(ep->user == "alice");
@@ -92,6 +94,41 @@ TEST_CASE("bad Sentinel URLs are InvalidArgument", "[url]") {
     REQUIRE(ep.status().code() == absl::StatusCode::kInvalidArgument);
     CHECK(std::string(ep.status().message()).find("secret") == std::string::npos);
   }
+}
+
+TEST_CASE("redis+cluster:// URLs list some of the cluster's nodes", "[url]") {
+  auto ep = parse_redis_url("redis+cluster://:s3cret@10.0.0.1:7000,node-b,[::1]:7002");
+  REQUIRE(ep.ok());
+  CHECK(ep->uses_cluster());
+  CHECK_FALSE(ep->uses_sentinel());
+  REQUIRE(ep->seeds.size() == 3);
+  CHECK(ep->seeds[0] == std::pair<std::string, int>("10.0.0.1", 7000));
+  CHECK(ep->seeds[1] == std::pair<std::string, int>("node-b", 6379));
+  CHECK(ep->seeds[2] == std::pair<std::string, int>("::1", 7002));
+  CHECK(ep->db == 0);
+  CHECK(ep->password == std::optional<std::string>("s3cret"));
+  CHECK(ep->redacted() == "redis+cluster://:***@10.0.0.1:7000,node-b:6379,[::1]:7002");
+  CHECK(parse_redis_url("redis+cluster://h1:7000/0").ok());
+
+  for (const char* url : {"redis+cluster://h1:7000/1", "redis+cluster://h1,,h2",
+                          "redis+cluster://:topsecret@h1:0", "rediss+cluster://h1:7000"}) {
+    INFO(url);
+    auto bad = parse_redis_url(url);
+    REQUIRE(bad.status().code() == absl::StatusCode::kInvalidArgument);
+    CHECK(std::string(bad.status().message()).find("secret") == std::string::npos);
+  }
+}
+
+TEST_CASE("hash slots are computed as Redis Cluster computes them", "[url]") {
+  // Figures from the Cluster specification and from CLUSTER KEYSLOT.
+  CHECK(key_slot("123456789") == 0x31C3 % 16384);
+  CHECK(key_slot("somekey") == 11058);
+  CHECK(key_slot("foo{hash_tag}") == 2515);
+  CHECK(key_slot("bar{hash_tag}") == 2515);
+  CHECK(key_slot("{user1000}.following") == key_slot("user1000"));
+  CHECK(key_slot("foo{{bar}}zap") == key_slot("{bar"));
+  CHECK(key_slot("{}x") != key_slot("x"));  // an empty tag: the whole key
+  CHECK(key_slot("fleet:{default}:sessions") == key_slot("default"));
 }
 
 TEST_CASE("bad URLs are InvalidArgument and never echo the password", "[url]") {
