@@ -288,7 +288,9 @@ int main(int argc, char** argv) {
     return 64;
   }
   if (auto st = fleet::validate_name("namespace", ns); !st.ok()) return fail(st);
-  auto ep = fleet::internal::resolve_endpoint(url, std::nullopt, tls);
+  // redis+cluster://: the namespace says which slot, so which node.
+  auto ep = fleet::internal::resolve_endpoint(url, std::nullopt, tls, std::nullopt,
+                                              std::chrono::milliseconds(2000), ns);
   if (!ep.ok()) return fail(ep.status());
   auto conn = fleet::internal::RedisConnection::open(
       *ep, {std::chrono::milliseconds(2000), std::chrono::milliseconds(5000)});

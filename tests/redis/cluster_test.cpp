@@ -10,6 +10,7 @@
 #include "catch.hpp"
 #include "fast_options.hpp"
 #include "fleet/redis_coordinator.hpp"
+#include "process.hpp"
 #include "recorder.hpp"
 #include "redis_cluster.hpp"
 #include "status.hpp"
@@ -174,6 +175,29 @@ TEST_CASE("Cluster: a replica takes over by CLUSTER FAILOVER; sessions follow",
   REQUIRE(second.has_value());
   CHECK(second->fence > first->fence);
   CHECK(a->connection_state() != ConnectionState::kLost);
+}
+
+TEST_CASE("Cluster: fleetctl reads a namespace from the node serving its slot",
+          "[cluster]") {
+  auto cluster = start_cluster(3);
+  CaptureSink sink;
+  const std::string ns = namespace_on(*cluster, 2, "ctl");
+  auto a = connect(fast_options(cluster->url(), &sink, ns));
+  FLEET_REQUIRE_OK(a->join(InstanceInfo{"inst-a", "h", "1", {}, {}}));
+  auto held = unwrap(a->try_lock("job", milliseconds(5000)));
+  REQUIRE(held.has_value());
+  int code = -1;
+  // The URL names nodes 0 and 1; the namespace lives on node 2.
+  Child c = spawn(FLEETCTL_BINARY, {"--redis-url", cluster->url(), "--namespace", ns,
+                                    "instances"});
+  std::string out = finish(c, &code, std::chrono::seconds(30));
+  CHECK(code == 0);
+  CHECK(out.find("inst-a") != std::string::npos);
+  c = spawn(FLEETCTL_BINARY, {"--redis-url", cluster->url(), "--namespace", ns, "locks"});
+  out = finish(c, &code, std::chrono::seconds(30));
+  CHECK(code == 0);
+  CHECK(out.find("job") != std::string::npos);
+  CHECK(out.find(std::to_string(held->fence)) != std::string::npos);
 }
 
 TEST_CASE("Cluster: bad set-ups get clear errors", "[cluster]") {
