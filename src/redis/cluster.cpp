@@ -143,9 +143,8 @@ absl::StatusOr<HostPort> ClusterDirectory::ask() {
     failures += fmt::format("{}{}: {}", failures.empty() ? "" : "; ", n.str(),
                             std::string(a.status().message()));
   }
-  return absl::UnavailableError(
-      fmt::format("no node of the Redis Cluster answered for slot {} ({})",
-                  options_.slot, failures));
+  return absl::UnavailableError(fmt::format(
+      "no node of the Redis Cluster answered for slot {} ({})", options_.slot, failures));
 }
 
 void ClusterDirectory::watch_loop() {

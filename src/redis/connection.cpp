@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "fmt/format.h"
 #include "internal/validate.hpp"
@@ -126,9 +127,8 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     redisFree(ctx);
     if (ep.directory) {
       ep.directory->suspect();
-      return absl::UnavailableError(
-          fmt::format("cannot connect to {} ({}): {}", ep.directory->describe(),
-                      ep.redacted(), why));
+      return absl::UnavailableError(fmt::format(
+          "cannot connect to {} ({}): {}", ep.directory->describe(), ep.redacted(), why));
     }
     return absl::UnavailableError(
         fmt::format("cannot connect to Redis at {}: {}", ep.redacted(), why));
@@ -227,13 +227,13 @@ absl::Status RedisConnection::prepare(const RedisEndpoint& ep, Timeouts timeouts
 }
 
 void RedisConnection::note(const Reply& reply) {
-  if (directory_ == nullptr || reply.type != Reply::Type::kError) return;
-  if (reply.str.compare(0, 8, "READONLY") == 0) {
+  if (reply.type != Reply::Type::kError) return;
+  if (reply.str.compare(0, 6, "MOVED ") == 0) {
+    // "MOVED <slot> <host>:<port>": the slot is served there now. (A
+    // redis:// session pinned to one cluster node reconnects there, and
+    // keeps getting MOVED: Unavailable.)
     broken_ = true;
-    directory_->suspect();
-  } else if (reply.str.compare(0, 6, "MOVED ") == 0) {
-    // "MOVED <slot> <host>:<port>": the slot is served there now.
-    broken_ = true;
+    if (directory_ == nullptr) return;
     HostPort to;
     const auto sp = reply.str.find(' ', 6);
     if (sp != std::string::npos &&
@@ -242,6 +242,9 @@ void RedisConnection::note(const Reply& reply) {
     } else {
       directory_->suspect();
     }
+  } else if (directory_ != nullptr && reply.str.compare(0, 8, "READONLY") == 0) {
+    broken_ = true;
+    directory_->suspect();
   }
 }
 
@@ -477,34 +480,87 @@ namespace {
 
 // Redis Cluster: MOVED means the command did not run, and the connection
 // that got it is broken and the directory knows the new address: send it
-// again (a few times: a slot can move twice).
-constexpr int kMovedRetries = 3;
+// again (a few times: a slot can move twice). ASK and TRYAGAIN also mean
+// it did not run.
+constexpr int kRedirections = 40;
 
-bool moved(const absl::StatusOr<Reply>& r) {
-  return r.ok() && r->is_error() && r->str.compare(0, 6, "MOVED ") == 0;
+bool error_starts(const absl::StatusOr<Reply>& r, std::string_view prefix) {
+  return r.ok() && r->is_error() && r->str.compare(0, prefix.size(), prefix) == 0;
 }
 
 }  // namespace
 
 absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv, const Argv& then,
                                               absl::StatusOr<Reply>* then_reply) {
-  for (int attempt = 0;; ++attempt) {
-    Request me;
-    me.argv = &argv;
-    me.then = &then;
-    me.then_result = then_reply;
-    auto r = run(me);
-    if (!moved(r) || attempt == kMovedRetries) return r;
-  }
+  return redirected(argv, &then, then_reply);
 }
 
 absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
+  return redirected(argv, nullptr, nullptr);
+}
+
+absl::StatusOr<Reply> ConnectionPool::redirected(const Argv& argv, const Argv* then,
+                                                 absl::StatusOr<Reply>* then_reply) {
+  const auto deadline = clock_->now() + options_.timeouts.command;
+  auto pause = std::chrono::milliseconds(1);
   for (int attempt = 0;; ++attempt) {
     Request me;
     me.argv = &argv;
+    me.then = then;
+    me.then_result = then_reply;
     auto r = run(me);
-    if (!moved(r) || attempt == kMovedRetries) return r;
+    if (attempt < kRedirections && error_starts(r, "ASK ")) {
+      // "ASK <slot> <host>:<port>": this key has moved already; the slot
+      // has not. Only this command goes there.
+      HostPort to;
+      const auto sp = r->str.find(' ', 4);
+      if (sp != std::string::npos &&
+          parse_host_port_text(std::string_view(r->str).substr(sp + 1), &to)) {
+        r = ask(to, argv, then, then_reply);
+      }
+    }
+    if (attempt >= kRedirections) return r;
+    // (Without a directory — a redis:// URL naming one cluster node —
+    // nothing knows where the slot went.)
+    if (error_starts(r, "MOVED ")) {
+      if (options_.endpoint.directory) continue;
+      return r;
+    }
+    if (!error_starts(r, "TRYAGAIN") && !error_starts(r, "ASK ")) return r;
+    if (clock_->now() + pause >= deadline) return r;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }
+}
+
+absl::StatusOr<Reply> ConnectionPool::ask(const HostPort& to, const Argv& argv,
+                                          const Argv* then,
+                                          absl::StatusOr<Reply>* then_reply) {
+  std::lock_guard<std::mutex> lock(ask_mu_);
+  if (!ask_conn_ || ask_conn_->broken() || ask_addr_ != to) {
+    ask_conn_.reset();
+    RedisEndpoint ep = options_.endpoint;
+    ep.host = to.host;
+    ep.port = to.port;
+    ep.directory.reset();  // this node, whatever the slot map says
+    ep.seeds.clear();
+    ep.master_name.clear();
+    auto conn = RedisConnection::open(ep, options_.timeouts, options_.on_ask_connect);
+    if (!conn.ok()) return conn.status();
+    ask_conn_ = *std::move(conn);
+    ask_addr_ = to;
+  }
+  RedisConnection& c = *ask_conn_;
+  FLEET_RETURN_IF_ERROR(c.append({"ASKING"}));
+  FLEET_RETURN_IF_ERROR(c.append(argv));
+  if (then != nullptr) FLEET_RETURN_IF_ERROR(c.append(*then));
+  FLEET_RETURN_IF_ERROR(c.flush());
+  auto asking = c.read();
+  if (!asking.ok()) return asking.status();
+  auto r = c.read();
+  if (then != nullptr)
+    *then_reply = r.ok() ? c.read() : absl::StatusOr<Reply>(r.status());
+  return r;
 }
 
 absl::StatusOr<Reply> ConnectionPool::run(Request& me) {

@@ -145,6 +145,9 @@ class ConnectionPool {
     std::chrono::milliseconds backoff_min{50};
     std::chrono::milliseconds backoff_max{2000};
     ConnectHook on_connect;
+    // Redis Cluster: runs on a connection opened to follow an ASK
+    // redirection (the session loads its scripts there).
+    ConnectHook on_ask_connect;
   };
 
   ConnectionPool(Options options, Clock* clock, const Logger* logger);
@@ -202,6 +205,15 @@ class ConnectionPool {
   };
 
   absl::StatusOr<Reply> run(Request& me);
+  // One command with Redis Cluster's redirections handled: MOVED (sent
+  // again: the directory knows the new node), ASK (sent once to the node
+  // named, after ASKING), TRYAGAIN (a multi-key command while its slot is
+  // half moved: sent again after a short pause, within a command timeout).
+  absl::StatusOr<Reply> redirected(const Argv& argv, const Argv* then,
+                                   absl::StatusOr<Reply>* then_reply);
+  // ASKING then the command (and `then`) on a connection to `to`.
+  absl::StatusOr<Reply> ask(const HostPort& to, const Argv& argv, const Argv* then,
+                            absl::StatusOr<Reply>* then_reply);
   absl::StatusOr<Slot*> acquire();
   void release(Slot& slot);
   // A slot that is not busy (healthy first), or nullptr.
@@ -223,6 +235,10 @@ class ConnectionPool {
   std::vector<Slot> slots_;
   std::deque<Request*> queue_;  // requests not yet in a batch, oldest first
   Reconnect reconnect_;
+  // Redis Cluster: the connection that follows ASK redirections.
+  std::mutex ask_mu_;
+  std::unique_ptr<RedisConnection> ask_conn_;
+  HostPort ask_addr_;
 };
 
 }  // namespace fleet::internal

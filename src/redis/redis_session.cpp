@@ -80,14 +80,14 @@ RedisSession::RedisSession(const RedisOptions& options, RedisEndpoint endpoint)
                 std::lock_guard<std::mutex> lock(lane_mu_);
                 if (lane_) lane_->resume();
               }),
-      pool_(ConnectionPool::Options{endpoint,
-                                    {options.connect_timeout, options.command_timeout},
-                                    options.pool_size,
-                                    options.reconnect_backoff_min,
-                                    options.reconnect_backoff_max,
-                                    [this](RedisConnection& c) {
-                                      return check_incarnation(c);
-                                    }},
+      pool_(ConnectionPool::Options{
+                endpoint,
+                {options.connect_timeout, options.command_timeout},
+                options.pool_size,
+                options.reconnect_backoff_min,
+                options.reconnect_backoff_max,
+                [this](RedisConnection& c) { return check_incarnation(c); },
+                [this](RedisConnection& c) { return scripts_.preload(c); }},
             clock_, &logger_),
       scripts_(endpoint.uses_cluster()),
       events_(std::make_shared<Events>(
@@ -479,11 +479,11 @@ bool RedisSession::sync_locked() {
       args.push_back(numbers.back());
     }
   }
-  auto r = agent_run(
-      Script::kSync,
-      {keys_.sessions, keys_.epochs, keys_.node_index, keys_.owned_index, keys_.views_gen,
-       keys_.members, keys_.member_session, keys_.session_member},
-      args);
+  auto r = agent_run(Script::kSync,
+                     {keys_.sessions, keys_.epochs, keys_.node_index, keys_.owned_index,
+                      keys_.views_gen, keys_.members, keys_.member_session,
+                      keys_.session_member, keys_.session_slots(sid_)},
+                     args);
   const bool ok = r.ok() && r->type == Reply::Type::kArray && r->elements.size() == 5 &&
                   r->elements[0].integer == 1;
   ledger_.end_sync(ok);
@@ -604,10 +604,11 @@ absl::Status RedisSession::leave() {
   }
   ledger_.clear();
   ledger_.begin_write();  // leave.lua only removes: it needs no epoch
-  auto r = run(Script::kLeave,
-               {keys_.members, keys_.member_session, keys_.session_member,
-                keys_.node_index, keys_.owned_index, keys_.views_gen},
-               {keys_.prefix, sid_, keys_.member_channel});
+  auto r =
+      run(Script::kLeave,
+          {keys_.members, keys_.member_session, keys_.session_member, keys_.node_index,
+           keys_.owned_index, keys_.views_gen, keys_.session_slots(sid_)},
+          {keys_.prefix, sid_, keys_.member_channel});
   ledger_.end_write(1, !r.ok());
   return r.status();
 }
@@ -661,10 +662,9 @@ namespace fleet {
 absl::StatusOr<std::unique_ptr<Coordinator>> RedisCoordinator::connect(
     const RedisOptions& options) {
   FLEET_RETURN_IF_ERROR(internal::validate_options(options));
-  auto endpoint =
-      internal::resolve_endpoint(options.url, options.password, options.tls,
-                                 options.sentinel_password, options.connect_timeout,
-                                 options.namespace_name);
+  auto endpoint = internal::resolve_endpoint(
+      options.url, options.password, options.tls, options.sentinel_password,
+      options.connect_timeout, options.namespace_name);
   if (!endpoint.ok()) return endpoint.status();
   if (!endpoint->uses_sentinel() && !endpoint->uses_cluster()) {
     // A redis:// URL may name one node of a Redis Cluster: then the

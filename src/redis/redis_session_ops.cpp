@@ -505,8 +505,8 @@ absl::Status RedisSession::publish(std::string_view channel, std::string_view pa
   // One publisher's messages are numbered in the order Redis receives them.
   std::lock_guard<std::mutex> lock(publish_mu_);
   const std::string body = encode_message(sid_, next_sequence_, payload);
-  auto r = command({pool_.endpoint().uses_cluster() ? "SPUBLISH" : "PUBLISH", redis_channel,
-                    body});
+  auto r = command(
+      {pool_.endpoint().uses_cluster() ? "SPUBLISH" : "PUBLISH", redis_channel, body});
   if (!r.ok()) return r.status();
   ++next_sequence_;
   return absl::OkStatus();

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "fmt/format.h"
+#include "internal/validate.hpp"
 
 namespace fleet::internal {
 namespace {
@@ -40,8 +41,14 @@ Scripts::Scripts(bool sharded) {
     bodies_[i] = body.rfind("-- standalone", 0) == 0 ? std::string(body)
                                                      : common + "\n" + std::string(body);
     if (sharded) {
+      // Every key a script touches must be in KEYS (common.lua).
+      constexpr std::string_view lax = "local strict_keys = false";
+      if (auto at = bodies_[i].find(lax); at != std::string::npos) {
+        bodies_[i].replace(at, lax.size(), "local strict_keys = true");
+      }
       // Every channel a script publishes to has the namespace's hash tag.
-      constexpr std::string_view from = "redis.call('PUBLISH',", to = "redis.call('SPUBLISH',";
+      constexpr std::string_view from = "redis.call('PUBLISH',",
+                                 to = "redis.call('SPUBLISH',";
       for (auto at = bodies_[i].find(from); at != std::string::npos;
            at = bodies_[i].find(from, at + to.size())) {
         bodies_[i].replace(at, from.size(), to);
@@ -64,25 +71,86 @@ absl::Status Scripts::load(RedisConnection& conn) {
   return absl::OkStatus();
 }
 
+absl::Status Scripts::preload(RedisConnection& conn) const {
+  for (std::size_t i = 0; i < kScriptCount; ++i) {
+    FLEET_RETURN_IF_ERROR(conn.append({"SCRIPT", "LOAD", bodies_[i]}));
+  }
+  FLEET_RETURN_IF_ERROR(conn.flush());
+  for (std::size_t i = 0; i < kScriptCount; ++i) {
+    auto reply = conn.read();
+    if (!reply.ok()) return reply.status();
+    if (reply->is_error()) return status_from_error(reply->str);
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// How many keys one call may add (nodes or counters of a namespace, dead
+// sessions swept at once), and how many are remembered for the next call.
+constexpr std::size_t kMaxExtraKeys = 4096;
+constexpr std::size_t kMaxRememberedKeys = 256;
+constexpr int kMaxKeyRounds = 6;
+
+bool asks_for_keys(const Reply& r) {
+  return r.type == Reply::Type::kArray && !r.elements.empty() &&
+         r.elements[0].type == Reply::Type::kString && r.elements[0].str == "fleet:keys";
+}
+
+}  // namespace
+
 absl::StatusOr<Reply> Scripts::run(const Send& send, Script script, const Argv& keys,
                                    const Argv& args) const {
   const auto i = static_cast<std::size_t>(script);
-  const std::string numkeys = std::to_string(keys.size());
-  Argv argv;
-  argv.reserve(3 + keys.size() + args.size());
-  argv.push_back("EVALSHA");
-  argv.push_back(shas_[i]);
-  argv.push_back(numkeys);
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
-  for (int attempt = 0;; ++attempt) {
+  std::vector<std::string> extra;  // given beyond `keys`
+  {
+    std::lock_guard<std::mutex> lock(extra_mu_);
+    extra = extra_keys_[i];
+  }
+  std::vector<std::string> asked;  // what this call's rounds asked for
+  bool loaded = false;
+  for (int round = 0;; ++round) {
+    const std::string numkeys = std::to_string(keys.size() + extra.size());
+    Argv argv;
+    argv.reserve(3 + keys.size() + extra.size() + args.size());
+    argv.push_back("EVALSHA");
+    argv.push_back(shas_[i]);
+    argv.push_back(numkeys);
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.insert(argv.end(), args.begin(), args.end());
     auto reply = send(argv);
     if (!reply.ok()) return reply.status();
-    if (!reply->is_error()) return reply;
-    if (attempt == 0 && reply->str.compare(0, 8, "NOSCRIPT") == 0) {
-      auto loaded = send({"SCRIPT", "LOAD", bodies_[i]});
-      if (!loaded.ok()) return loaded.status();
-      if (loaded->is_error()) return status_from_error(loaded->str);
+    if (!reply->is_error()) {
+      if (!asks_for_keys(*reply)) return reply;
+      for (std::size_t k = 1; k < reply->elements.size(); ++k) {
+        asked.push_back(reply->elements[k].str);
+      }
+      if (round + 1 >= kMaxKeyRounds || asked.size() > kMaxExtraKeys) {
+        return absl::ResourceExhaustedError(fmt::format(
+            "script {} needs more keys than fleet passes one script call in a cluster "
+            "({}): too many nodes, counters or expiries in one namespace",
+            kNames[i], kMaxExtraKeys));
+      }
+      // Remembered keys may be stale (a node gone, a session swept): when
+      // they grow too many, only this call's are kept.
+      const std::size_t added = reply->elements.size() - 1;
+      if (extra.size() + added > kMaxRememberedKeys) {
+        extra = asked;
+      } else {
+        extra.insert(extra.end(), asked.end() - static_cast<std::ptrdiff_t>(added),
+                     asked.end());
+      }
+      std::lock_guard<std::mutex> lock(extra_mu_);
+      extra_keys_[i] =
+          extra.size() <= kMaxRememberedKeys ? extra : std::vector<std::string>{};
+      continue;
+    }
+    if (!loaded && reply->str.compare(0, 8, "NOSCRIPT") == 0) {
+      loaded = true;
+      auto load = send({"SCRIPT", "LOAD", bodies_[i]});
+      if (!load.ok()) return load.status();
+      if (load->is_error()) return status_from_error(load->str);
       continue;
     }
     absl::Status st = status_from_error(reply->str);

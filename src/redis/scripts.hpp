@@ -7,8 +7,10 @@
 #include <array>
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "redis/connection.hpp"
@@ -45,12 +47,17 @@ class Scripts {
 
   // SCRIPT LOAD of every script; remembers their SHA1s.
   absl::Status load(RedisConnection& conn);
+  // SCRIPT LOAD of every script on another server (their SHA1s are known).
+  absl::Status preload(RedisConnection& conn) const;
 
   // Sends one command and returns its reply (ConnectionPool::command, or
   // RedisConnection::command).
   using Send = std::function<absl::StatusOr<Reply>(const Argv&)>;
 
   // Runs a script. Redis error replies become statuses (status_from_error).
+  // In a cluster, a script that answers {'fleet:keys', ...} (it needs keys
+  // it was not given: common.lua) runs again with them; the keys are
+  // remembered for that script's next calls (a few dozen at most).
   absl::StatusOr<Reply> run(const Send& send, Script script, const Argv& keys,
                             const Argv& args) const;
   const std::string& sha(Script script) const {
@@ -69,6 +76,9 @@ class Scripts {
  private:
   std::array<std::string, kScriptCount> bodies_;
   std::array<std::string, kScriptCount> shas_;
+  // Cluster: keys scripts asked for, given up front next time.
+  mutable std::mutex extra_mu_;
+  mutable std::array<std::vector<std::string>, kScriptCount> extra_keys_;
 };
 
 }  // namespace fleet::internal

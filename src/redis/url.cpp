@@ -124,7 +124,8 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
   }
   std::string_view rest;
   bool sentinel = false;
-  constexpr std::string_view kSentinel = "redis+sentinel://", kCluster = "redis+cluster://";
+  constexpr std::string_view kSentinel = "redis+sentinel://",
+                             kCluster = "redis+cluster://";
   if (url.substr(0, kRedis.size()) == kRedis) {
     rest = url.substr(kRedis.size());
   } else if (url.substr(0, kSentinel.size()) == kSentinel) {

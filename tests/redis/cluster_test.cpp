@@ -10,6 +10,7 @@
 #include "catch.hpp"
 #include "fast_options.hpp"
 #include "fleet/redis_coordinator.hpp"
+#include "moved_checks.hpp"
 #include "process.hpp"
 #include "recorder.hpp"
 #include "redis_cluster.hpp"
@@ -46,7 +47,8 @@ std::size_t owner(RedisCluster& cluster, int slot) {
 }
 
 // A namespace whose slot node `want` serves.
-std::string namespace_on(RedisCluster& cluster, std::size_t want, const std::string& stem) {
+std::string namespace_on(RedisCluster& cluster, std::size_t want,
+                         const std::string& stem) {
   for (int i = 0;; ++i) {
     const std::string ns = stem + "-" + std::to_string(i);
     if (owner(cluster, slot_of(cluster, ns)) == want) return ns;
@@ -103,20 +105,11 @@ TEST_CASE("Cluster: namespaces spread over the shards; sessions follow a migrate
   REQUIRE(members.size() == 2);
   CHECK(members[0].info.id == "a");
   CHECK(members[1].info.id == "b");
-  CHECK(sink.contains("Redis Cluster: slot " + std::to_string(slot) + " moved from 127.0.0.1:" +
-                      std::to_string(cluster->node(0).port()) + " to 127.0.0.1:" +
-                      std::to_string(cluster->node(1).port())));
+  CHECK(sink.contains("Redis Cluster: slot " + std::to_string(slot) +
+                      " moved from 127.0.0.1:" + std::to_string(cluster->node(0).port()) +
+                      " to 127.0.0.1:" + std::to_string(cluster->node(1).port())));
   // The lock is still a's: b waits for its expiry, then gets a higher fence.
-  std::optional<Lease> second;
-  CHECK(eventually(
-      [&] {
-        auto l = b->try_lock("job", milliseconds(400));
-        if (l.ok() && l->has_value()) second = *l;
-        return second.has_value();
-      },
-      std::chrono::seconds(5)));
-  REQUIRE(second.has_value());
-  CHECK(second->fence > first->fence);
+  check_next_fence_higher(*b, *first);
   // b's subscription moved with the slot (the cluster unsubscribed it).
   CHECK(eventually([&] {
     (void)a->publish("news", "after");
@@ -154,27 +147,87 @@ TEST_CASE("Cluster: a replica takes over by CLUSTER FAILOVER; sessions follow",
         "1");
   CHECK(unwrap(cluster->node(3).command({"HGET", owners_key, "room-1"})).find("a") !=
         std::string::npos);
-  ClaimResult again;
-  CHECK(eventually(
-      [&] {
-        auto c = b->claim("owners", "room-1", "b", milliseconds::zero());
-        if (c.ok()) again = *c;
-        return c.ok();
-      },
-      std::chrono::seconds(10)));
-  CHECK_FALSE(again.claimed);
-  CHECK(again.entry.value == "a");
-  std::optional<Lease> second;
-  CHECK(eventually(
-      [&] {
-        auto l = b->try_lock("job", milliseconds(400));
-        if (l.ok() && l->has_value()) second = *l;
-        return second.has_value();
-      },
-      std::chrono::seconds(5)));
-  REQUIRE(second.has_value());
-  CHECK(second->fence > first->fence);
+  check_claim_kept(*b, "owners", "room-1", "a");
+  check_next_fence_higher(*b, *first);
   CHECK(a->connection_state() != ConnectionState::kLost);
+}
+
+TEST_CASE("Cluster: calls made while the slot is half moved see all of the namespace",
+          "[cluster]") {
+  // Each call during a key-by-key migration either answers from every key
+  // (ASK followed, TRYAGAIN waited out, every key a script reads given in
+  // KEYS) or fails with Unavailable: never a partial answer.
+  auto cluster = start_cluster(3);
+  CaptureSink sink;
+  const std::string ns = namespace_on(*cluster, 0, "half");
+  auto o = fast_options(cluster->url(), &sink, ns);
+  // Multi-key scripts wait out the migration (TRYAGAIN) for a command
+  // timeout each; the sessions outlive the whole of it.
+  o.command_timeout = milliseconds(200);
+  o.session_ttl = milliseconds(30000);
+  auto a = connect(o);
+  auto b = connect(o);
+  FLEET_REQUIRE_OK(a->join(InstanceInfo{"a", "h", "1", {}, {}}));
+  FLEET_REQUIRE_OK(b->join(InstanceInfo{"b", "h", "1", {}, {}}));
+  constexpr int kNodes = 8;
+  for (int n = 0; n < kNodes; ++n) {
+    const std::string id = "node-" + std::to_string(n);
+    FLEET_REQUIRE_OK(a->publish_node_state(id, {{"load", double(n)}}));
+    FLEET_REQUIRE_OK(b->publish_node_state(id, {{"load", double(10 * n)}}));
+    FLEET_REQUIRE_OK(
+        a->put("m", "k" + std::to_string(n), std::to_string(n), milliseconds::zero()));
+  }
+  FLEET_REQUIRE_OK(a->owned_counter_add("inflight", 3).status());
+  FLEET_REQUIRE_OK(b->owned_counter_add("inflight", 4).status());
+  AggregationSpec spec;
+  spec.metrics = {{"load", Aggregation::kSum}};
+
+  int calls = 0, whole = 0, unavailable = 0;
+  std::string wrong;
+  auto check_all = [&] {
+    ++calls;
+    auto all = a->aggregate_all(spec);
+    if (!all.ok()) {
+      if (all.status().code() == absl::StatusCode::kUnavailable) {
+        ++unavailable;
+      } else {
+        wrong = all.status().ToString();
+      }
+      return;
+    }
+    bool ok = all->size() == static_cast<std::size_t>(kNodes);
+    for (const auto& n : *all) {
+      const int i = std::stoi(n.node_id.substr(5));
+      ok = ok && n.reporters == 2 && n.metrics.at("load").value == 11.0 * i;
+    }
+    auto sum = b->owned_counter_get("inflight");
+    ok = ok && sum.ok() && *sum == 7;
+    auto e = b->get("m", "k5");
+    ok = ok && e.ok() && e->has_value() && (*e)->value == "5";
+    if (ok) {
+      ++whole;
+    } else if (wrong.empty()) {
+      wrong = "a partial answer: " + std::to_string(all->size()) + " nodes";
+    }
+  };
+  const int slot = slot_of(*cluster, ns);
+  int batches = 0;
+  REQUIRE(cluster
+              ->migrate_slot(slot, 1, 1,
+                             [&] {
+                               if (++batches % 3 == 1) check_all();
+                             })
+              .ok());
+  INFO("calls " << calls << ", whole " << whole << ", unavailable " << unavailable);
+  CHECK(wrong.empty());
+  CHECK(calls >= 5);
+  CHECK(whole + unavailable == calls);
+  // After the migration every call answers whole again.
+  const int before = whole;
+  check_all();
+  INFO(wrong);
+  CHECK(wrong.empty());
+  CHECK(whole == before + 1);
 }
 
 TEST_CASE("Cluster: fleetctl reads a namespace from the node serving its slot",
@@ -188,8 +241,8 @@ TEST_CASE("Cluster: fleetctl reads a namespace from the node serving its slot",
   REQUIRE(held.has_value());
   int code = -1;
   // The URL names nodes 0 and 1; the namespace lives on node 2.
-  Child c = spawn(FLEETCTL_BINARY, {"--redis-url", cluster->url(), "--namespace", ns,
-                                    "instances"});
+  Child c = spawn(FLEETCTL_BINARY,
+                  {"--redis-url", cluster->url(), "--namespace", ns, "instances"});
   std::string out = finish(c, &code, std::chrono::seconds(30));
   CHECK(code == 0);
   CHECK(out.find("inst-a") != std::string::npos);

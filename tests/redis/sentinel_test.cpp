@@ -11,6 +11,7 @@
 #include "catch.hpp"
 #include "fast_options.hpp"
 #include "fleet/redis_coordinator.hpp"
+#include "moved_checks.hpp"
 #include "recorder.hpp"
 #include "sentinel_group.hpp"
 #include "status.hpp"
@@ -84,16 +85,7 @@ TEST_CASE("Sentinel: sessions find the master and follow a failover", "[sentinel
   REQUIRE(group->await_a_replica(std::chrono::seconds(20)).ok());
   // What was replicated survived: the claim, the membership.
   // (Unavailable while a replica is still catching up: retry, as documented.)
-  ClaimResult again;
-  CHECK(eventually(
-      [&] {
-        auto c = b->claim("owners", "room-1", "b", milliseconds::zero());
-        if (c.ok()) again = *c;
-        return c.ok();
-      },
-      std::chrono::seconds(10)));
-  CHECK_FALSE(again.claimed);
-  CHECK(again.entry.value == "a");
+  check_claim_kept(*b, "owners", "room-1", "a");
   std::vector<Member> members;
   CHECK(eventually([&] {
     auto m = b->members();
@@ -104,16 +96,7 @@ TEST_CASE("Sentinel: sessions find the master and follow a failover", "[sentinel
   CHECK(members[0].info.id == "a");
   // The lock: a's lease is still held there; once it expires b's grant has
   // a higher fence.
-  std::optional<Lease> second;
-  CHECK(eventually(
-      [&] {
-        auto l = b->try_lock("job", milliseconds(400));
-        if (l.ok() && l->has_value()) second = *l;
-        return second.has_value();
-      },
-      std::chrono::seconds(5)));
-  REQUIRE(second.has_value());
-  CHECK(second->fence > first->fence);
+  check_next_fence_higher(*b, *first);
   // Pub/sub resubscribed on the new master.
   CHECK(eventually([&] {
     (void)b->publish("news", "hello");

@@ -6,16 +6,6 @@
 namespace fleet::testing {
 namespace {
 
-absl::Status wait_until(const std::function<bool()>& ok, std::chrono::milliseconds timeout,
-                        const std::string& what) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (ok()) return absl::OkStatus();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return absl::DeadlineExceededError("timed out waiting for " + what);
-}
-
 absl::Status expect_ok(const absl::StatusOr<std::string>& r, const std::string& what) {
   if (!r.ok()) return r.status();
   if (*r != "OK") return absl::InternalError(what + ": " + *r);
@@ -70,8 +60,8 @@ absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::start(int masters,
           auto info = c->nodes_[0]->command({"INFO", "replication"});
           if (!info.ok()) return false;
           int online = 0;
-          for (std::size_t p = 0; (p = info->find("state=online", p)) != std::string::npos;
-               ++p) {
+          for (std::size_t p = 0;
+               (p = info->find("state=online", p)) != std::string::npos; ++p) {
             ++online;
           }
           return online == replicas_of_first;
@@ -86,7 +76,8 @@ absl::StatusOr<std::unique_ptr<RedisCluster>> RedisCluster::start(int masters,
             auto slots = n->command({"CLUSTER", "SLOTS"});
             if (!slots.ok()) return false;
             for (std::size_t i = c->masters_; i < c->nodes_.size(); ++i) {
-              if (slots->find(std::to_string(c->nodes_[i]->port())) == std::string::npos) {
+              if (slots->find(std::to_string(c->nodes_[i]->port())) ==
+                  std::string::npos) {
                 return false;
               }
             }
@@ -144,7 +135,8 @@ absl::StatusOr<std::size_t> RedisCluster::owner_of(int slot) const {
         if (f[k].front() == '[') continue;  // a migration in progress
         const auto dash = f[k].find('-');
         const int from = std::stoi(f[k].substr(0, dash));
-        const int to = dash == std::string::npos ? from : std::stoi(f[k].substr(dash + 1));
+        const int to =
+            dash == std::string::npos ? from : std::stoi(f[k].substr(dash + 1));
         if (from <= slot && slot <= to) {
           for (std::size_t i = 0; i < ids_.size(); ++i) {
             if (ids_[i] == f[0]) return i;
@@ -164,8 +156,9 @@ absl::Status RedisCluster::migrate_slot(int slot, std::size_t to, int batch,
   RedisServer& src = *nodes_[*from_index];
   RedisServer& dst = *nodes_.at(to);
   const std::string s = std::to_string(slot);
-  auto st = expect_ok(dst.command({"CLUSTER", "SETSLOT", s, "IMPORTING", ids_[*from_index]}),
-                      "SETSLOT IMPORTING");
+  auto st =
+      expect_ok(dst.command({"CLUSTER", "SETSLOT", s, "IMPORTING", ids_[*from_index]}),
+                "SETSLOT IMPORTING");
   if (!st.ok()) return st;
   st = expect_ok(src.command({"CLUSTER", "SETSLOT", s, "MIGRATING", ids_[to]}),
                  "SETSLOT MIGRATING");
@@ -175,9 +168,8 @@ absl::Status RedisCluster::migrate_slot(int slot, std::size_t to, int batch,
     if (!keys.ok()) return keys.status();
     auto names = lines(*keys);
     if (names.empty()) break;
-    std::vector<std::string> argv = {"MIGRATE", "127.0.0.1", std::to_string(dst.port()),
-                                     "",        "0",         "5000",
-                                     "KEYS"};
+    std::vector<std::string> argv = {
+        "MIGRATE", "127.0.0.1", std::to_string(dst.port()), "", "0", "5000", "KEYS"};
     argv.insert(argv.end(), names.begin(), names.end());
     auto r = src.command(argv);
     if (!r.ok()) return r.status();
@@ -202,9 +194,10 @@ absl::Status RedisCluster::migrate_slot(int slot, std::size_t to, int batch,
       std::chrono::seconds(10), "every node to see the slot moved");
 }
 
-absl::Status RedisCluster::failover(std::size_t replica, std::chrono::milliseconds timeout) {
-  auto st = expect_ok(nodes_.at(replica)->command({"CLUSTER", "FAILOVER"}),
-                      "CLUSTER FAILOVER");
+absl::Status RedisCluster::failover(std::size_t replica,
+                                    std::chrono::milliseconds timeout) {
+  auto st =
+      expect_ok(nodes_.at(replica)->command({"CLUSTER", "FAILOVER"}), "CLUSTER FAILOVER");
   if (!st.ok()) return st;
   st = wait_until(
       [&] {

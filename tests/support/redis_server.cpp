@@ -65,6 +65,16 @@ std::string reply_text(const redisReply* r) {
 
 }  // namespace
 
+absl::Status wait_until(const std::function<bool()>& ok,
+                        std::chrono::milliseconds timeout, const std::string& what) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (ok()) return absl::OkStatus();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return absl::DeadlineExceededError("timed out waiting for " + what);
+}
+
 absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::start(Options options) {
   char tmpl[] = "/tmp/fleet-redis-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp failed");

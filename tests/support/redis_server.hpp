@@ -7,6 +7,8 @@
 
 #include <sys/types.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +17,11 @@
 #include "absl/status/statusor.h"
 
 namespace fleet::testing {
+
+// Polls `ok` every 50 ms until it holds (OkStatus) or `timeout` passes
+// (DeadlineExceeded naming `what`).
+absl::Status wait_until(const std::function<bool()>& ok,
+                        std::chrono::milliseconds timeout, const std::string& what);
 
 class RedisServer {
  public:

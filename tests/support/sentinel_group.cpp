@@ -12,16 +12,6 @@
 namespace fleet::testing {
 namespace {
 
-absl::Status wait_for(const std::function<bool()>& ok, std::chrono::milliseconds timeout,
-                      const std::string& what) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (ok()) return absl::OkStatus();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return absl::DeadlineExceededError("timed out waiting for " + what);
-}
-
 int count_lines_starting(const std::string& text, const std::string& word) {
   int n = 0;
   std::size_t pos = 0;
@@ -69,7 +59,7 @@ absl::StatusOr<std::unique_ptr<SentinelGroup>> SentinelGroup::start(
   // Each sentinel knows the others (hello messages, every 2 s) and the
   // replicas (from the master's INFO).
   for (auto& s : g->sentinels_) {
-    FLEET_TEST_RETURN_IF_ERROR(wait_for(
+    FLEET_TEST_RETURN_IF_ERROR(wait_until(
         [&] {
           auto peers = s->command({"SENTINEL", "sentinels", kMasterName});
           auto reps = s->command({"SENTINEL", "replicas", kMasterName});
@@ -107,7 +97,7 @@ absl::StatusOr<std::size_t> SentinelGroup::master_index() const {
 absl::StatusOr<std::size_t> SentinelGroup::await_new_master(
     std::size_t old_index, std::chrono::milliseconds timeout) {
   std::size_t found = old_index;
-  FLEET_TEST_RETURN_IF_ERROR(wait_for(
+  FLEET_TEST_RETURN_IF_ERROR(wait_until(
       [&] {
         auto m = master_index();
         if (!m.ok() || *m == old_index) return false;
@@ -129,7 +119,7 @@ absl::StatusOr<std::size_t> SentinelGroup::failover(std::chrono::milliseconds ti
 }
 
 absl::Status SentinelGroup::await_a_replica(std::chrono::milliseconds timeout) {
-  return wait_for(
+  return wait_until(
       [&] {
         auto m = master_index();
         if (!m.ok()) return false;
@@ -141,7 +131,7 @@ absl::Status SentinelGroup::await_a_replica(std::chrono::milliseconds timeout) {
 }
 
 absl::Status SentinelGroup::await_replicas(std::chrono::milliseconds timeout) {
-  return wait_for(
+  return wait_until(
       [&] {
         auto m = master_index();
         const std::size_t mi = m.ok() ? *m : 0;

@@ -110,8 +110,9 @@ TEST_CASE("redis+cluster:// URLs list some of the cluster's nodes", "[url]") {
   CHECK(ep->redacted() == "redis+cluster://:***@10.0.0.1:7000,node-b:6379,[::1]:7002");
   CHECK(parse_redis_url("redis+cluster://h1:7000/0").ok());
 
-  for (const char* url : {"redis+cluster://h1:7000/1", "redis+cluster://h1,,h2",
-                          "redis+cluster://:topsecret@h1:0", "rediss+cluster://h1:7000"}) {
+  for (const char* url :
+       {"redis+cluster://h1:7000/1", "redis+cluster://h1,,h2",
+        "redis+cluster://:topsecret@h1:0", "rediss+cluster://h1:7000"}) {
     INFO(url);
     auto bad = parse_redis_url(url);
     REQUIRE(bad.status().code() == absl::StatusCode::kInvalidArgument);

@@ -9,6 +9,7 @@
 -- where the payload is "<skipped>\n" then one line per node,
 -- "<node>\t<reporters>" followed by "\t<metric>\t<value %.17g>\t<count>" per
 -- metric. skipped counts malformed views or values that were ignored.
+-- In a cluster maybe {'fleet:keys', ...} (see common.lua).
 --
 -- The all-nodes result is cached per spec. Every write that can change it
 -- bumps the views generation (node_state, leave, a sweep that drops views,
@@ -101,6 +102,9 @@ end
 local lines = {}
 local nodes
 if all then nodes = redis.call('SMEMBERS', KEYS[2]) else nodes = {ARGV[4]} end
+for _, node in ipairs(nodes) do want_key(prefix .. 'node:' .. node) end
+local m = missing_keys()
+if m then return m end
 for _, node in ipairs(nodes) do
   local line = combine(node)
   if line then lines[#lines + 1] = line end

@@ -11,6 +11,52 @@ local function int(n)
   return string.format('%d', n)
 end
 
+-- Redis Cluster: a script may touch only keys it was given in KEYS, or a
+-- slot migration can make it read a key that has not arrived yet, or stop
+-- it half-way ("non local key"). A script whose keys depend on what it
+-- reads first names each with want_key() before it writes anything, then
+-- asks missing_keys(): if some were not given, it returns
+-- {'fleet:keys', key...} instead of running, and the client (Scripts::run)
+-- calls it again with them. Only in a cluster: the line below is loaded as
+-- "strict_keys = true" there (a single server needs no declaration).
+local strict_keys = false
+local given_keys, wanted_keys = nil, {}
+local function want_key(k)
+  if not strict_keys then return end
+  if given_keys == nil then
+    given_keys = {}
+    for _, x in ipairs(KEYS) do given_keys[x] = true end
+  end
+  if not given_keys[k] then
+    given_keys[k] = true
+    wanted_keys[#wanted_keys + 1] = k
+  end
+end
+local function missing_keys()
+  if #wanted_keys == 0 then return nil end
+  local r = {'fleet:keys'}
+  for _, k in ipairs(wanted_keys) do r[#r + 1] = k end
+  return r
+end
+-- want_key() for prefix .. kind .. name, for every name in the set `index`.
+local function want_indexed(index, prefix, kind)
+  if not strict_keys then return end
+  for _, name in ipairs(redis.call('SMEMBERS', index)) do want_key(prefix .. kind .. name) end
+end
+-- want_key() for the slots hash of every pool in slotsess hash `h` (which
+-- must have been given).
+local function want_pools(h, prefix)
+  if not strict_keys then return end
+  local held = redis.call('HGETALL', h)
+  for i = 1, #held, 2 do
+    local c = string.find(held[i], ':', 1, true)
+    local len = c and tonumber(string.sub(held[i], 1, c - 1))
+    if len and len <= #held[i] - c then
+      want_key(prefix .. 'slots:' .. string.sub(held[i], c + 1, c + len))
+    end
+  end
+end
+
 local function alive(sessions, sid, now)
   local exp = redis.call('ZSCORE', sessions, sid)
   return exp ~= false and tonumber(exp) > now

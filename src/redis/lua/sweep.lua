@@ -6,11 +6,34 @@
 -- KEYS[8] leases zset  KEYS[9] entry TTL zset  KEYS[10] map revisions hash
 -- KEYS[11] views generation  KEYS[12] epochs (sid -> sync epoch)
 -- ARGV[1] key prefix  ARGV[2] membership event channel  ARGV[3] batch limit
--- Reply: {sessions expired, leases expired, entries expired}.
+-- Reply: {sessions expired, leases expired, entries expired}, or in a
+-- cluster {'fleet:keys', ...} (see common.lua).
 local now = now_ms()
 local prefix, limit = ARGV[1], tonumber(ARGV[3])
 
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
+local leases = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, limit)
+local entries = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', now, 'LIMIT', 0, limit)
+-- Cluster: the keys this depends on, in two rounds (the dead sessions'
+-- slot holdings name the pools).
+if strict_keys then
+  for _, sid in ipairs(dead) do want_key(prefix .. 'slotsess:' .. sid) end
+  if #dead > 0 then
+    want_indexed(KEYS[6], prefix, 'node:')
+    want_indexed(KEYS[7], prefix, 'owned:')
+  end
+  for _, member in ipairs(leases) do want_key(prefix .. 'lock:' .. member) end
+  for _, member in ipairs(entries) do
+    local nl = string.find(member, '\n', 1, true)
+    if nl then want_key(prefix .. 'map:' .. string.sub(member, 1, nl - 1)) end
+  end
+  local m = missing_keys()
+  if m then return m end
+  for _, sid in ipairs(dead) do want_pools(prefix .. 'slotsess:' .. sid, prefix) end
+  m = missing_keys()
+  if m then return m end
+end
+
 if #dead > 0 then
   redis.call('INCR', KEYS[11])
   for _, sid in ipairs(dead) do
@@ -24,7 +47,6 @@ if #dead > 0 then
   drop_session_fields(KEYS[7], prefix, 'owned:', dead)
 end
 
-local leases = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, limit)
 for _, member in ipairs(leases) do
   local key = prefix .. 'lock:' .. member
   local left = redis.call('PTTL', key)
@@ -39,7 +61,6 @@ for _, member in ipairs(leases) do
   end
 end
 
-local entries = redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', now, 'LIMIT', 0, limit)
 for _, member in ipairs(entries) do
   local nl = string.find(member, '\n', 1, true)
   redis.call('ZREM', KEYS[9], member)

@@ -7,7 +7,7 @@
 -- (a timed-out acquire still on its way, say) can no longer land after it.
 -- KEYS[1] sessions  KEYS[2] epochs  KEYS[3] node_index  KEYS[4] owned_index
 -- KEYS[5] views generation  KEYS[6] members  KEYS[7] member_session
--- KEYS[8] session_member
+-- KEYS[8] session_member  KEYS[9] this session's slotsess hash
 -- ARGV[1] key prefix  ARGV[2] session id  ARGV[3] new epoch
 -- ARGV[4] the instance id the session is a member as ('' if none)
 -- ARGV[5] membership event channel
@@ -16,9 +16,25 @@
 -- then a number of slot holdings S and S triples (pool, target, count)
 -- Reply: {-1} if the session is not alive (heartbeat first), else
 -- {1, memberships dropped, views changed, contributions changed, slots
--- changed (taken again or freed)}.
+-- changed (taken again or freed)}; in a cluster maybe {'fleet:keys', ...}
+-- (see common.lua).
 local now = now_ms()
 local prefix, sid = ARGV[1], ARGV[2]
+if strict_keys then
+  want_indexed(KEYS[3], prefix, 'node:')
+  want_indexed(KEYS[4], prefix, 'owned:')
+  want_pools(KEYS[9], prefix)
+  local j = 6
+  for _, kind in ipairs({'node:', 'owned:'}) do
+    local count = tonumber(ARGV[j])
+    for k = 1, count do want_key(prefix .. kind .. ARGV[j + 2 * k - 1]) end
+    j = j + 1 + 2 * count
+  end
+  local count = tonumber(ARGV[j])
+  for k = 1, count do want_key(prefix .. 'slots:' .. ARGV[j + 3 * k - 2]) end
+  local m = missing_keys()
+  if m then return m end
+end
 if not alive(KEYS[1], sid, now) then return {-1} end
 redis.call('HSET', KEYS[2], sid, ARGV[3])
 
