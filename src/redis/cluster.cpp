@@ -50,8 +50,8 @@ std::string ClusterDirectory::subject() const {
   return fmt::format("Redis Cluster: slot {}", options_.slot);
 }
 
-absl::StatusOr<HostPort> ClusterDirectory::ask_node(RedisConnection& conn,
-                                                    const HostPort& node) {
+absl::StatusOr<MasterDirectory::Answer> ClusterDirectory::ask_node(RedisConnection& conn,
+                                                                   const HostPort& node) {
   auto reply = conn.command({"CLUSTER", "SLOTS"});
   if (!reply.ok()) return reply.status();
   if (reply->is_error()) {
@@ -106,11 +106,10 @@ absl::StatusOr<HostPort> ClusterDirectory::ask_node(RedisConnection& conn,
         "still being set up)",
         options_.slot, node.str()));
   }
-  set_replicas(replicas);
-  return *master;
+  return Answer{*master, replicas};
 }
 
-absl::StatusOr<HostPort> ClusterDirectory::ask() {
+absl::StatusOr<MasterDirectory::Answer> ClusterDirectory::ask() {
   std::string failures;
   // The connection kept from last time first, then every node known.
   if (probe_ && !probe_->broken()) {
@@ -127,8 +126,8 @@ absl::StatusOr<HostPort> ClusterDirectory::ask() {
     ep.password = options_.password;
     auto conn =
         RedisConnection::open(ep, {options_.connect_timeout, options_.command_timeout});
-    absl::StatusOr<HostPort> a =
-        conn.ok() ? ask_node(**conn, n) : absl::StatusOr<HostPort>(conn.status());
+    absl::StatusOr<Answer> a =
+        conn.ok() ? ask_node(**conn, n) : absl::StatusOr<Answer>(conn.status());
     if (a.ok()) {
       probe_ = *std::move(conn);
       probe_addr_ = n;

@@ -51,13 +51,13 @@ class ClusterDirectory final : public MasterDirectory {
   int slot() const { return options_.slot; }
 
  private:
-  absl::StatusOr<HostPort> ask() override;
+  absl::StatusOr<Answer> ask() override;
   void watch_loop() override;
   std::string subject() const override;
 
   // One node's answer: the slot's master (and its replicas counted), or
   // an error. Adds every node it names to nodes_.
-  absl::StatusOr<HostPort> ask_node(RedisConnection& conn, const HostPort& node);
+  absl::StatusOr<Answer> ask_node(RedisConnection& conn, const HostPort& node);
 
   const Options options_;
   // Guarded by the base's one-question-at-a-time lock (ask() only).

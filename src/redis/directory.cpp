@@ -65,15 +65,20 @@ absl::StatusOr<HostPort> MasterDirectory::master() {
     std::lock_guard<std::mutex> lock(mu_);
     if (master_ && !stale_) return *master_;
   }
-  auto addr = ask();
-  if (!addr.ok()) return addr.status();
-  learn(*addr, "asked");
-  return *addr;
+  auto a = ask();
+  if (!a.ok()) return a.status();
+  learn_answer(*a, "asked");
+  return a->master;
 }
 
 void MasterDirectory::ask_and_learn(std::string_view how) {
   std::lock_guard<std::mutex> asking(ask_mu_);
-  if (auto addr = ask(); addr.ok()) learn(*addr, how);
+  if (auto a = ask(); a.ok()) learn_answer(*a, how);
+}
+
+void MasterDirectory::learn_answer(const Answer& a, std::string_view how) {
+  learn(a.master, how);
+  if (a.replicas >= 0) set_replicas(a.replicas);
 }
 
 void MasterDirectory::set_replicas(int n) {

@@ -86,19 +86,28 @@ class MasterDirectory {
  protected:
   MasterDirectory() = default;
 
-  // Asks where the master is now (and updates replicas via set_replicas).
-  virtual absl::StatusOr<HostPort> ask() = 0;
+  // Where the master is now, and how many healthy replicas it has (-1:
+  // not known).
+  struct Answer {
+    HostPort master;
+    int replicas = -1;
+  };
+  virtual absl::StatusOr<Answer> ask() = 0;
   // The watcher thread's body; returns when stopping() is true.
   virtual void watch_loop() = 0;
   // What the address is of: "master 'fleet'", "slot 1234".
   virtual std::string subject() const = 0;
 
+  void set_replicas(int n);
   // Records `addr`; bumps the epoch (and tells the listeners) when it
   // differs from the one known.
   void learn(const HostPort& addr, std::string_view how);
   // ask() and learn() under the one-question-at-a-time lock.
   void ask_and_learn(std::string_view how);
-  void set_replicas(int n);
+  // learn() the address, then the replica count: a call that reads the
+  // new count already finds its old connections stale (the epoch grew
+  // first), so it never asks the old master for the new master's count.
+  void learn_answer(const Answer& a, std::string_view how);
   bool stopping() const;
   // Sleeps up to `d` (on the watch clock), or until stop_watch().
   void pause(std::chrono::milliseconds d);

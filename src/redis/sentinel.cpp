@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> SentinelDirectory::open_sentine
   return RedisConnection::open(ep, {options_.connect_timeout, options_.command_timeout});
 }
 
-absl::StatusOr<HostPort> SentinelDirectory::ask() {
+absl::StatusOr<MasterDirectory::Answer> SentinelDirectory::ask() {
   std::vector<HostPort> order;
   {
     std::lock_guard<std::mutex> lock(order_mu_);
@@ -98,14 +98,14 @@ absl::StatusOr<HostPort> SentinelDirectory::ask() {
       continue;
     }
     addr.host = reply->elements[0].str;
-    count_replicas(**conn);
+    const int replicas = count_replicas(**conn, addr);
     {
       // The one that answered goes first next time.
       std::lock_guard<std::mutex> lock(order_mu_);
       auto it = std::find(order_.begin(), order_.end(), s);
       if (it != order_.end()) std::rotate(order_.begin(), it, it + 1);
     }
-    return addr;
+    return Answer{addr, replicas};
   }
   if (unknown) {
     return absl::NotFoundError(fmt::format("no Sentinel knows a master named '{}' ({})",
@@ -115,30 +115,37 @@ absl::StatusOr<HostPort> SentinelDirectory::ask() {
                                             options_.master_name, failures));
 }
 
-// SENTINEL REPLICAS answers one flat field/value array per replica. A
-// replica counts when no flag says it is down or unreachable and its last
-// INFO showed its link to the master up. (A replica the sentinels promote
-// keeps its last link status, "ok"; an old master re-added as a replica
-// starts "err" until it has synchronised.) No answer leaves the count as
-// it was.
-void SentinelDirectory::count_replicas(RedisConnection& conn) {
+// SENTINEL REPLICAS answers one flat field/value array per replica of the
+// group. A replica counts when no flag says it is down or unreachable, its
+// last INFO showed its link to the master up, and it is not `master`
+// itself. During a failover the sentinels name the promoted replica as the
+// master before they move the others: it is still listed (flag
+// "promoted"), and for the old master it counts (the old master has lost
+// it, so it cannot get a write confirmed by all), for the new one it does
+// not. An old master re-added as a replica shows "err" until it has
+// synchronised. No answer: -1 (the count stays as it was).
+int SentinelDirectory::count_replicas(RedisConnection& conn, const HostPort& master) {
   auto reply = conn.command({"SENTINEL", "REPLICAS", options_.master_name});
-  if (!reply.ok() || reply->type != Reply::Type::kArray) return;
+  if (!reply.ok() || reply->type != Reply::Type::kArray) return -1;
   int healthy = 0;
   for (const Reply& r : reply->elements) {
     if (r.type != Reply::Type::kArray) continue;
-    std::string_view flags;
-    std::string_view link;
+    std::string_view flags, link, ip, port;
     for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
-      if (r.elements[i].str == "flags") flags = r.elements[i + 1].str;
-      if (r.elements[i].str == "master-link-status") link = r.elements[i + 1].str;
+      const std::string& field = r.elements[i].str;
+      const std::string& value = r.elements[i + 1].str;
+      if (field == "flags") flags = value;
+      if (field == "master-link-status") link = value;
+      if (field == "ip") ip = value;
+      if (field == "port") port = value;
     }
     const bool down = flags.find("s_down") != std::string_view::npos ||
                       flags.find("o_down") != std::string_view::npos ||
                       flags.find("disconnected") != std::string_view::npos;
-    if (!down && link == "ok") ++healthy;
+    const bool is_master = ip == master.host && port == std::to_string(master.port);
+    if (!down && link == "ok" && !is_master) ++healthy;
   }
-  set_replicas(healthy);
+  return healthy;
 }
 
 // Subscribes to +switch-master on one sentinel after another (the next one
@@ -195,6 +202,9 @@ void SentinelDirectory::watch_loop() {
           }
           addr.host = f[3];
           learn(addr, fmt::format("+switch-master from the sentinel at {}", s.str()));
+          // The new master's replicas (the count asked before was the old
+          // master's).
+          ask_and_learn("asked the sentinels after +switch-master");
         }
       }
       if (clock()->now() - asked_at >= kAskEvery) {

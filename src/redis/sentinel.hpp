@@ -43,12 +43,13 @@ class SentinelDirectory final : public MasterDirectory {
   std::string sentinel_list() const;
 
  private:
-  absl::StatusOr<HostPort> ask() override;
+  absl::StatusOr<Answer> ask() override;
   void watch_loop() override;
   std::string subject() const override;
 
   absl::StatusOr<std::unique_ptr<RedisConnection>> open_sentinel(const HostPort& s) const;
-  void count_replicas(RedisConnection& conn);
+  // The healthy replicas of `master` (-1 when the sentinel does not say).
+  int count_replicas(RedisConnection& conn, const HostPort& master);
 
   const Options options_;
   mutable std::mutex order_mu_;

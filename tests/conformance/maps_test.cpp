@@ -29,6 +29,7 @@ TEST_CASE("N threads claiming one key produce exactly one winner",
   int winners = 0;
   std::string winner;
   for (int i = 0; i < kThreads; ++i) {
+    INFO(results[i].status().ToString());
     REQUIRE(results[i].ok());
     if (results[i]->claimed) {
       ++winners;

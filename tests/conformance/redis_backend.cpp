@@ -52,7 +52,8 @@ RedisCluster& shared_cluster() {
 
 SentinelGroup& shared_group() {
   static std::unique_ptr<SentinelGroup> group = [] {
-    auto g = SentinelGroup::start();
+    // No failover here: the sentinels need not know each other.
+    auto g = SentinelGroup::start(2, 3, std::chrono::milliseconds(1000), false);
     if (!g.ok()) {
       std::fprintf(stderr, "FATAL: cannot start the Sentinel group: %s\n",
                    g.status().ToString().c_str());

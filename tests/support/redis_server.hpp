@@ -71,6 +71,10 @@ class RedisServer {
   // Runs one command with hiredis directly (to plant data, count keys...).
   // Returns the reply as text: integers as decimal, arrays joined by '\n'.
   absl::StatusOr<std::string> command(const std::vector<std::string>& argv) const;
+  // Several, one after the other on one connection; the last reply (or the
+  // first error).
+  absl::StatusOr<std::string> commands(
+      const std::vector<std::vector<std::string>>& argvs) const;
 
  private:
   RedisServer(Options options, std::string dir)

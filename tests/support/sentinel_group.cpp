@@ -27,7 +27,7 @@ int count_lines_starting(const std::string& text, const std::string& word) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SentinelGroup>> SentinelGroup::start(
-    int replicas, int sentinels, std::chrono::milliseconds down_after) {
+    int replicas, int sentinels, std::chrono::milliseconds down_after, bool await_peers) {
   std::unique_ptr<SentinelGroup> g(new SentinelGroup());
   auto master = RedisServer::start();
   if (!master.ok()) return master.status();
@@ -64,7 +64,8 @@ absl::StatusOr<std::unique_ptr<SentinelGroup>> SentinelGroup::start(
           auto peers = s->command({"SENTINEL", "sentinels", kMasterName});
           auto reps = s->command({"SENTINEL", "replicas", kMasterName});
           return peers.ok() && reps.ok() &&
-                 count_lines_starting(*peers, "name") == sentinels - 1 &&
+                 (!await_peers ||
+                  count_lines_starting(*peers, "name") == sentinels - 1) &&
                  count_lines_starting(*reps, "name") == replicas;
         },
         std::chrono::seconds(20), "the sentinels to find each other"));
@@ -135,6 +136,24 @@ absl::Status SentinelGroup::await_replicas(std::chrono::milliseconds timeout) {
       [&] {
         auto m = master_index();
         const std::size_t mi = m.ok() ? *m : 0;
+        // The master's own view first: a replica may still say "up" about
+        // a master that was just killed and restarted on the same port.
+        auto own = servers_[mi]->command({"INFO", "replication"});
+        if (!own.ok()) return false;
+        std::size_t online = 0, live = 0;
+        for (std::size_t p = 0; (p = own->find("state=online", p)) != std::string::npos;
+             ++p) {
+          ++online;
+        }
+        for (std::size_t i = 0; i < servers_.size(); ++i) {
+          if (i != mi && servers_[i]->pid() > 0) ++live;
+        }
+        if (online != live) return false;
+        // "online" comes a moment before a fresh replica acknowledges
+        // writes (WAIT): wait for that too.
+        auto acked = servers_[mi]->commands({{"INCR", "fleet-test:replication-probe"},
+                                             {"WAIT", std::to_string(live), "100"}});
+        if (!acked.ok() || *acked != std::to_string(live)) return false;
         for (std::size_t i = 0; i < servers_.size(); ++i) {
           if (i == mi || servers_[i]->pid() <= 0) continue;
           auto info = servers_[i]->command({"INFO", "replication"});
