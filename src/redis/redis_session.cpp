@@ -669,11 +669,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> RedisCoordinator::connect(
   if (!endpoint->uses_sentinel() && !endpoint->uses_cluster()) {
     // A redis:// URL may name one node of a Redis Cluster: then the
     // session talks to that node alone, but publishes and subscribes the
-    // cluster's way (sharded), as sessions given redis+cluster:// do.
-    // (Unreachable: the session's own start reports it.)
+    // cluster's way (sharded), as sessions given redis+cluster:// do. A
+    // failure here is the one the session's start would report.
     auto probe = internal::RedisConnection::open(
         *endpoint, {options.connect_timeout, options.command_timeout});
-    if (probe.ok()) {
+    if (!probe.ok()) return probe.status();
+    {
       auto info = (*probe)->command({"INFO", "cluster"});
       if (info.ok() && info->str.find("cluster_enabled:1") != std::string::npos) {
         endpoint->cluster = true;

@@ -64,10 +64,21 @@ absl::StatusOr<Reply> RedisSession::run_acked(Script script, const Argv& keys,
   const std::string ms = std::to_string(std::max<long long>(1, timeout.count()));
   const Argv wait = {"WAIT", n, ms};
   absl::StatusOr<Reply> acks = absl::UnavailableError("no reply to WAIT");
+  // `want` is the count for the master known now; if the master changes
+  // while the call is out, the write and its WAIT may have gone to either,
+  // so the confirmation does not count.
+  const auto& directory = pool_.endpoint().directory;
+  const std::uint64_t epoch = directory ? directory->epoch() : 0;
   auto r =
       scripts_.run([&](const Argv& argv) { return pool_.command(argv, wait, &acks); },
                    script, keys, args);
   if (!r.ok()) return r;
+  if (directory && directory->epoch() != epoch) {
+    *durable = absl::UnavailableError(
+        "the Redis master changed while the call was out (a failover or a slot "
+        "migration): its replicas' confirmation cannot be trusted");
+    return r;
+  }
   if (!acks.ok()) {
     *durable = acks.status();
   } else if (acks->is_error()) {
