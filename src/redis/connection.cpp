@@ -501,7 +501,7 @@ absl::StatusOr<Reply> ConnectionPool::command(const Argv& argv) {
 
 absl::StatusOr<Reply> ConnectionPool::redirected(const Argv& argv, const Argv* then,
                                                  absl::StatusOr<Reply>* then_reply) {
-  const auto deadline = clock_->now() + options_.timeouts.command;
+  std::optional<Clock::TimePoint> deadline;  // from the first TRYAGAIN or ASK
   auto pause = std::chrono::milliseconds(1);
   for (int attempt = 0;; ++attempt) {
     Request me;
@@ -527,7 +527,8 @@ absl::StatusOr<Reply> ConnectionPool::redirected(const Argv& argv, const Argv* t
       return r;
     }
     if (!error_starts(r, "TRYAGAIN") && !error_starts(r, "ASK ")) return r;
-    if (clock_->now() + pause >= deadline) return r;
+    if (!deadline) deadline = clock_->now() + options_.timeouts.command;
+    if (clock_->now() + pause >= *deadline) return r;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds(20));
   }

@@ -32,7 +32,7 @@ constexpr std::string_view kNames[kScriptCount] = {
 
 }  // namespace
 
-Scripts::Scripts(bool sharded) {
+Scripts::Scripts(bool sharded) : strict_keys_(sharded) {
   // common.lua defines helpers as locals, which costs every call to create;
   // a hot script that needs none of them starts with "-- standalone".
   const std::string common(source("common"));
@@ -102,8 +102,8 @@ bool asks_for_keys(const Reply& r) {
 absl::StatusOr<Reply> Scripts::run(const Send& send, Script script, const Argv& keys,
                                    const Argv& args) const {
   const auto i = static_cast<std::size_t>(script);
-  std::vector<std::string> extra;  // given beyond `keys`
-  {
+  std::vector<std::string> extra;  // given beyond `keys` (only in a cluster)
+  if (strict_keys_) {
     std::lock_guard<std::mutex> lock(extra_mu_);
     extra = extra_keys_[i];
   }

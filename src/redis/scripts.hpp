@@ -76,6 +76,7 @@ class Scripts {
  private:
   std::array<std::string, kScriptCount> bodies_;
   std::array<std::string, kScriptCount> shas_;
+  const bool strict_keys_;  // a cluster: scripts may ask for keys
   // Cluster: keys scripts asked for, given up front next time.
   mutable std::mutex extra_mu_;
   mutable std::array<std::vector<std::string>, kScriptCount> extra_keys_;
