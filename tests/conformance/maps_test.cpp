@@ -301,7 +301,7 @@ TEST_CASE("per-publisher message order holds", "[conformance][messaging]") {
   }
 }
 
-TEST_CASE("a publisher receives its own messages; other channels are separate",
+TEST_CASE("a publisher receives its own messages, other channels are separate",
           "[conformance][messaging]") {
   auto backend = make_backend();
   auto c = backend->connect();

@@ -166,7 +166,7 @@ TEST_CASE("aggregation excludes an expired instance's view", "[conformance][node
   CHECK_FALSE(unwrap(a->aggregate("n2", sum)).has_value());
 }
 
-TEST_CASE("aggregate_all lists every node in id order; leave and remove drop views",
+TEST_CASE("aggregate_all lists every node in id order, leave and remove drop views",
           "[conformance][nodes]") {
   auto backend = make_backend();
   auto a = backend->connect();

@@ -259,7 +259,7 @@ TEST_CASE("relay: pub/sub connections dropped while owners write", "[fault][rela
   report("pub/sub dropped 3 times", c);
 }
 
-TEST_CASE("relay: an instance crashes while all write; its sessions move, once each",
+TEST_CASE("relay: an instance crashes while all write, its sessions move, once each",
           "[fault][relay]") {
   Cluster c("relay-crash");
   for (const char* id : {"a", "b", "c"}) c.add(id);

@@ -55,7 +55,7 @@ std::string namespace_on(RedisCluster& cluster, std::size_t want,
   }
 }
 
-TEST_CASE("Cluster: namespaces spread over the shards; sessions follow a migrated slot",
+TEST_CASE("Cluster: namespaces spread over the shards, sessions follow a migrated slot",
           "[cluster]") {
   auto cluster = start_cluster(3);
   CaptureSink sink;
@@ -121,7 +121,7 @@ TEST_CASE("Cluster: namespaces spread over the shards; sessions follow a migrate
   CHECK(a->connection_state() != ConnectionState::kLost);
 }
 
-TEST_CASE("Cluster: a replica takes over by CLUSTER FAILOVER; sessions follow",
+TEST_CASE("Cluster: a replica takes over by CLUSTER FAILOVER, sessions follow",
           "[cluster]") {
   auto cluster = start_cluster(3, 1);  // node 3 replicates node 0
   CaptureSink sink;

@@ -222,7 +222,7 @@ TEST_CASE("Sentinel failover in the middle of lock, claim and slot traffic",
   });
 }
 
-TEST_CASE("Sentinel: the master stops answering; the sentinels fail over; fleet follows",
+TEST_CASE("Sentinel: the master stops answering, the sentinels fail over, fleet follows",
           "[sentinel]") {
   failover_under_load("master paused past down-after", [](SentinelGroup& g) {
     g.server(0).pause();

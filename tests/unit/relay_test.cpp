@@ -138,7 +138,7 @@ TEST_CASE("sessions replicate as foreign copies, updated in place, deleted every
   FLEET_REQUIRE_CODE(a.relay->remove("s7"), kNotFound);
 }
 
-TEST_CASE("a non-owner cannot change or delete a session; forward_remove asks the owner",
+TEST_CASE("a non-owner cannot change or delete a session, forward_remove asks the owner",
           "[relay]") {
   Fleet f;
   auto& a = f.add("a");
@@ -255,7 +255,7 @@ TEST_CASE("a restarted owner learns what it lost and does not resurrect deleted 
 }
 
 TEST_CASE(
-    "a restarted owner adopts its sessions; its paused old incarnation cannot write",
+    "a restarted owner adopts its sessions, its paused old incarnation cannot write",
     "[relay]") {
   Fleet f;
   auto& a1 = f.add("a");
@@ -280,7 +280,7 @@ TEST_CASE(
   CHECK(s.version == 3u);
 }
 
-TEST_CASE("a paused owner's sessions are taken; resumed, it gets kLost and cannot write",
+TEST_CASE("a paused owner's sessions are taken, resumed, it gets kLost and cannot write",
           "[relay]") {
   Fleet f;
   auto& a = f.add("a");
@@ -318,7 +318,7 @@ TEST_CASE("a write whose outcome is unknown is an error, then read back", "[rela
   FLEET_REQUIRE_OK(a.relay->create_session("t", "{}"));
 }
 
-TEST_CASE("an expired session goes from every instance; the owner is told", "[relay]") {
+TEST_CASE("an expired session goes from every instance, the owner is told", "[relay]") {
   Fleet f;
   auto& a = f.add("a");
   auto& b = f.add("b");

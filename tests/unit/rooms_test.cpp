@@ -244,7 +244,7 @@ TEST_CASE("a dead node's rooms are moved once each, everyone hears it, none stay
   CHECK(f.log().contains("room moved: room="));
 }
 
-TEST_CASE("the chosen survivor moves the rooms; the others wait out the grace",
+TEST_CASE("the chosen survivor moves the rooms, the others wait out the grace",
           "[rooms]") {
   Fleet f;
   auto& a = f.add_node("a");
@@ -277,7 +277,7 @@ TEST_CASE("the chosen survivor moves the rooms; the others wait out the grace",
   CHECK(movers == 1);
 }
 
-TEST_CASE("a room stays on its live node; draining and full nodes get no new rooms",
+TEST_CASE("a room stays on its live node, draining and full nodes get no new rooms",
           "[rooms]") {
   Fleet f;
   auto& a = f.add_node("a", 2);
@@ -540,7 +540,7 @@ TEST_CASE("a sequence gap from one sender is reported with its size", "[rooms]")
   CHECK(f.log().contains("skipping a malformed broadcast"));
 }
 
-TEST_CASE("requests count live instances; a silent one gives a partial DeadlineExceeded",
+TEST_CASE("requests count live instances, a silent one gives a partial DeadlineExceeded",
           "[rooms]") {
   Fleet f;
   auto& a = f.add_node("a");
@@ -577,7 +577,7 @@ TEST_CASE("requests count live instances; a silent one gives a partial DeadlineE
         absl::StatusCode::kInvalidArgument);
 }
 
-TEST_CASE("a member whose instance vanishes is removed; an empty room is released",
+TEST_CASE("a member whose instance vanishes is removed, an empty room is released",
           "[rooms]") {
   Fleet f;
   auto& a = f.add_node("a");
