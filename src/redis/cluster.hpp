@@ -48,7 +48,6 @@ class ClusterDirectory final : public MasterDirectory {
   ~ClusterDirectory() override;  // stop_watch()
 
   bool cluster() const override { return true; }
-  int slot() const { return options_.slot; }
 
  private:
   absl::StatusOr<Answer> ask() override;

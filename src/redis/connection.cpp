@@ -59,6 +59,13 @@ bool starts_with(std::string_view s, std::string_view p) {
   return s.substr(0, p.size()) == p;
 }
 
+// "MOVED <slot> <host>:<port>" / "ASK <slot> <host>:<port>": the node named.
+bool redirect_target(std::string_view error, HostPort* to) {
+  const auto slot = error.find(' ');
+  const auto sp = slot == std::string_view::npos ? slot : error.find(' ', slot + 1);
+  return sp != std::string_view::npos && parse_host_port_text(error.substr(sp + 1), to);
+}
+
 }  // namespace
 
 absl::Status status_from_error(std::string_view e) {
@@ -235,9 +242,7 @@ void RedisConnection::note(const Reply& reply) {
     broken_ = true;
     if (directory_ == nullptr) return;
     HostPort to;
-    const auto sp = reply.str.find(' ', 6);
-    if (sp != std::string::npos &&
-        parse_host_port_text(std::string_view(reply.str).substr(sp + 1), &to)) {
+    if (redirect_target(reply.str, &to)) {
       directory_->redirected(to);
     } else {
       directory_->suspect();
@@ -512,12 +517,7 @@ absl::StatusOr<Reply> ConnectionPool::redirected(const Argv& argv, const Argv* t
     if (attempt < kRedirections && error_starts(r, "ASK ")) {
       // "ASK <slot> <host>:<port>": this key has moved already; the slot
       // has not. Only this command goes there.
-      HostPort to;
-      const auto sp = r->str.find(' ', 4);
-      if (sp != std::string::npos &&
-          parse_host_port_text(std::string_view(r->str).substr(sp + 1), &to)) {
-        r = ask(to, argv, then, then_reply);
-      }
+      if (HostPort to; redirect_target(r->str, &to)) r = ask(to, argv, then, then_reply);
     }
     if (attempt >= kRedirections) return r;
     // (Without a directory — a redis:// URL naming one cluster node —

@@ -34,15 +34,6 @@ SentinelDirectory::SentinelDirectory(Options options)
 
 SentinelDirectory::~SentinelDirectory() { stop_watch(); }
 
-std::string SentinelDirectory::sentinel_list() const {
-  std::string out;
-  for (const auto& s : options_.sentinels) {
-    if (!out.empty()) out += ',';
-    out += s.str();
-  }
-  return out;
-}
-
 std::string SentinelDirectory::subject() const {
   return fmt::format("Sentinel: master '{}'", options_.master_name);
 }

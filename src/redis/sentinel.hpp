@@ -38,9 +38,6 @@ class SentinelDirectory final : public MasterDirectory {
   ~SentinelDirectory() override;  // stop_watch()
 
   bool cluster() const override { return false; }
-  const std::string& master_name() const { return options_.master_name; }
-  // "h1:p1,h2:p2" (no credentials).
-  std::string sentinel_list() const;
 
  private:
   absl::StatusOr<Answer> ask() override;
