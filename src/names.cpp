@@ -3,6 +3,7 @@
 #include <string>
 
 #include "fmt/format.h"
+#include "internal/status.hpp"
 
 namespace fleet {
 namespace {
@@ -22,7 +23,7 @@ absl::Status check_size(std::string_view what, std::string_view s, std::size_t m
 }  // namespace
 
 absl::Status validate_name(std::string_view what, std::string_view name) {
-  if (auto st = check_size(what, name, kMaxNameBytes, false); !st.ok()) return st;
+  FLEET_RETURN_IF_ERROR(check_size(what, name, kMaxNameBytes, false));
   for (std::size_t i = 0; i < name.size(); ++i) {
     const auto c = static_cast<unsigned char>(name[i]);
     if (c < 0x20 || c == 0x7f) {

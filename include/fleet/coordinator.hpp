@@ -80,6 +80,11 @@ class Coordinator {
 
   // This session's id: unique, fixed for the life of the object.
   virtual const std::string& session_id() const = 0;
+  // The instance id this session is a member under: set by a successful
+  // join(), empty before it and after leave(). It stays set while the
+  // session is cut off or LOST (the session re-joins by itself). No round
+  // trip. fleet's modules name this instance by it.
+  virtual std::string instance_id() const = 0;
   // "local" or "redis".
   virtual std::string_view backend_name() const = 0;
   // The clock this session measures lease expiry and timeouts with. Belongs

@@ -12,11 +12,7 @@
 
 #include "absl/status/status.h"
 #include "fleet/types.hpp"
-
-#define FLEET_RETURN_IF_ERROR(expr)                                           \
-  do {                                                                        \
-    if (::absl::Status fleet_st_ = (expr); !fleet_st_.ok()) return fleet_st_; \
-  } while (0)
+#include "internal/status.hpp"
 
 namespace fleet::internal {
 

@@ -22,6 +22,7 @@ class LocalSession final : public Coordinator {
   const std::string& session_id() const override { return sid_; }
   std::string_view backend_name() const override { return "local"; }
   Clock* clock() const override { return store_->clock(); }
+  std::string instance_id() const override { return store_->instance_id(sid_); }
 
   absl::Status join(const InstanceInfo& info) override {
     FLEET_RETURN_IF_ERROR(validate_instance_info(info));

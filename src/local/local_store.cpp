@@ -151,6 +151,13 @@ absl::Status LocalStoreImpl::join(const std::string& sid, const InstanceInfo& in
   return absl::OkStatus();
 }
 
+std::string LocalStoreImpl::instance_id(const std::string& sid) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end() || !it->second.record.joined) return {};
+  return it->second.record.joined->id;
+}
+
 absl::Status LocalStoreImpl::add_member_locked(const std::string& sid,
                                                const InstanceInfo& info) {
   Session& s = sessions_.at(sid);

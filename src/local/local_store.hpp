@@ -56,6 +56,8 @@ class LocalStoreImpl final : public LocalStore,
 
   // membership
   absl::Status join(const std::string& sid, const InstanceInfo& info);
+  // The id the session's record holds (empty when it has not joined).
+  std::string instance_id(const std::string& sid) const;
   absl::Status leave(const std::string& sid);
   std::vector<Member> members();
   Subscription watch_members(const std::string& sid,
@@ -249,7 +251,7 @@ class LocalStoreImpl final : public LocalStore,
   const Logger logger_;
   const Ms session_ttl_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable sweep_cv_;
   std::condition_variable lock_cv_;
   bool stop_ = false;

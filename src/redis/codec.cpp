@@ -10,23 +10,6 @@
 namespace fleet::internal {
 namespace {
 
-void put_field(std::string& out, std::string_view s) {
-  out.append(std::to_string(s.size())).push_back(':');
-  out.append(s);
-}
-
-// Reads one "<len>:<bytes>" field from the front of `in`.
-bool take_field(std::string_view& in, std::string_view* field) {
-  const auto colon = in.find(':');
-  if (colon == std::string_view::npos || colon == 0 || colon > 10) return false;
-  std::uint64_t len = 0;
-  if (!parse_u64(in.substr(0, colon), &len)) return false;
-  if (len > in.size() - colon - 1) return false;
-  *field = in.substr(colon + 1, len);
-  in.remove_prefix(colon + 1 + len);
-  return true;
-}
-
 // 'S', 'D', 'E': the change a watch event announces.
 bool watch_kind(char c, WatchEventType* type) {
   switch (c) {
@@ -46,45 +29,33 @@ bool watch_kind(char c, WatchEventType* type) {
 
 }  // namespace
 
-bool parse_u64(std::string_view s, std::uint64_t* out) {
-  if (s.empty()) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
-
-bool parse_i64(std::string_view s, std::int64_t* out) {
-  if (s.empty()) return false;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
-
 std::string encode_member(const InstanceInfo& info, std::string_view session_id) {
   std::string out;
-  put_field(out, info.id);
-  put_field(out, info.hostname);
-  put_field(out, info.version);
+  put_field(&out, info.id);
+  put_field(&out, info.hostname);
+  put_field(&out, info.version);
   const auto started = std::chrono::duration_cast<std::chrono::milliseconds>(
                            info.started_at.time_since_epoch())
                            .count();
-  put_field(out, std::to_string(started));
-  put_field(out, session_id);
-  put_field(out, std::to_string(info.metadata.size()));
+  put_field(&out, std::to_string(started));
+  put_field(&out, session_id);
+  put_field(&out, std::to_string(info.metadata.size()));
   for (const auto& [k, v] : info.metadata) {
-    put_field(out, k);
-    put_field(out, v);
+    put_field(&out, k);
+    put_field(&out, v);
   }
   return out;
 }
 
 std::optional<Member> decode_member(std::string_view in) {
   std::string_view id, host, version, started, sid, count;
-  if (!take_field(in, &id) || !take_field(in, &host) || !take_field(in, &version) ||
-      !take_field(in, &started) || !take_field(in, &sid) || !take_field(in, &count)) {
+  if (!take_field(&in, &id) || !take_field(&in, &host) || !take_field(&in, &version) ||
+      !take_field(&in, &started) || !take_field(&in, &sid) || !take_field(&in, &count)) {
     return std::nullopt;
   }
   std::int64_t started_ms = 0;
   std::uint64_t n = 0;
-  if (id.empty() || !parse_i64(started, &started_ms) || !parse_u64(count, &n)) {
+  if (id.empty() || !parse_int(started, &started_ms) || !parse_u64(count, &n)) {
     return std::nullopt;
   }
   Member m;
@@ -95,7 +66,7 @@ std::optional<Member> decode_member(std::string_view in) {
   m.session_id = std::string(sid);
   for (std::uint64_t i = 0; i < n; ++i) {
     std::string_view k, v;
-    if (!take_field(in, &k) || !take_field(in, &v)) return std::nullopt;
+    if (!take_field(&in, &k) || !take_field(&in, &v)) return std::nullopt;
     m.info.metadata.emplace(std::string(k), std::string(v));
   }
   if (!in.empty()) return std::nullopt;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fleet/types.hpp"
+#include "internal/parse.hpp"
 
 namespace fleet::internal {
 
@@ -55,9 +56,6 @@ std::optional<MemberEvent> decode_member_event(std::string_view payload);
 // with its rotate appended to `rotates` by append_double.
 std::string encode_slot_numbers(const SlotRequest& request, std::string* format);
 void append_double(double v, std::string* out);
-
-bool parse_u64(std::string_view s, std::uint64_t* out);
-bool parse_i64(std::string_view s, std::int64_t* out);
 
 }  // namespace fleet::internal
 

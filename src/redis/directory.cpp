@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fmt/format.h"
+#include "internal/parse.hpp"
 
 namespace fleet::internal {
 
@@ -23,11 +24,7 @@ bool parse_host_port_text(std::string_view text, HostPort* out) {
     host = host.substr(1, host.size() - 2);
   }
   int v = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
-  if (host.empty() || ec != std::errc() || end != port.data() + port.size() || v < 1 ||
-      v > 65535) {
-    return false;
-  }
+  if (host.empty() || !parse_port(port, &v)) return false;
   out->host = std::string(host);
   out->port = v;
   return true;

@@ -32,8 +32,8 @@ absl::StatusOr<std::int64_t> Inspector::now_ms() {
   auto t = call({"TIME"});
   if (!t.ok()) return t.status();
   std::int64_t s = 0, us = 0;
-  if (t->elements.size() != 2 || !parse_i64(t->elements[0].str, &s) ||
-      !parse_i64(t->elements[1].str, &us)) {
+  if (t->elements.size() != 2 || !parse_int(t->elements[0].str, &s) ||
+      !parse_int(t->elements[1].str, &us)) {
     return absl::InternalError("unexpected TIME reply");
   }
   return s * 1000 + us / 1000;
@@ -64,7 +64,7 @@ absl::StatusOr<std::vector<InstanceRow>> Inspector::instances() {
     if (!hb.ok()) return hb.status();
     auto m = decode_member(record->str);
     std::int64_t hb_ms = 0;
-    if (!m || !parse_i64(hb->str, &hb_ms)) continue;  // malformed: not shown
+    if (!m || !parse_int(hb->str, &hb_ms)) continue;  // malformed: not shown
     m->last_heartbeat = Clock::WallTime(std::chrono::milliseconds(hb_ms));
     out.push_back(InstanceRow{std::move(*m), *now - hb_ms});
   }
@@ -123,7 +123,7 @@ absl::StatusOr<std::vector<CounterRow>> Inspector::counters() {
   for (std::size_t i = 0; i + 1 < shared->elements.size(); i += 2) {
     CounterRow row;
     row.name = shared->elements[i].str;
-    if (!parse_i64(shared->elements[i + 1].str, &row.value)) continue;
+    if (!parse_int(shared->elements[i + 1].str, &row.value)) continue;
     out.push_back(std::move(row));
   }
   auto now = now_ms();
@@ -141,7 +141,7 @@ absl::StatusOr<std::vector<CounterRow>> Inspector::counters() {
       auto live = alive(parts->elements[i].str, *now);
       if (!live.ok()) return live.status();
       std::int64_t v = 0;
-      if (!*live || !parse_i64(parts->elements[i + 1].str, &v)) continue;
+      if (!*live || !parse_int(parts->elements[i + 1].str, &v)) continue;
       row.value += v;
       ++row.contributors;
     }
@@ -231,7 +231,7 @@ absl::StatusOr<std::vector<MapEntry>> Inspector::map_entries(std::string_view ma
       if (!exp.ok()) return exp.status();
       if (!exp->is_nil()) {
         std::int64_t at = 0;
-        if (parse_i64(exp->str, &at) && at <= *now) continue;
+        if (parse_int(exp->str, &at) && at <= *now) continue;
       }
       out.push_back(MapEntry{fields[i].str, std::move(*e)});
     }

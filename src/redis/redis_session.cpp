@@ -588,11 +588,19 @@ absl::Status RedisSession::join(const InstanceInfo& info) {
       join_locked(stamped, [this](const Argv& argv) { return pool_.command(argv); });
   if (st.ok()) {
     joined_ = stamped;
+    std::lock_guard<std::mutex> id_lock(id_mu_);
+    instance_id_ = stamped.id;
   } else if (absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) {
     // It may have landed: the sync ends a membership the record lacks.
     ledger_.want_sync();
   }
   return st;
+}
+
+std::string RedisSession::instance_id() const {
+  // Not state_mu_: the agent holds that through a whole re-join and sync.
+  std::lock_guard<std::mutex> lock(id_mu_);
+  return instance_id_;
 }
 
 // The record is emptied first: if Redis cannot be told now, the sync drops
@@ -601,6 +609,8 @@ absl::Status RedisSession::leave() {
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     joined_.reset();
+    std::lock_guard<std::mutex> id_lock(id_mu_);
+    instance_id_.clear();
   }
   ledger_.clear();
   ledger_.begin_write();  // leave.lua only removes: it needs no epoch
@@ -622,7 +632,7 @@ absl::StatusOr<std::vector<Member>> RedisSession::members() {
   for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
     auto m = decode_member(r->elements[i].str);
     std::int64_t hb = 0;
-    if (!m || !parse_i64(r->elements[i + 1].str, &hb)) {
+    if (!m || !parse_int(r->elements[i + 1].str, &hb)) {
       logger_.warn("skipping a malformed member record in {}", keys_.members);
       continue;
     }

@@ -43,6 +43,7 @@ class RedisSession final : public Coordinator {
   Clock* clock() const override { return clock_; }
 
   absl::Status join(const InstanceInfo& info) override;
+  std::string instance_id() const override;
   absl::Status leave() override;
   absl::StatusOr<std::vector<Member>> members() override;
   absl::StatusOr<Subscription> watch_members(
@@ -238,6 +239,8 @@ class RedisSession final : public Coordinator {
   bool pubsub_suspended_ = false;
   std::atomic<ConnectionState> state_now_{ConnectionState::kConnected};
   std::optional<InstanceInfo> joined_;  // the record's membership
+  mutable std::mutex id_mu_;             // after state_mu_, never before it
+  std::string instance_id_;              // joined_->id, for instance_id()
   Clock::TimePoint last_heartbeat_ok_{};
 
   // The agent's wake-ups and its connection (agent thread only).

@@ -64,7 +64,7 @@ namespace {
 bool parse_aggregates(std::string_view payload, std::int64_t* skipped,
                       std::vector<NodeAggregate>* out) {
   auto nl = payload.find('\n');
-  if (nl == std::string_view::npos || !parse_i64(payload.substr(0, nl), skipped))
+  if (nl == std::string_view::npos || !parse_int(payload.substr(0, nl), skipped))
     return false;
   payload.remove_prefix(nl + 1);
   while (!payload.empty()) {
@@ -178,7 +178,7 @@ absl::StatusOr<std::int64_t> RedisSession::counter_get(std::string_view name) {
   if (!r.ok()) return r.status();
   if (r->is_nil()) return 0;
   std::int64_t v = 0;
-  if (!parse_i64(r->str, &v)) {
+  if (!parse_int(r->str, &v)) {
     return absl::DataLossError(
         fmt::format("counter '{}' holds a malformed value in {}", name, keys_.counters));
   }
@@ -338,7 +338,7 @@ absl::StatusOr<std::map<std::string, std::int64_t>> RedisSession::slot_usage(
   std::map<std::string, std::int64_t> out;
   for (std::size_t i = 0; i + 1 < r->elements.size(); i += 2) {
     std::int64_t n = 0;
-    if (!parse_i64(r->elements[i + 1].str, &n)) {
+    if (!parse_int(r->elements[i + 1].str, &n)) {
       logger_.log(LogLevel::kWarning, "skipping malformed slot count of '{}' in {}",
                   r->elements[i].str, key);
       continue;

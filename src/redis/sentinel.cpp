@@ -8,6 +8,7 @@
 #include <charconv>
 
 #include "fmt/format.h"
+#include "internal/parse.hpp"
 #include "redis/connection.hpp"
 #include "redis/sigpipe.hpp"
 
@@ -18,14 +19,6 @@ namespace {
 // with its connection, a sentinel that is paused).
 constexpr std::chrono::seconds kAskEvery{5};
 constexpr int kPollMs = 200;
-
-bool parse_port(std::string_view s, int* port) {
-  int v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || v < 1 || v > 65535) return false;
-  *port = v;
-  return true;
-}
 
 }  // namespace
 

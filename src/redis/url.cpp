@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "fmt/format.h"
+#include "internal/parse.hpp"
 #include "internal/validate.hpp"
 #include "redis/cluster.hpp"
 #include "redis/sentinel.hpp"
@@ -11,15 +12,6 @@
 
 namespace fleet::internal {
 namespace {
-
-bool parse_int(std::string_view s, int min, int max, int* out) {
-  if (s.empty()) return false;
-  int v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || v < min || v > max) return false;
-  *out = v;
-  return true;
-}
 
 // %XX decoding for user and password, which may hold ':' or '@'.
 std::optional<std::string> percent_decode(std::string_view s) {
@@ -61,7 +53,7 @@ absl::Status parse_host_port(std::string_view rest, std::string* host_out,
     port = rest.substr(colon + 1);
   }
   if (host.empty()) return bad("the host is empty");
-  if (!port.empty() && !parse_int(port, 1, 65535, port_out)) {
+  if (!port.empty() && !parse_port(port, port_out)) {
     return bad("the port must be a number from 1 to 65535");
   }
   *host_out = std::string(host);
@@ -116,7 +108,7 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
     ep.unix_path = std::string(rest);
     if (!query.empty()) {
       if (query.substr(0, 3) != "db=" ||
-          !parse_int(query.substr(3), 0, 1 << 20, &ep.db)) {
+          !parse_int_in(query.substr(3), 0, 1 << 20, &ep.db)) {
         return bad("unix:// accepts only the query ?db=N");
       }
     }
@@ -204,13 +196,13 @@ absl::StatusOr<RedisEndpoint> parse_redis_url(std::string_view url) {
       }
     }
     ep.master_name = std::string(name);
-    if (!db.empty() && !parse_int(db, 0, 1 << 20, &ep.db)) {
+    if (!db.empty() && !parse_int_in(db, 0, 1 << 20, &ep.db)) {
       return bad("the path after the master's name must be a database number");
     }
     return ep;
   }
   FLEET_RETURN_IF_ERROR(parse_host_port(rest, &ep.host, &ep.port));
-  if (!path.empty() && !parse_int(path, 0, 1 << 20, &ep.db)) {
+  if (!path.empty() && !parse_int_in(path, 0, 1 << 20, &ep.db)) {
     return bad("the path must be a database number");
   }
   return ep;

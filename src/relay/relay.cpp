@@ -268,7 +268,7 @@ class RelayImpl final : public Relay {
         return next;
       }
       // The stored copy is not the one we last wrote: read it back.
-      if (absl::Status resolved = resolve(next.id); !resolved.ok()) return resolved;
+      FLEET_RETURN_IF_ERROR(resolve(next.id));
     }
     return absl::AbortedError(fmt::format("session '{}' changed twice under update", id));
   }
@@ -303,7 +303,7 @@ class RelayImpl final : public Relay {
         auto it = own_.find(cur->s.id);
         if (it != own_.end()) it->second.removing = false;
       }
-      if (absl::Status resolved = resolve(cur->s.id); !resolved.ok()) return resolved;
+      FLEET_RETURN_IF_ERROR(resolve(cur->s.id));
     }
     return absl::AbortedError(fmt::format("session '{}' changed twice under remove", id));
   }
@@ -395,7 +395,7 @@ class RelayImpl final : public Relay {
         return absl::NotFoundError(fmt::format("no session '{}' here", id));
       }
     }
-    if (absl::Status resolved = resolve(key); !resolved.ok()) return resolved;
+    FLEET_RETURN_IF_ERROR(resolve(key));
     std::lock_guard<std::mutex> lock(mu_);
     auto it = own_.find(key);
     if (it == own_.end())
@@ -1026,12 +1026,12 @@ class RelayImpl final : public Relay {
 
 absl::StatusOr<std::unique_ptr<Relay>> Relay::create(Coordinator& coordinator,
                                                      RelayOptions options) {
-  if (absl::Status s = validate_name("relay name", options.name); !s.ok()) return s;
+  FLEET_RETURN_IF_ERROR(validate_name("relay name", options.name));
   if (!options.group.empty()) {
-    if (absl::Status s = validate_name("relay group", options.group); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_name("relay group", options.group));
   }
   for (const auto& g : options.replicate) {
-    if (absl::Status s = validate_name("replicated group", g); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_name("replicated group", g));
     if (g.find(',') != std::string::npos || g == "*") {
       return absl::InvalidArgumentError(
           fmt::format("replicated group '{}' must not contain ',' or be '*'", g));
@@ -1056,7 +1056,7 @@ absl::StatusOr<std::unique_ptr<Relay>> Relay::create(Coordinator& coordinator,
         "sessions");
   }
   auto relay = std::make_unique<RelayImpl>(coordinator, std::move(options), me);
-  if (absl::Status s = relay->start(); !s.ok()) return s;
+  FLEET_RETURN_IF_ERROR(relay->start());
   return std::unique_ptr<Relay>(std::move(relay));
 }
 

@@ -4,6 +4,7 @@
 #include "fleet/names.hpp"
 #include "fleet/rooms.hpp"
 #include "fmt/format.h"
+#include "internal/status.hpp"
 #include "nlohmann/json.hpp"
 #include "rooms/internal.hpp"
 
@@ -112,7 +113,7 @@ std::string room_map(std::string_view name, std::string_view room) {
 }
 
 absl::Status validate_room(std::string_view room) {
-  if (absl::Status s = validate_name("room name", room); !s.ok()) return s;
+  FLEET_RETURN_IF_ERROR(validate_name("room name", room));
   if (room.size() > kMaxRoomNameBytes) {
     return absl::InvalidArgumentError(fmt::format(
         "room name is {} bytes; at most {} are allowed", room.size(), kMaxRoomNameBytes));
@@ -121,7 +122,7 @@ absl::Status validate_room(std::string_view room) {
 }
 
 absl::Status validate_identity(std::string_view identity) {
-  if (absl::Status s = validate_name("participant identity", identity); !s.ok()) return s;
+  FLEET_RETURN_IF_ERROR(validate_name("participant identity", identity));
   if (identity.size() > kMaxIdentityBytes) {
     return absl::InvalidArgumentError(
         fmt::format("participant identity is {} bytes; at most {} are allowed",

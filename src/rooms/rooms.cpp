@@ -16,6 +16,7 @@
 #include "fleet/names.hpp"
 #include "fleet/rooms.hpp"
 #include "fmt/format.h"
+#include "internal/status.hpp"
 #include "internal/logger.hpp"
 #include "internal/rendezvous.hpp"
 #include "rooms/internal.hpp"
@@ -110,29 +111,14 @@ class RoomsImpl final : public Rooms {
       subs_.push_back(std::move(*s));
       return absl::OkStatus();
     };
-    if (auto s = add(c_.watch(nodes_map(o_.name), "",
-                              [this](const WatchEvent& e) { on_node_event(e); }));
-        !s.ok())
-      return s;
-    if (auto s = add(c_.watch(placement_map(o_.name), "",
-                              [this](const WatchEvent& e) { on_placement_event(e); }));
-        !s.ok())
-      return s;
-    if (auto s = add(c_.subscribe(request_channel(o_.name),
-                                  [this](const Message& m) { on_request_message(m); }));
-        !s.ok())
-      return s;
-    if (auto s = add(c_.subscribe(reply_channel(o_.name, me_),
-                                  [this](const Message& m) { on_reply_message(m); }));
-        !s.ok())
-      return s;
-    if (auto s =
-            add(c_.watch_members([this](const MemberEvent& e) { on_member_event(e); }));
-        !s.ok())
-      return s;
+    FLEET_RETURN_IF_ERROR(add(c_.watch(nodes_map(o_.name), "", [this](const WatchEvent& e) { on_node_event(e); })));
+    FLEET_RETURN_IF_ERROR(add(c_.watch(placement_map(o_.name), "", [this](const WatchEvent& e) { on_placement_event(e); })));
+    FLEET_RETURN_IF_ERROR(add(c_.subscribe(request_channel(o_.name), [this](const Message& m) { on_request_message(m); })));
+    FLEET_RETURN_IF_ERROR(add(c_.subscribe(reply_channel(o_.name, me_), [this](const Message& m) { on_reply_message(m); })));
+    FLEET_RETURN_IF_ERROR(add(c_.watch_members([this](const MemberEvent& e) { on_member_event(e); })));
     seen_losses_ = c_.data_losses();
-    if (auto s = refresh_nodes(); !s.ok()) return s;
-    if (auto s = refresh_live(); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(refresh_nodes());
+    FLEET_RETURN_IF_ERROR(refresh_live());
     if (o_.host) {
       auto all = c_.scan(placement_map(o_.name));
       if (!all.ok()) return all.status();
@@ -152,11 +138,8 @@ class RoomsImpl final : public Rooms {
                   hosted_.size());
       }
     }
-    if (auto s = publish_record(); !s.ok()) return s;
-    if (auto s =
-            add(c_.watch_connection([this](ConnectionState st) { on_connection(st); }));
-        !s.ok())
-      return s;
+    FLEET_RETURN_IF_ERROR(publish_record());
+    FLEET_RETURN_IF_ERROR(add(c_.watch_connection([this](ConnectionState st) { on_connection(st); })));
     log_.info(
         "instance '{}' started{}", me_,
         o_.host ? fmt::format(" hosting rooms at {} (region '{}', {})", o_.host->address,
@@ -204,12 +187,12 @@ class RoomsImpl final : public Rooms {
   // ---- placement ----------------------------------------------------------------
 
   absl::StatusOr<Placement> assign(std::string_view room) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
     return assign_preferring(std::string(room), {});
   }
 
   absl::StatusOr<std::optional<Placement>> locate(std::string_view room) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
     std::uint64_t epoch;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -234,7 +217,7 @@ class RoomsImpl final : public Rooms {
   }
 
   absl::Status release(std::string_view room) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
     auto participants = c_.scan(room_map(o_.name, room), kParticipantPrefix, 1);
     if (!participants.ok()) return participants.status();
     if (!participants->empty()) {
@@ -246,7 +229,7 @@ class RoomsImpl final : public Rooms {
   }
 
   absl::StatusOr<Placement> migrate(std::string_view room, std::string_view to) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
     auto got = c_.get(placement_map(o_.name), room);
     if (!got.ok()) return got.status();
     if (!got->has_value()) {
@@ -263,8 +246,8 @@ class RoomsImpl final : public Rooms {
       }
       if (!known) {
         // It may have started since our last look.
-        if (absl::Status s = refresh_nodes(); !s.ok()) return s;
-        if (absl::Status s = refresh_live(); !s.ok()) return s;
+        FLEET_RETURN_IF_ERROR(refresh_nodes());
+        FLEET_RETURN_IF_ERROR(refresh_live());
       }
       std::lock_guard<std::mutex> lock(mu_);
       auto it = registry_.find(to);
@@ -319,8 +302,8 @@ class RoomsImpl final : public Rooms {
 
   absl::StatusOr<Placement> join(std::string_view room, std::string_view identity,
                                  std::string_view metadata) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
-    if (absl::Status s = validate_identity(identity); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
+    FLEET_RETURN_IF_ERROR(validate_identity(identity));
     if (metadata.size() > kMaxMetadataBytes) {
       return absl::InvalidArgumentError(
           fmt::format("participant metadata is {} bytes; at most {} are allowed",
@@ -330,7 +313,7 @@ class RoomsImpl final : public Rooms {
     std::lock_guard<std::mutex> join_lock(join_mu_);
     auto placement = assign_preferring(r, {});
     if (!placement.ok()) return placement.status();
-    if (absl::Status s = open_local_room(r); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(open_local_room(r));
     absl::Status st = c_.put(index_map(o_.name, me_), r + "\n" + id, "").status();
     if (st.ok()) {
       st =
@@ -364,8 +347,8 @@ class RoomsImpl final : public Rooms {
   }
 
   absl::Status leave(std::string_view room, std::string_view identity) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
-    if (absl::Status s = validate_identity(identity); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
+    FLEET_RETURN_IF_ERROR(validate_identity(identity));
     const std::string r(room), id(identity);
     std::lock_guard<std::mutex> join_lock(join_mu_);
     std::string meta;
@@ -390,7 +373,7 @@ class RoomsImpl final : public Rooms {
   }
 
   absl::Status set_metadata(std::string_view room, std::string_view metadata) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
     if (metadata.size() > kMaxMetadataBytes) {
       return absl::InvalidArgumentError(
           fmt::format("room metadata is {} bytes; at most {} are allowed",
@@ -401,8 +384,8 @@ class RoomsImpl final : public Rooms {
 
   absl::Status set_flag(std::string_view room, std::string_view flag,
                         std::string_view value) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
-    if (absl::Status s = validate_name("room flag", flag); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
+    FLEET_RETURN_IF_ERROR(validate_name("room flag", flag));
     if (value.size() > kMaxMetadataBytes) {
       return absl::InvalidArgumentError(
           fmt::format("flag value is {} bytes; at most {} are allowed", value.size(),
@@ -412,7 +395,7 @@ class RoomsImpl final : public Rooms {
   }
 
   absl::StatusOr<RoomState> state(std::string_view room) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
     RoomState out;
     out.room = std::string(room);
     auto got = c_.get(placement_map(o_.name), room);
@@ -442,7 +425,7 @@ class RoomsImpl final : public Rooms {
   absl::Status broadcast(std::string_view room, std::string_view payload,
                          std::string_view from,
                          const std::vector<std::string>& except) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
     if (payload.size() > o_.max_message_bytes) {
       return absl::InvalidArgumentError(
           fmt::format("broadcast to room '{}' is {} bytes; the limit is {} "
@@ -450,11 +433,11 @@ class RoomsImpl final : public Rooms {
                       room, payload.size(), o_.max_message_bytes));
     }
     if (!from.empty()) {
-      if (absl::Status s = validate_identity(from); !s.ok()) return s;
+      FLEET_RETURN_IF_ERROR(validate_identity(from));
     }
     std::string except_list;
     for (const auto& e : except) {
-      if (absl::Status s = validate_identity(e); !s.ok()) return s;
+      FLEET_RETURN_IF_ERROR(validate_identity(e));
       if (!except_list.empty()) except_list += kListSeparator;
       except_list += e;
     }
@@ -517,7 +500,7 @@ class RoomsImpl final : public Rooms {
   absl::StatusOr<std::vector<Participant>> participants_everywhere(
       std::string_view room, std::chrono::milliseconds timeout,
       RequestResult* result) override {
-    if (absl::Status s = validate_room(room); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_room(room));
     RequestResult r = send_request(kParticipantsTopic, room, timeout);
     std::vector<Participant> out;
     for (const auto& reply : r.replies) {
@@ -540,7 +523,7 @@ class RoomsImpl final : public Rooms {
   absl::StatusOr<std::size_t> disconnect_everywhere(std::string_view identity,
                                                     std::chrono::milliseconds timeout,
                                                     RequestResult* result) override {
-    if (absl::Status s = validate_identity(identity); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(validate_identity(identity));
     RequestResult r = send_request(kDisconnectTopic, identity, timeout);
     std::size_t closed = 0;
     for (const auto& reply : r.replies) {
@@ -846,7 +829,7 @@ class RoomsImpl final : public Rooms {
         }
         if (!live) {
           // Our view may be behind: ask the backend before moving anything.
-          if (absl::Status s = refresh_live(); !s.ok()) return s;
+          FLEET_RETURN_IF_ERROR(refresh_live());
           std::lock_guard<std::mutex> lock(mu_);
           live = live_.count(cur->node) != 0;
         }
@@ -867,8 +850,8 @@ class RoomsImpl final : public Rooms {
         auto c = select(room, {});
         if (!c.ok()) {
           // Nodes that started since our last look are not in our view yet.
-          if (absl::Status s = refresh_nodes(); !s.ok()) return s;
-          if (absl::Status s = refresh_live(); !s.ok()) return s;
+          FLEET_RETURN_IF_ERROR(refresh_nodes());
+          FLEET_RETURN_IF_ERROR(refresh_live());
           c = select(room, {});
         }
         if (!c.ok()) return c.status();
@@ -1215,7 +1198,7 @@ class RoomsImpl final : public Rooms {
 
   // After a reconnect: re-read what the change streams may have missed.
   absl::Status resync() {
-    if (absl::Status s = refresh_nodes(); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(refresh_nodes());
     std::vector<std::string> rooms;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -1258,7 +1241,7 @@ class RoomsImpl final : public Rooms {
       std::lock_guard<std::mutex> lock(mu_);
       published_record_.clear();
     }
-    if (absl::Status s = publish_record(); !s.ok()) return s;
+    FLEET_RETURN_IF_ERROR(publish_record());
     std::vector<std::pair<std::string, Placement>> placements;
     std::vector<std::pair<std::string, RoomState>> copies;
     std::map<std::string, std::map<std::string, std::string>> members;
@@ -1621,7 +1604,7 @@ class RoomsImpl final : public Rooms {
 
 absl::StatusOr<std::unique_ptr<Rooms>> Rooms::create(Coordinator& coordinator,
                                                      RoomsOptions options) {
-  if (absl::Status s = validate_name("rooms name", options.name); !s.ok()) return s;
+  FLEET_RETURN_IF_ERROR(validate_name("rooms name", options.name));
   if (options.name.size() > kMaxNamespaceBytes) {
     return absl::InvalidArgumentError(
         fmt::format("rooms name is {} bytes; at most {} are allowed", options.name.size(),
@@ -1655,7 +1638,7 @@ absl::StatusOr<std::unique_ptr<Rooms>> Rooms::create(Coordinator& coordinator,
         "node");
   }
   auto rooms = std::make_unique<RoomsImpl>(coordinator, std::move(options), me);
-  if (absl::Status s = rooms->start(); !s.ok()) return s;
+  FLEET_RETURN_IF_ERROR(rooms->start());
   return std::unique_ptr<Rooms>(std::move(rooms));
 }
 

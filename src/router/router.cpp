@@ -100,7 +100,7 @@ double region_distance(const Region& origin, const Region& node) {
 }
 
 absl::Status validate_options(const RouterOptions& o) {
-  if (auto st = validate_name("pool name", o.pool); !st.ok()) return st;
+  FLEET_RETURN_IF_ERROR(validate_name("pool name", o.pool));
   if (o.pool.size() > kMaxPoolBytes) {
     return absl::InvalidArgumentError(
         fmt::format("pool name is longer than {} bytes", kMaxPoolBytes));
@@ -197,7 +197,7 @@ class RouterImpl final : public Router {
       std::lock_guard<std::mutex> lock(mu_);
       losses_seen_ = c_.data_losses();
     }
-    if (auto st = refresh(); !st.ok()) return st;
+    FLEET_RETURN_IF_ERROR(refresh());
     if (o_.background_refresh) refresher_ = std::thread([this] { refresh_loop(); });
     return absl::OkStatus();
   }
@@ -207,7 +207,7 @@ class RouterImpl final : public Router {
   // ---- registry ---------------------------------------------------------------
 
   absl::Status add_node(const NodeSpec& spec) override {
-    if (auto st = validate_name("node id", spec.id); !st.ok()) return st;
+    FLEET_RETURN_IF_ERROR(validate_name("node id", spec.id));
     if (spec.id.size() > kMaxNodeIdBytes || spec.address.empty() || spec.capacity < 1) {
       return absl::InvalidArgumentError(
           fmt::format("node '{}': needs an address, a positive capacity and an id of at "
@@ -726,8 +726,7 @@ class RouterImpl final : public Router {
     } else {
       auto request = std::make_shared<SlotRequest>();
       Clock::TimePoint unused;
-      if (auto st = compose_request_locked(hints, now, request.get(), &unused); !st.ok())
-        return st;
+      FLEET_RETURN_IF_ERROR(compose_request_locked(hints, now, request.get(), &unused));
       *shape = std::move(request);
     }
     *rotate = static_cast<std::uint32_t>(rotation_++ % (*shape)->candidates.size());
@@ -993,9 +992,9 @@ class RouterImpl final : public Router {
 
 absl::StatusOr<std::unique_ptr<Router>> Router::create(Coordinator& coordinator,
                                                        RouterOptions options) {
-  if (auto st = validate_options(options); !st.ok()) return st;
+  FLEET_RETURN_IF_ERROR(validate_options(options));
   auto router = std::make_unique<RouterImpl>(coordinator, std::move(options));
-  if (auto st = router->start(); !st.ok()) return st;
+  FLEET_RETURN_IF_ERROR(router->start());
   return std::unique_ptr<Router>(std::move(router));
 }
 

@@ -35,6 +35,25 @@ TEST_CASE("join lists the member with its info and notifies watchers",
   CHECK(events.events()[0].member.info.id == "b");
 }
 
+TEST_CASE("instance_id is the id joined under, empty before join and after leave",
+          "[conformance][membership]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto b = backend->connect();
+  CHECK(a->instance_id().empty());
+  FLEET_REQUIRE_OK(a->join(info("gw-1")));
+  CHECK(a->instance_id() == "gw-1");
+  // A refused join leaves it as it was.
+  FLEET_REQUIRE_CODE(b->join(info("gw-1")), kAlreadyExists);
+  CHECK(b->instance_id().empty());
+  FLEET_REQUIRE_CODE(a->join(info("gw-2")), kFailedPrecondition);
+  CHECK(a->instance_id() == "gw-1");
+  FLEET_REQUIRE_OK(a->leave());
+  CHECK(a->instance_id().empty());
+  FLEET_REQUIRE_OK(a->join(info("gw-2")));  // another id once it left
+  CHECK(a->instance_id() == "gw-2");
+}
+
 TEST_CASE("members are listed in id order", "[conformance][membership]") {
   auto backend = make_backend();
   auto x = backend->connect(), y = backend->connect(), z = backend->connect();

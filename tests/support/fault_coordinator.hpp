@@ -16,8 +16,12 @@ class FaultCoordinator final : public Coordinator {
   explicit FaultCoordinator(Coordinator& inner) : inner_(inner) {}
 
   void set_partitioned(bool on) { partitioned_ = on; }
+  // Runs after every scan has read, before it returns what it read (to make
+  // a change land while a reader holds an older copy). Set it before use.
+  void set_after_scan(std::function<void()> hook) { after_scan_ = std::move(hook); }
 
   const std::string& session_id() const override { return inner_.session_id(); }
+  std::string instance_id() const override { return inner_.instance_id(); }
   std::string_view backend_name() const override { return inner_.backend_name(); }
   Clock* clock() const override { return inner_.clock(); }
   absl::Status join(const InstanceInfo& i) override { return inner_.join(i); }
@@ -120,7 +124,9 @@ class FaultCoordinator final : public Coordinator {
   }
   absl::StatusOr<std::vector<MapEntry>> scan(std::string_view m, std::string_view p,
                                              std::size_t l) override {
-    return inner_.scan(m, p, l);
+    auto read = inner_.scan(m, p, l);
+    if (after_scan_) after_scan_();
+    return read;
   }
   absl::StatusOr<Subscription> watch(std::string_view m, std::string_view p,
                                      std::function<void(const WatchEvent&)> cb) override {
@@ -143,6 +149,7 @@ class FaultCoordinator final : public Coordinator {
  private:
   Coordinator& inner_;
   std::atomic<bool> partitioned_{false};
+  std::function<void()> after_scan_;
 };
 
 }  // namespace fleet::testing
