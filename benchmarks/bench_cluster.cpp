@@ -62,7 +62,7 @@ std::vector<Result> run(const std::string& label, const std::string& url, int op
 
   auto c = must(fleet::RedisCoordinator::connect(options), "connect");
   fleet::router::RouterOptions ro;
-  ro.pool = "bench";
+  ro.name = "bench";
   ro.policy = fleet::router::Policy::kLeastInflight;
   ro.log_sink = fleet::quiet_log_sink();
   auto router = must(fleet::router::Router::create(*c, ro), "router");
@@ -73,7 +73,7 @@ std::vector<Result> run(const std::string& label, const std::string& url, int op
     spec.capacity = std::int64_t{1} << 40;
     if (auto st = router->add_node(spec); !st.ok()) die("add_node", st);
   }
-  if (auto st = router->refresh(); !st.ok()) die("refresh", st);
+  if (auto st = router->run_once(); !st.ok()) die("refresh", st);
 
   std::optional<fleet::router::Ticket> held;
   std::atomic<long> seq{0};

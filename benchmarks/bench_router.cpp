@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
       Gateway gw;
       gw.coordinator = must(fleet::RedisCoordinator::connect(options), "connect");
       fleet::router::RouterOptions ro;
-      ro.pool = pool;
+      ro.name = pool;
       ro.policy = policy;
       ro.log_sink = fleet::quiet_log_sink();
       gw.router = must(fleet::router::Router::create(*gw.coordinator, ro), "router");
@@ -295,14 +295,14 @@ int main(int argc, char** argv) {
     }
     for (int g = 0; g < kGateways; ++g) {
       auto& r = *gateways[g].router;
-      if (auto st = r.refresh(); !st.ok()) die("refresh", st);
+      if (auto st = r.run_once(); !st.ok()) die("refresh", st);
       for (int i = 0; i < kNodes * 2; ++i) {
         auto t = must(r.acquire(), "acquire");
         (void)r.release(t, {true, std::chrono::microseconds(1000 * (5 + i % kNodes))});
       }
-      if (auto st = r.refresh(); !st.ok()) die("refresh", st);
+      if (auto st = r.run_once(); !st.ok()) die("refresh", st);
     }
-    for (auto& gw : gateways) (void)gw.router->refresh();
+    for (auto& gw : gateways) (void)gw.router->run_once();
 
     // Latency: threads share gateway (t % 4); each ticket is released
     // before the next decision, untimed.

@@ -132,7 +132,7 @@ Options parse(int argc, char** argv) {
     } else if (a == "--breaker-cooldown-ms") {
       o.router.breaker_cooldown = std::chrono::milliseconds(integer(a, v, 1, 86400000));
     } else if (a == "--refresh-ms") {
-      o.router.refresh_interval = std::chrono::milliseconds(integer(a, v, 1, 3600000));
+      o.router.check_interval = std::chrono::milliseconds(integer(a, v, 1, 3600000));
     } else if (a == "--session-ttl-ms") {
       o.session_ttl_ms = static_cast<int>(integer(a, v, 10, 3600000));
     } else if (a == "--heartbeat-ms") {
@@ -145,7 +145,7 @@ Options parse(int argc, char** argv) {
   }
   if (o.nodes.empty()) usage_error("give at least one --node or a --nodes file");
   if (o.id.empty()) o.id = "gateway-" + std::to_string(::getpid());
-  o.router.pool = o.pool;
+  o.router.name = o.pool;
   return o;
 }
 

@@ -3,15 +3,16 @@
 // Several gateways front one pool of backend nodes. Each gateway creates a
 // Router on its own Coordinator session; all of them share the pool:
 //
-//   fleet::router::RouterOptions o;
-//   o.pool = "llm";
+//   fleet::router::RouterOptions o;               // a fleet::ModuleOptions
+//   o.name = "llm";                               // the pool
 //   o.policy = fleet::router::Policy::kWeighted;
 //   auto router = fleet::router::Router::create(*coordinator, o).value();
-//   router->add_node(fleet::router::parse_node_spec("10.0.0.7:11434,capacity=4").value());
+//   auto spec = fleet::router::parse_node_spec("10.0.0.7:11434,capacity=4").value();
+//   if (auto st = router->add_node(spec); !st.ok()) return st;
 //   auto ticket = router->acquire({});           // ResourceExhausted when full
 //   if (!ticket.ok()) return reject(ticket.status());
 //   bool ok = forward_to(ticket->address);
-//   router->release(*ticket, {ok});
+//   (void)router->release(*ticket, {ok});         // frees the slot whatever it says
 //
 // acquire() counts the request against the chosen node in the same atomic
 // step that chooses it (Coordinator::acquire_slot: one Lua script on Redis),
@@ -20,9 +21,20 @@
 // rate, host metrics — are published by each gateway and aggregated over the
 // live ones; every gateway scores with the same aggregate.
 //
-// Threads: every method is safe from any thread. Unless told otherwise the
-// router runs one background thread that publishes this gateway's
-// observations and refreshes its view every refresh_interval.
+// The router is a fleet module (module.hpp): it works with or without
+// Coordinator::join() (it does not name this instance). Its check —
+// every check_interval on its worker, or run_once() — publishes this
+// gateway's observations and re-reads the aggregates and the in-flight
+// counts; the registry and the open circuits it follows through their
+// change streams.
+//
+// Threads: every method is safe from any thread. acquire_async's `done`
+// runs on the Coordinator's slot I/O thread (Redis) or the calling thread
+// (in-process); the router has no other callbacks.
+//
+// Lifetime: the Coordinator must outlive the Router. Tickets still held
+// when the Router is destroyed stay counted until the session leaves or
+// expires (as after a crash).
 #ifndef FLEET_ROUTER_HPP_
 #define FLEET_ROUTER_HPP_
 
@@ -42,10 +54,13 @@
 #include "fleet/clock.hpp"
 #include "fleet/coordinator.hpp"
 #include "fleet/log.hpp"
+#include "fleet/module.hpp"
 
 namespace fleet::router {
 
-enum class NodeState { kServing, kDraining, kDown };
+// Whether a backend node takes new requests. (Named apart from
+// rooms::NodeState, a room-hosting node's lifecycle.)
+enum class BackendState { kServing, kDraining, kDown };
 
 struct Region {
   std::string name;                           // empty: unknown
@@ -60,7 +75,7 @@ struct NodeSpec {
   Region region;
   std::int64_t capacity = 1;     // most requests in flight at once, > 0
   std::set<std::string> labels;  // e.g. the models a node has loaded
-  NodeState state = NodeState::kServing;
+  BackendState state = BackendState::kServing;
 };
 
 // "host:port[,id=..][,region=..][,lat=..,lon=..][,capacity=..][,labels=a|b]
@@ -80,8 +95,9 @@ enum class Policy {
 // "least-inflight", "weighted", "region", "p2c" (and the enum's names).
 absl::StatusOr<Policy> parse_policy(std::string_view name);
 std::string_view to_string(Policy policy);
-std::string_view to_string(NodeState state);
-absl::StatusOr<NodeState> parse_node_state(std::string_view name);
+// "serving", "draining", "down".
+std::string_view to_string(BackendState state);
+absl::StatusOr<BackendState> parse_backend_state(std::string_view name);
 
 // The weighted policy scores each node (lower is better) as
 //   latency * latency_ms / max latency_ms over the candidates
@@ -125,8 +141,9 @@ struct Outcome {
   std::optional<std::chrono::microseconds> latency;
 };
 
-struct RouterOptions {
-  std::string pool = "default";  // name rules; shared by the gateways of one pool
+// ModuleOptions::name is the pool: the gateways of one pool share its
+// nodes, in-flight counts, observations and circuits.
+struct RouterOptions : ModuleOptions {
   Policy policy = Policy::kLeastInflight;
   Weights weights;
   std::optional<Region> home;      // this gateway's location, for kRegionAware
@@ -136,10 +153,7 @@ struct RouterOptions {
   int breaker_failures = 5;  // consecutive failures that open a node's circuit
   std::chrono::milliseconds breaker_cooldown{10000};
   double ewma_alpha = 0.2;  // weight of the newest latency/success sample
-  std::chrono::milliseconds refresh_interval{500};
-  bool background_refresh = true;  // false: call refresh() yourself
-  std::uint64_t seed = 0;          // power-of-two sampling; 0: random
-  LogSink* log_sink = nullptr;     // nullptr: stderr
+  std::uint64_t seed = 0;   // power-of-two sampling; 0: random
 };
 
 // What this gateway knows about one node.
@@ -163,8 +177,10 @@ struct RouterStats {
   std::uint64_t rejections = 0;  // ResourceExhausted returned
   std::uint64_t waits = 0;       // acquires that had to wait for a slot
   // Decisions that the other gateways' requests shaped: a node chosen that
-  // already had others' requests in flight, or a refusal while this
-  // gateway's own requests left room. The proof that it sees their load.
+  // already had others' requests in flight, or a decision that found the
+  // pool full (and waited, or was refused) while this gateway's own
+  // requests left room. The proof that it sees their load. At most one per
+  // decision.
   std::uint64_t saw_other_gateways = 0;
   std::uint64_t breaker_trips = 0;
   // Latency histogram of released requests: counts per upper bound (ms),
@@ -176,8 +192,9 @@ struct RouterStats {
 
 class Router {
  public:
-  // InvalidArgument for bad options. Starts watching the pool's registry
-  // and circuit breakers, and (unless disabled) the background refresh.
+  // InvalidArgument for bad options. Starts following the pool's registry
+  // and circuit breakers, and (unless options.background is false) the
+  // worker.
   static absl::StatusOr<std::unique_ptr<Router>> create(Coordinator& coordinator,
                                                         RouterOptions options);
   // Tickets still held when the Router is destroyed stay counted until the
@@ -188,7 +205,7 @@ class Router {
   // Registers or updates a node for every gateway of the pool.
   virtual absl::Status add_node(const NodeSpec& spec) = 0;
   // kDraining / kDown: no new requests; in-flight ones finish.
-  virtual absl::Status set_node_state(std::string_view node_id, NodeState state) = 0;
+  virtual absl::Status set_node_state(std::string_view node_id, BackendState state) = 0;
   virtual absl::Status remove_node(std::string_view node_id) = 0;
 
   // Chooses a node by the policy and takes a slot on it, atomically across
@@ -222,10 +239,15 @@ class Router {
                                    std::optional<double> cpu_load,
                                    std::optional<double> gpu_free_mb) = 0;
 
-  // Publishes this gateway's observations and re-reads the pool (registry,
-  // aggregates, breakers, in-flight). The background thread calls it every
-  // refresh_interval.
-  virtual absl::Status refresh() = 0;
+  // One check by hand: publishes this gateway's observations and re-reads
+  // the aggregates and the in-flight counts (after a data loss, first
+  // registers the pool's nodes again). The worker runs it every
+  // check_interval.
+  virtual absl::Status run_once() = 0;
+
+  // The Coordinator slot pool holding the pool's in-flight counts
+  // ("router/<name>"): Coordinator::slot_usage(router->slot_pool()).
+  virtual const std::string& slot_pool() const = 0;
 
   // The pool as this gateway sees it, ordered by node id.
   virtual std::vector<NodeView> nodes() = 0;

@@ -1,5 +1,5 @@
-// fleet::router::Router on the Coordinator interface. Shared state of one
-// pool, for a pool named P:
+// fleet::router::Router on the module skeleton. Shared state of one pool,
+// for a pool named P:
 //   map     "router/P/nodes"     node id -> JSON NodeSpec (the registry)
 //   map     "router/P/breakers"  node id -> wall-clock ms when the circuit
 //                                closes, with the cool-down as TTL
@@ -11,100 +11,37 @@
 #include <cmath>
 #include <condition_variable>
 #include <map>
-#include <mutex>
-#include <numeric>
 #include <random>
 #include <set>
-#include <thread>
 
 #include "fleet/names.hpp"
 #include "fleet/router.hpp"
 #include "fmt/format.h"
-#include "internal/logger.hpp"
-#include "internal/validate.hpp"
-#include "nlohmann/json.hpp"
+#include "internal/mutex.hpp"
+#include "internal/parse.hpp"
+#include "internal/status.hpp"
+#include "module/core.hpp"
+#include "router/policy.hpp"
+#include "router/spec.hpp"
 
 namespace fleet::router {
 namespace {
 
-using Json = nlohmann::json;
+using internal::MapMirror;
+using internal::MutexLock;
 using Ms = std::chrono::milliseconds;
+using namespace internal_router;
 
-constexpr std::size_t kMaxPoolBytes = 64;
 constexpr double kLatencyBoundsMs[] = {5,   10,   25,   50,   100,  250,
                                        500, 1000, 2500, 5000, 10000};
-
-// Metric names of a gateway's observations of one node.
-constexpr const char* kInflight = "inflight";
-constexpr const char* kLatency = "latency_ms";
-constexpr const char* kSuccess = "success";
-constexpr const char* kCpu = "cpu";
-constexpr const char* kGpuFree = "gpu_free_mb";
-
-std::string encode_spec(const NodeSpec& n) {
-  Json j;
-  j["address"] = n.address;
-  j["region"] = n.region.name;
-  if (n.region.latitude) {
-    j["lat"] = *n.region.latitude;
-    j["lon"] = *n.region.longitude;
-  }
-  j["capacity"] = n.capacity;
-  j["labels"] = n.labels;
-  j["state"] = std::string(to_string(n.state));
-  return j.dump();
-}
-
-std::optional<NodeSpec> decode_spec(const std::string& id, const std::string& text) {
-  Json j = Json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  try {
-    NodeSpec n;
-    n.id = id;
-    n.address = j.at("address").get<std::string>();
-    n.region.name = j.value("region", std::string());
-    if (j.contains("lat") && j.contains("lon")) {
-      n.region.latitude = j.at("lat").get<double>();
-      n.region.longitude = j.at("lon").get<double>();
-    }
-    n.capacity = j.at("capacity").get<std::int64_t>();
-    n.labels = j.value("labels", std::set<std::string>());
-    auto st = parse_node_state(j.value("state", std::string("serving")));
-    if (!st.ok() || n.capacity < 1) return std::nullopt;
-    n.state = *st;
-    return n;
-  } catch (const Json::exception&) {
-    return std::nullopt;
-  }
-}
-
-double distance_km(const Region& a, const Region& b) {
-  constexpr double kPi = 3.14159265358979323846;
-  constexpr double kEarthKm = 6371.0;
-  auto rad = [&](double d) { return d * kPi / 180.0; };
-  const double dlat = rad(*b.latitude - *a.latitude);
-  const double dlon = rad(*b.longitude - *a.longitude);
-  const double h = std::sin(dlat / 2) * std::sin(dlat / 2) +
-                   std::cos(rad(*a.latitude)) * std::cos(rad(*b.latitude)) *
-                       std::sin(dlon / 2) * std::sin(dlon / 2);
-  return 2 * kEarthKm * std::asin(std::min(1.0, std::sqrt(h)));
-}
-
-// How far a node's region is from `origin`: 0 for the same region, the
-// great-circle distance when both have coordinates, else "far".
-double region_distance(const Region& origin, const Region& node) {
-  constexpr double kUnknown = 1e9;
-  if (!origin.name.empty() && origin.name == node.name) return 0;
-  if (origin.latitude && node.latitude) return distance_km(origin, node);
-  return kUnknown;
-}
+// A decision that finds no room marks the pool saturated this long:
+// releases are announced meanwhile, to wake the gateways that wait.
+constexpr Ms kSaturationWindow{1000};
+// acquire() with hints.wait re-tries this often in case a wake-up was lost.
+constexpr Ms kWaitPoll{50};
 
 absl::Status validate_options(const RouterOptions& o) {
-  FLEET_RETURN_IF_ERROR(validate_name("pool name", o.pool));
-  if (o.pool.size() > kMaxPoolBytes) {
-    return absl::InvalidArgumentError(
-        fmt::format("pool name is longer than {} bytes", kMaxPoolBytes));
-  }
+  FLEET_RETURN_IF_ERROR(validate_module_options(o, "router"));
   const Weights& w = o.weights;
   for (double x : {w.latency, w.success, w.load, w.gpu, w.inflight}) {
     if (!std::isfinite(x) || x < 0) {
@@ -120,9 +57,8 @@ absl::Status validate_options(const RouterOptions& o) {
   if (o.breaker_failures < 1) {
     return absl::InvalidArgumentError("breaker_failures must be at least 1");
   }
-  if (o.breaker_cooldown <= Ms::zero() || o.refresh_interval <= Ms::zero()) {
-    return absl::InvalidArgumentError(
-        "breaker_cooldown and refresh_interval must be positive");
+  if (o.breaker_cooldown <= Ms::zero()) {
+    return absl::InvalidArgumentError("breaker_cooldown must be positive");
   }
   if (!(o.ewma_alpha > 0 && o.ewma_alpha <= 1)) {
     return absl::InvalidArgumentError("ewma_alpha must be in (0, 1]");
@@ -130,17 +66,29 @@ absl::Status validate_options(const RouterOptions& o) {
   return absl::OkStatus();
 }
 
-class RouterImpl final : public Router {
+// What this gateway measured of one node.
+struct Local {
+  std::int64_t own_inflight = 0;
+  double latency_ms = 0;
+  double success = 1;
+  std::uint64_t samples = 0;
+  int consecutive_failures = 0;
+  std::uint64_t decisions = 0;
+  std::uint64_t failures = 0;
+  std::optional<double> cpu, gpu_free_mb;
+};
+
+class RouterImpl final : public Router, private internal::ModuleHooks {
  public:
   RouterImpl(Coordinator& c, RouterOptions o)
-      : c_(c),
+      : core_(c, o, "router", /*names_instance=*/false),
+        c_(c),
         o_(std::move(o)),
-        log_(o_.log_sink, LogLevel::kInfo, "router"),
-        slot_pool_("router/" + o_.pool),
-        nodes_map_("router/" + o_.pool + "/nodes"),
-        breakers_map_("router/" + o_.pool + "/breakers"),
-        state_prefix_("router/" + o_.pool + "/"),
-        freed_channel_("router/" + o_.pool + "/freed"),
+        slot_pool_("router/" + o_.name),
+        nodes_map_(slot_pool_ + "/nodes"),
+        breakers_map_(slot_pool_ + "/breakers"),
+        state_prefix_(slot_pool_ + "/"),
+        freed_channel_(slot_pool_ + "/freed"),
         rng_(o_.seed != 0 ? o_.seed : std::random_device{}()) {
     stats_.latency_bounds_ms.assign(std::begin(kLatencyBoundsMs),
                                     std::end(kLatencyBoundsMs));
@@ -149,60 +97,23 @@ class RouterImpl final : public Router {
 
   ~RouterImpl() override {
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
       // acquire_async callbacks use this object: each comes within the
       // Coordinator's command timeout.
-      cv_.wait(lock, [this] { return pending_async_ == 0; });
+      while (pending_async_ != 0) cv_.wait(lock.native());
     }
     cv_.notify_all();
-    if (refresher_.joinable()) refresher_.join();
-    connection_watch_.cancel();
-    registry_watch_.cancel();
-    breaker_watch_.cancel();
+    core_.stop();
     freed_sub_.cancel();
-    // Tickets still held stay counted until the session leaves or expires,
-    // exactly as after a crash: Coordinator::leave() frees them at once.
+    if (nodes_mirror_) nodes_mirror_->stop();
+    if (breakers_mirror_) breakers_mirror_->stop();
   }
 
-  absl::Status start() {
-    auto reg = c_.watch(nodes_map_, "", [this](const WatchEvent& e) { on_registry(e); });
-    if (!reg.ok()) return reg.status();
-    registry_watch_ = std::move(*reg);
-    auto br = c_.watch(breakers_map_, "", [this](const WatchEvent& e) { on_breaker(e); });
-    if (!br.ok()) return br.status();
-    breaker_watch_ = std::move(*br);
-    auto freed = c_.subscribe(freed_channel_, [this](const Message&) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        ++release_generation_;
-      }
-      cv_.notify_all();
-    });
-    if (!freed.ok()) return freed.status();
-    freed_sub_ = std::move(*freed);
-    // Back after an outage (and, after a data loss, with the registry to
-    // re-register): refresh now rather than at the next interval.
-    auto conn = c_.watch_connection([this](ConnectionState s) {
-      if (s != ConnectionState::kReconnected) return;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        refresh_now_ = true;
-      }
-      cv_.notify_all();
-    });
-    if (!conn.ok()) return conn.status();
-    connection_watch_ = std::move(*conn);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      losses_seen_ = c_.data_losses();
-    }
-    FLEET_RETURN_IF_ERROR(refresh());
-    if (o_.background_refresh) refresher_ = std::thread([this] { refresh_loop(); });
-    return absl::OkStatus();
-  }
+  absl::Status start() { return core_.start(this); }
 
   const RouterOptions& options() const override { return o_; }
+  const std::string& slot_pool() const override { return slot_pool_; }
 
   // ---- registry ---------------------------------------------------------------
 
@@ -214,35 +125,33 @@ class RouterImpl final : public Router {
                       "most {} bytes",
                       spec.id, kMaxNodeIdBytes));
     }
-    auto put = c_.put(nodes_map_, spec.id, encode_spec(spec));
-    if (!put.ok()) return put.status();
-    std::lock_guard<std::mutex> lock(mu_);
-    registry_[spec.id] = spec;
+    FLEET_RETURN_IF_ERROR(c_.put(nodes_map_, spec.id, encode_spec(spec)).status());
+    MutexLock lock(mu_);
+    registry_[spec.id] = spec;  // the change stream confirms it
     invalidate_locked();
     return absl::OkStatus();
   }
 
-  absl::Status set_node_state(std::string_view node_id, NodeState state) override {
+  absl::Status set_node_state(std::string_view node_id, BackendState state) override {
     NodeSpec spec;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = registry_.find(std::string(node_id));
       if (it == registry_.end()) {
         return absl::NotFoundError(
-            fmt::format("no node '{}' in pool '{}'", node_id, o_.pool));
+            fmt::format("no node '{}' in pool '{}'", node_id, o_.name));
       }
       spec = it->second;
     }
     spec.state = state;
-    auto st = add_node(spec);
+    absl::Status st = add_node(spec);
     cv_.notify_all();
     return st;
   }
 
   absl::Status remove_node(std::string_view node_id) override {
-    auto erased = c_.erase(nodes_map_, node_id);
-    if (!erased.ok()) return erased.status();
-    std::lock_guard<std::mutex> lock(mu_);
+    FLEET_RETURN_IF_ERROR(c_.erase(nodes_map_, node_id).status());
+    MutexLock lock(mu_);
     registry_.erase(std::string(node_id));
     invalidate_locked();
     return absl::OkStatus();
@@ -254,34 +163,34 @@ class RouterImpl final : public Router {
     Clock* clock = c_.clock();
     const auto deadline = clock->now() + hints.wait;
     bool waited = false;
-    while (true) {
+    bool others_filled = false;  // found full while our own requests left room
+    for (;;) {
       std::shared_ptr<const SlotRequest> shape;
       std::uint32_t rotate = 0;
       std::uint64_t generation = 0;  // releases seen before this attempt
       {
-        std::lock_guard<std::mutex> lock(mu_);
-        auto built = build_request_locked(hints, clock->now(), &shape, &rotate);
-        if (!built.ok()) return built;
+        MutexLock lock(mu_);
+        FLEET_RETURN_IF_ERROR(build_request_locked(hints, clock->now(), &shape, &rotate));
         generation = release_generation_;
       }
       SlotRequest request = *shape;
       request.rotate = rotate;
       auto grant = c_.acquire_slot(slot_pool_, request);
       if (!grant.ok()) return grant.status();
-      std::unique_lock<std::mutex> lock(mu_);
-      if (grant->has_value()) return granted_locked(**grant);
-      mark_saturated_locked();
-      if (clock->now() >= deadline) return rejected_locked(request);
+      MutexLock lock(mu_);
+      if (grant->has_value()) return granted_locked(**grant, others_filled);
+      saturated_until_ = clock->now() + kSaturationWindow;
+      others_filled = others_filled || others_fill_locked(request);
+      if (clock->now() >= deadline) return rejected_locked(request, others_filled);
       if (!waited) {
         waited = true;
         ++stats_.waits;
       }
       // Woken by a release of ours, or by another gateway's announcement
       // (freed_channel_); the poll is the backstop for a lost message.
-      constexpr Ms kWaitPoll{50};
       const auto until = std::min(deadline, clock->now() + kWaitPoll);
       while (!stop_ && release_generation_ == generation && clock->now() < until) {
-        clock->wait_until(lock, cv_, until);
+        clock->wait_until(lock.native(), cv_, until);
       }
       if (stop_) return absl::CancelledError("the router is shutting down");
     }
@@ -298,7 +207,7 @@ class RouterImpl final : public Router {
     std::shared_ptr<const SlotRequest> shape;
     std::uint32_t rotate = 0;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       absl::Status st =
           stop_ ? absl::CancelledError("the router is shutting down")
                 : build_request_locked(hints, c_.clock()->now(), &shape, &rotate);
@@ -311,33 +220,34 @@ class RouterImpl final : public Router {
     }
     SlotRequest request = *shape;
     request.rotate = rotate;
-    return c_.acquire_slot_async(slot_pool_, request,
-                                 [this, kept = std::move(shape), done = std::move(done)](
-                                     absl::StatusOr<std::optional<SlotGrant>> grant) {
-                                   absl::StatusOr<Ticket> ticket = absl::UnknownError("");
-                                   {
-                                     std::lock_guard<std::mutex> lock(mu_);
-                                     if (!grant.ok()) {
-                                       ticket = grant.status();
-                                     } else if (grant->has_value()) {
-                                       ticket = granted_locked(**grant);
-                                     } else {
-                                       mark_saturated_locked();
-                                       ticket = rejected_locked(*kept);
-                                     }
-                                   }
-                                   done(std::move(ticket));
-                                   // Last: the destructor may return once this is zero.
-                                   std::lock_guard<std::mutex> lock(mu_);
-                                   if (--pending_async_ == 0) cv_.notify_all();
-                                 });
+    return c_.acquire_slot_async(
+        slot_pool_, request,
+        [this, kept = std::move(shape),
+         done = std::move(done)](absl::StatusOr<std::optional<SlotGrant>> grant) {
+          absl::StatusOr<Ticket> ticket = absl::UnknownError("");
+          {
+            MutexLock lock(mu_);
+            if (!grant.ok()) {
+              ticket = grant.status();
+            } else if (grant->has_value()) {
+              ticket = granted_locked(**grant, false);
+            } else {
+              saturated_until_ = c_.clock()->now() + kSaturationWindow;
+              ticket = rejected_locked(*kept, others_fill_locked(*kept));
+            }
+          }
+          done(std::move(ticket));
+          // Last: the destructor may return once this is zero.
+          MutexLock lock(mu_);
+          if (--pending_async_ == 0) cv_.notify_all();
+        });
   }
 
   absl::Status release(const Ticket& ticket, const Outcome& outcome) override {
     Clock* clock = c_.clock();
     bool trip = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = tickets_.find(ticket.id);
       if (it == tickets_.end() || it->second != ticket.node_id) {
         return absl::FailedPreconditionError(
@@ -348,62 +258,22 @@ class RouterImpl final : public Router {
       const auto latency =
           outcome.latency.value_or(std::chrono::duration_cast<std::chrono::microseconds>(
               clock->now() - ticket.started));
-      const double ms = static_cast<double>(latency.count()) / 1000.0;
-      Local& l = local_[ticket.node_id];
-      --l.own_inflight;
-      const double a = o_.ewma_alpha;
-      l.latency_ms = l.samples == 0 ? ms : (1 - a) * l.latency_ms + a * ms;
-      const double ok = outcome.success ? 1.0 : 0.0;
-      l.success = l.samples == 0 ? ok : (1 - a) * l.success + a * ok;
-      ++l.samples;
-      if (outcome.success) {
-        l.consecutive_failures = 0;
-      } else {
-        ++l.failures;
-        ++l.consecutive_failures;
-        if (l.consecutive_failures >= o_.breaker_failures &&
-            breaker_open_locked(ticket.node_id, clock->now()) == Ms::zero()) {
-          trip = true;
-          breakers_[ticket.node_id] = clock->now() + o_.breaker_cooldown;
-          own_trips_.insert(ticket.node_id);
-          invalidate_locked();
-          ++stats_.breaker_trips;
-        }
-      }
-      std::size_t b = 0;
-      while (b < stats_.latency_bounds_ms.size() && ms > stats_.latency_bounds_ms[b]) ++b;
-      ++stats_.latency_counts[b];
-      stats_.latency_sum_ms += ms;
+      trip = record_outcome_locked(ticket.node_id, outcome.success,
+                                   static_cast<double>(latency.count()) / 1000.0);
     }
-    if (trip) {
-      log_.warn("node '{}' of pool '{}' failed {} times in a row: out for {} ms",
-                ticket.node_id, o_.pool, o_.breaker_failures,
-                o_.breaker_cooldown.count());
-      const auto closes = c_.clock()->wall_now() + o_.breaker_cooldown;
-      const auto closes_ms =
-          std::chrono::duration_cast<Ms>(closes.time_since_epoch()).count();
-      auto put = c_.put(breakers_map_, ticket.node_id, std::to_string(closes_ms),
-                        o_.breaker_cooldown);
-      if (put.ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        newer_locked(breakers_map_, ticket.node_id, put->version);
-      } else {
-        log_.warn("could not share the open circuit of '{}': {}", ticket.node_id,
-                  put.status().ToString());
-      }
-    }
+    if (trip) share_trip(ticket.node_id);
     absl::Status freed = free_slot(ticket.node_id);
     bool announce = false;
     {
       // Only now is the slot free for a waiter to take.
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       ++release_generation_;
       announce = clock->now() < saturated_until_;
     }
     cv_.notify_all();
     if (announce) {
       if (auto st = c_.publish(freed_channel_, ticket.node_id); !st.ok()) {
-        log_.log(LogLevel::kDebug, "announcing a free slot: {}", st.ToString());
+        core_.log().log(LogLevel::kDebug, "announcing a free slot: {}", st.ToString());
       }
     }
     return freed;
@@ -411,190 +281,18 @@ class RouterImpl final : public Router {
 
   void report_host_metrics(std::string_view node_id, std::optional<double> cpu_load,
                            std::optional<double> gpu_free_mb) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     Local& l = local_[std::string(node_id)];
     if (cpu_load && std::isfinite(*cpu_load)) l.cpu = *cpu_load;
     if (gpu_free_mb && std::isfinite(*gpu_free_mb)) l.gpu_free_mb = *gpu_free_mb;
   }
 
-  // ---- refresh ----------------------------------------------------------------
-
-  absl::Status refresh() override {
-    // After the backend lost its data, what this gateway knows of the pool
-    // goes back first; a loss noticed while reading discards what was read.
-    for (int attempt = 0;; ++attempt) {
-      const std::uint64_t losses = c_.data_losses();
-      bool lost = false;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        lost = losses != losses_seen_;
-      }
-      if (lost) FLEET_RETURN_IF_ERROR(re_register(losses));
-      absl::Status st = refresh_once(losses);
-      if (!absl::IsAborted(st) || attempt == 2) return st;
-    }
-  }
-
-  // The registry and the open circuits as this gateway knew them, written
-  // back only where absent (claim), so that what another gateway wrote
-  // since wins; versions start again with the backend's.
-  absl::Status re_register(std::uint64_t losses) {
-    std::map<std::string, NodeSpec> registry;
-    std::map<std::string, Clock::TimePoint> breakers;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      registry = registry_;
-      breakers = breakers_;
-      versions_.clear();
-    }
-    const auto now = c_.clock()->now();
-    std::size_t circuits = 0;
-    for (const auto& [id, spec] : registry) {
-      auto claimed = c_.claim(nodes_map_, id, encode_spec(spec));
-      if (!claimed.ok()) return claimed.status();
-    }
-    for (const auto& [id, until] : breakers) {
-      if (until <= now) continue;
-      const auto left = std::chrono::ceil<Ms>(until - now);
-      const auto closes = c_.clock()->wall_now() + left;
-      const auto closes_ms =
-          std::chrono::duration_cast<Ms>(closes.time_since_epoch()).count();
-      auto claimed = c_.claim(breakers_map_, id, std::to_string(closes_ms), left);
-      if (!claimed.ok()) return claimed.status();
-      ++circuits;
-    }
-    log_.warn(
-        "pool '{}': the backend lost its data; re-registered {} nodes and {} open "
-        "circuits",
-        o_.pool, registry.size(), circuits);
-    std::lock_guard<std::mutex> lock(mu_);
-    losses_seen_ = losses;
-    return absl::OkStatus();
-  }
-
-  // Aborted: the backend lost its data meanwhile (nothing read was kept).
-  absl::Status refresh_once(std::uint64_t losses) {
-    std::vector<std::pair<std::string, std::map<std::string, double>>> observations;
-    std::vector<std::string> withdrawn;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      // A view of every registered node (in-flight 0 included), and of any
-      // other node this gateway still has requests on.
-      std::set<std::string> ids;
-      for (const auto& [id, spec] : registry_) ids.insert(id);
-      for (const auto& [id, l] : local_) {
-        if (l.own_inflight > 0) ids.insert(id);
-      }
-      for (const auto& id : ids) {
-        std::map<std::string, double> m;
-        auto it = local_.find(id);
-        const Local l = it == local_.end() ? Local{} : it->second;
-        m[kInflight] = static_cast<double>(l.own_inflight);
-        if (l.samples > 0) {
-          m[kLatency] = l.latency_ms;
-          m[kSuccess] = l.success;
-        }
-        if (l.cpu) m[kCpu] = *l.cpu;
-        if (l.gpu_free_mb) m[kGpuFree] = *l.gpu_free_mb;
-        auto p = published_.find(id);
-        if (p == published_.end() || p->second != m) observations.emplace_back(id, m);
-      }
-      for (const auto& [id, m] : published_) {
-        if (ids.count(id) == 0) withdrawn.push_back(id);
-      }
-    }
-    absl::Status first_error;
-    auto note = [&](const absl::Status& st) {
-      if (!st.ok() && first_error.ok()) first_error = st;
-    };
-    for (const auto& [id, metrics] : observations) {
-      absl::Status st = c_.publish_node_state(state_prefix_ + id, metrics);
-      note(st);
-      if (st.ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        published_[id] = metrics;
-      }
-    }
-    for (const auto& id : withdrawn) {
-      absl::Status st = c_.remove_node_state(state_prefix_ + id);
-      note(st);
-      if (st.ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        published_.erase(id);
-      }
-    }
-
-    auto entries = c_.scan(nodes_map_);
-    AggregationSpec spec;
-    spec.metrics = {{kInflight, Aggregation::kSum},
-                    {kLatency, Aggregation::kAvg},
-                    {kSuccess, Aggregation::kAvg},
-                    {kCpu, Aggregation::kMax},
-                    {kGpuFree, Aggregation::kMax}};
-    auto aggregates = c_.aggregate_all(spec);
-    auto usage = c_.slot_usage(slot_pool_);
-    auto breakers = c_.scan(breakers_map_);
-    if (c_.data_losses() != losses) {
-      return absl::AbortedError("the backend lost its data during the refresh");
-    }
-
-    std::lock_guard<std::mutex> lock(mu_);
-    if (entries.ok()) {
-      std::map<std::string, NodeSpec> registry;
-      for (const auto& e : *entries) {
-        newer_locked(nodes_map_, e.key, e.entry.version);
-        auto node = decode_spec(e.key, e.entry.value);
-        if (!node) {
-          log_.warn("skipping malformed node '{}' in the registry of pool '{}'", e.key,
-                    o_.pool);
-          continue;
-        }
-        registry[e.key] = std::move(*node);
-      }
-      registry_ = std::move(registry);
-    } else {
-      note(entries.status());
-    }
-    if (aggregates.ok()) {
-      aggregates_.clear();
-      for (auto& a : *aggregates) {
-        if (a.node_id.compare(0, state_prefix_.size(), state_prefix_) != 0) continue;
-        const std::string id = a.node_id.substr(state_prefix_.size());
-        if (id.find('/') != std::string::npos) continue;  // another pool's prefix
-        aggregates_[id] = std::move(a);
-      }
-    } else {
-      note(aggregates.status());
-    }
-    if (usage.ok()) {
-      usage_ = std::move(*usage);
-    } else {
-      note(usage.status());
-    }
-    if (breakers.ok()) {
-      std::map<std::string, Clock::TimePoint> open;
-      for (const auto& e : *breakers) {
-        newer_locked(breakers_map_, e.key, e.entry.version);
-        open[e.key] = closes_at(e.entry.value);
-      }
-      // Our own trips count until their shared entry is seen.
-      for (const auto& [id, until] : breakers_) {
-        if (open.count(id) == 0 && own_trips_.count(id) > 0) open[id] = until;
-      }
-      own_trips_.clear();
-      breakers_ = std::move(open);
-    } else {
-      note(breakers.status());
-    }
-    invalidate_locked();
-    cv_.notify_all();
-    return first_error;
-  }
+  absl::Status run_once() override { return core_.run_once(); }
 
   // ---- views ------------------------------------------------------------------
 
   std::vector<NodeView> nodes() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     const auto now = c_.clock()->now();
     std::vector<NodeView> out;
     for (const auto& [id, spec] : registry_) {
@@ -616,7 +314,7 @@ class RouterImpl final : public Router {
         v.cpu_load = metric(a->second, kCpu);
         v.gpu_free_mb = metric(a->second, kGpuFree);
       }
-      v.circuit_reopens_in = breaker_open_locked(id, now);
+      v.circuit_reopens_in = open_for_locked(id, now);
       v.circuit_open = v.circuit_reopens_in > Ms::zero();
       out.push_back(std::move(v));
     }
@@ -624,84 +322,217 @@ class RouterImpl final : public Router {
   }
 
   RouterStats stats() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return stats_;
   }
 
  private:
-  struct Local {
-    std::int64_t own_inflight = 0;
-    double latency_ms = 0;
-    double success = 1;
-    std::uint64_t samples = 0;
-    int consecutive_failures = 0;
-    std::uint64_t decisions = 0;
-    std::uint64_t failures = 0;
-    std::optional<double> cpu, gpu_free_mb;
-  };
+  // ---- module hooks -----------------------------------------------------------
 
-  static std::optional<double> metric(const NodeAggregate& a, const char* name) {
-    auto it = a.metrics.find(name);
-    if (it == a.metrics.end() || it->second.reporters == 0) return std::nullopt;
-    return it->second.value;
+  absl::Status attach(const std::string&) override {
+    nodes_mirror_ = core_.mirror(nodes_map_, "",
+                          [this](const MapMirror::Change& ch) { on_registry(ch); });
+    breakers_mirror_ = core_.mirror(breakers_map_, "",
+                             [this](const MapMirror::Change& ch) { on_breaker(ch); });
+    FLEET_RETURN_IF_ERROR(
+        internal::ModuleCore::read_mirrors({nodes_mirror_.get(), breakers_mirror_.get()}, true));
+    auto freed = c_.subscribe(freed_channel_, [this](const Message&) {
+      {
+        MutexLock lock(mu_);
+        ++release_generation_;
+      }
+      cv_.notify_all();
+    });
+    if (!freed.ok()) return freed.status();
+    freed_sub_ = std::move(*freed);
+    return check();
   }
 
+  // Publishes this gateway's observations, then re-reads the pool: the
+  // registry and circuits (their streams keep them between checks), the
+  // aggregates and the in-flight counts. Aborted: the backend lost its data meanwhile
+  // (nothing read is kept; the next step puts the pool back first).
+  absl::Status check() override {
+    const std::uint64_t losses = c_.data_losses();
+    absl::Status first = publish_observations();
+    auto note = [&first](const absl::Status& st) {
+      if (!st.ok() && first.ok()) first = st;
+    };
+    // The registry and the circuits are small: read them again too, so a
+    // check leaves the view current whatever the streams have delivered.
+    note(nodes_mirror_->resync());
+    note(breakers_mirror_->resync());
+    auto aggregates = c_.aggregate_all(observation_spec());
+    auto usage = c_.slot_usage(slot_pool_);
+    if (c_.data_losses() != losses) {
+      return absl::AbortedError("the backend lost its data during the check");
+    }
+    MutexLock lock(mu_);
+    if (aggregates.ok()) {
+      aggregates_.clear();
+      for (auto& a : *aggregates) {
+        if (a.node_id.compare(0, state_prefix_.size(), state_prefix_) != 0) continue;
+        std::string id = a.node_id.substr(state_prefix_.size());
+        if (id.find('/') != std::string::npos) continue;  // another pool's prefix
+        aggregates_[std::move(id)] = std::move(a);
+      }
+    } else {
+      note(aggregates.status());
+    }
+    if (usage.ok()) {
+      usage_ = std::move(*usage);
+    } else {
+      note(usage.status());
+    }
+    // Our own trips whose circuits have closed no longer shadow anything.
+    const auto now = c_.clock()->now();
+    for (auto it = own_trips_.begin(); it != own_trips_.end();) {
+      it = open_for_locked(*it, now) > Ms::zero() ? std::next(it) : own_trips_.erase(it);
+    }
+    invalidate_locked();
+    cv_.notify_all();
+    return first;
+  }
+
+  // The registry and the open circuits as this gateway knew them, written
+  // back only where absent (claim), so that what another gateway wrote
+  // since wins.
+  absl::Status republish() override {
+    std::map<std::string, NodeSpec> registry;
+    std::map<std::string, Clock::TimePoint> breakers;
+    {
+      MutexLock lock(mu_);
+      registry = registry_;
+      breakers = breakers_;
+    }
+    const auto now = c_.clock()->now();
+    std::size_t circuits = 0;
+    for (const auto& [id, spec] : registry) {
+      FLEET_RETURN_IF_ERROR(c_.claim(nodes_map_, id, encode_spec(spec)).status());
+    }
+    for (const auto& [id, until] : breakers) {
+      if (until <= now) continue;
+      const auto left = std::chrono::ceil<Ms>(until - now);
+      FLEET_RETURN_IF_ERROR(
+          c_.claim(breakers_map_, id, closes_text(left), left).status());
+      ++circuits;
+    }
+    core_.log().warn(
+        "pool '{}': the backend lost its data; re-registered {} nodes and {} open "
+        "circuits",
+        o_.name, registry.size(), circuits);
+    return absl::OkStatus();
+  }
+
+  absl::Status publish_observations() {
+    std::vector<std::pair<std::string, std::map<std::string, double>>> observations;
+    std::vector<std::string> withdrawn;
+    {
+      MutexLock lock(mu_);
+      // A view of every registered node (in-flight 0 included), and of any
+      // other node this gateway still has requests on.
+      std::set<std::string> ids;
+      for (const auto& [id, spec] : registry_) ids.insert(id);
+      for (const auto& [id, l] : local_) {
+        if (l.own_inflight > 0) ids.insert(id);
+      }
+      for (const auto& id : ids) {
+        std::map<std::string, double> m;
+        auto it = local_.find(id);
+        const Local l = it == local_.end() ? Local{} : it->second;
+        m[kInflight] = static_cast<double>(l.own_inflight);
+        if (l.samples > 0) {
+          m[kLatency] = l.latency_ms;
+          m[kSuccess] = l.success;
+        }
+        if (l.cpu) m[kCpu] = *l.cpu;
+        if (l.gpu_free_mb) m[kGpuFree] = *l.gpu_free_mb;
+        // Published again only when they change: the session re-establishes
+        // them itself after a fault.
+        auto p = published_.find(id);
+        if (p == published_.end() || p->second != m) observations.emplace_back(id, m);
+      }
+      for (const auto& [id, m] : published_) {
+        if (ids.count(id) == 0) withdrawn.push_back(id);
+      }
+    }
+    absl::Status first;
+    for (const auto& [id, metrics] : observations) {
+      absl::Status st = c_.publish_node_state(state_prefix_ + id, metrics);
+      if (st.ok()) {
+        MutexLock lock(mu_);
+        published_[id] = metrics;
+      } else if (first.ok()) {
+        first = st;
+      }
+    }
+    for (const auto& id : withdrawn) {
+      absl::Status st = c_.remove_node_state(state_prefix_ + id);
+      if (st.ok()) {
+        MutexLock lock(mu_);
+        published_.erase(id);
+      } else if (first.ok()) {
+        first = st;
+      }
+    }
+    return first;
+  }
+
+  // ---- change streams (under the mirror's lock) --------------------------------
+
+  void on_registry(const MapMirror::Change& ch) {
+    MutexLock lock(mu_);
+    if (ch.kind == MapMirror::Kind::kSet) {
+      if (auto node = decode_spec(ch.key, ch.value)) {
+        registry_[ch.key] = std::move(*node);
+      } else {
+        core_.log().warn("skipping malformed node '{}' in the registry of pool '{}'",
+                         ch.key, o_.name);
+        registry_.erase(ch.key);
+      }
+    } else {
+      registry_.erase(ch.key);
+    }
+    invalidate_locked();
+    cv_.notify_all();
+  }
+
+  void on_breaker(const MapMirror::Change& ch) {
+    MutexLock lock(mu_);
+    if (ch.kind == MapMirror::Kind::kSet) {
+      breakers_[ch.key] = closes_at(ch.value);
+      own_trips_.erase(ch.key);
+    } else if (own_trips_.count(ch.key) == 0) {  // not the end of an older trip
+      breakers_.erase(ch.key);
+    }
+    invalidate_locked();
+    cv_.notify_all();
+  }
+
+  // ---- helpers ----------------------------------------------------------------
+
   // When a shared breaker entry closes, on our clock. Relative to the wall
-  // clock, so that a watch event delivered late gives the same answer;
-  // bounded by a day, so that a malformed value cannot keep a node out.
+  // clock, so that a change told late gives the same answer; bounded by a
+  // day, so that a malformed value cannot keep a node out.
   Clock::TimePoint closes_at(const std::string& value) const {
-    char* end = nullptr;
-    const long long ms = std::strtoll(value.c_str(), &end, 10);
+    std::int64_t ms = 0;
+    if (!internal::parse_int(value, &ms)) ms = 0;
     const auto wall_ms =
         std::chrono::duration_cast<Ms>(c_.clock()->wall_now().time_since_epoch()).count();
     const long long left = std::clamp<long long>(ms - wall_ms, 0, 24LL * 3600 * 1000);
     return c_.clock()->now() + Ms(left);
   }
 
-  // Watch events may arrive after a refresh() that already read a newer
-  // state: only a change newer than what we know is applied.
-  bool newer_locked(const std::string& map, const std::string& key,
-                    std::uint64_t version) {
-    auto& seen = versions_[map + '\n' + key];
-    if (version <= seen) return false;
-    seen = version;
-    return true;
+  std::string closes_text(Ms left) const {
+    const auto closes = c_.clock()->wall_now() + left;
+    return std::to_string(std::chrono::duration_cast<Ms>(closes.time_since_epoch()).count());
   }
 
-  // Time left on the node's open circuit, zero if closed.
-  Ms breaker_open_locked(const std::string& id, Clock::TimePoint now) const {
+  Ms open_for_locked(const std::string& id, Clock::TimePoint now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = breakers_.find(id);
     if (it == breakers_.end() || it->second <= now) return Ms::zero();
     return std::chrono::ceil<Ms>(it->second - now);
-  }
-
-  void on_registry(const WatchEvent& e) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!newer_locked(nodes_map_, e.key, e.version)) return;
-    if (e.type == WatchEventType::kSet) {
-      if (auto node = decode_spec(e.key, e.value)) {
-        registry_[e.key] = std::move(*node);
-      } else {
-        log_.warn("skipping malformed node '{}' in the registry of pool '{}'", e.key,
-                  o_.pool);
-      }
-    } else {
-      registry_.erase(e.key);
-    }
-    invalidate_locked();
-    cv_.notify_all();
-  }
-
-  void on_breaker(const WatchEvent& e) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!newer_locked(breakers_map_, e.key, e.version)) return;
-    if (e.type == WatchEventType::kSet) {
-      breakers_[e.key] = closes_at(e.value);
-    } else if (own_trips_.count(e.key) == 0) {  // not the end of an older trip
-      breakers_.erase(e.key);
-    }
-    invalidate_locked();
-    cv_.notify_all();
   }
 
   // The request for `hints`: built once per change of the pool view and
@@ -709,25 +540,33 @@ class RouterImpl final : public Router {
   // and power of two gets its own shuffled copy.
   absl::Status build_request_locked(const Hints& hints, Clock::TimePoint now,
                                     std::shared_ptr<const SlotRequest>* shape,
-                                    std::uint32_t* rotate) {
+                                    std::uint32_t* rotate)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto compose = [&](CachedRequest* out) {
+      std::map<std::string, Ms> open;
+      for (const auto& [id, until] : breakers_) open[id] = open_for_locked(id, now);
+      PoolView view{&registry_, &aggregates_, &open};
+      auto request = std::make_shared<SlotRequest>();
+      std::optional<Ms> changes_in;
+      out->status = compose_request(o_, hints, view, request.get(), &changes_in);
+      out->valid_until = changes_in ? now + *changes_in : Clock::TimePoint::max();
+      out->request = std::move(request);
+    };
     if (hints.exclude.empty() && !hints.origin) {
       auto key = std::make_pair(static_cast<int>(hints.priority), hints.label);
       auto it = cache_.find(key);
       if (it == cache_.end() || now >= it->second.valid_until) {
         CachedRequest built;
-        auto request = std::make_shared<SlotRequest>();
-        built.status =
-            compose_request_locked(hints, now, request.get(), &built.valid_until);
-        built.request = std::move(request);
+        compose(&built);
         it = cache_.insert_or_assign(std::move(key), std::move(built)).first;
       }
-      if (!it->second.status.ok()) return it->second.status;
+      FLEET_RETURN_IF_ERROR(it->second.status);
       *shape = it->second.request;
     } else {
-      auto request = std::make_shared<SlotRequest>();
-      Clock::TimePoint unused;
-      FLEET_RETURN_IF_ERROR(compose_request_locked(hints, now, request.get(), &unused));
-      *shape = std::move(request);
+      CachedRequest built;
+      compose(&built);
+      FLEET_RETURN_IF_ERROR(built.status);
+      *shape = std::move(built.request);
     }
     *rotate = static_cast<std::uint32_t>(rotation_++ % (*shape)->candidates.size());
     if (o_.policy == Policy::kPowerOfTwo) {
@@ -738,166 +577,36 @@ class RouterImpl final : public Router {
     return absl::OkStatus();
   }
 
-  void mark_saturated_locked() {
-    constexpr Ms kSaturationWindow{1000};
-    saturated_until_ = c_.clock()->now() + kSaturationWindow;
-  }
-
   // The pool view changed: cached requests are stale.
-  void invalidate_locked() { cache_.clear(); }
+  void invalidate_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { cache_.clear(); }
 
-  // *valid_until: when an open circuit among the nodes closes (the request
-  // changes then), or far in the future.
-  absl::Status compose_request_locked(const Hints& hints, Clock::TimePoint now,
-                                      SlotRequest* request,
-                                      Clock::TimePoint* valid_until) {
-    *valid_until = Clock::TimePoint::max();
-    std::vector<const NodeSpec*> nodes;
-    bool any_label = hints.label.empty();
-    for (const auto& [id, spec] : registry_) {
-      if (!hints.label.empty() && spec.labels.count(hints.label) == 0) continue;
-      any_label = true;
-      const Ms open = breaker_open_locked(id, now);
-      if (open > Ms::zero()) *valid_until = std::min(*valid_until, now + open);
-      if (spec.state != NodeState::kServing || hints.exclude.count(id) > 0 ||
-          open > Ms::zero()) {
-        continue;
-      }
-      nodes.push_back(&spec);
-    }
-    if (registry_.empty()) {
-      return absl::UnavailableError(fmt::format("pool '{}' has no nodes", o_.pool));
-    }
-    if (!any_label) {
-      return absl::NotFoundError(
-          fmt::format("no node of pool '{}' has label '{}'", o_.pool, hints.label));
-    }
-    if (nodes.empty()) {
-      return absl::UnavailableError(fmt::format(
-          "no node of pool '{}' can take requests now (draining, down, excluded or with "
-          "an open circuit)",
-          o_.pool));
-    }
-    const std::size_t n = nodes.size();
-    request->candidates.clear();
-    request->candidates.reserve(n);
-    for (const NodeSpec* spec : nodes) {
-      SlotCandidate c;
-      c.target = spec->id;
-      c.capacity = spec->capacity;
-      if (hints.priority == Priority::kLow) {
-        c.capacity = std::max<std::int64_t>(
-            1, static_cast<std::int64_t>(std::floor(static_cast<double>(spec->capacity) *
-                                                    o_.low_priority_share)));
-      }
-      request->candidates.push_back(std::move(c));
-    }
-    request->load_weight = 1.0;
-    request->tier_load_limit = 1.0;
-    request->sample = 0;
-    switch (o_.policy) {
-      case Policy::kLeastInflight:
-        break;
-      case Policy::kPowerOfTwo:
-        request->sample = 2;
-        break;
-      case Policy::kRegionAware:
-        set_tiers_locked(hints, nodes, request);
-        request->tier_load_limit = o_.region_load_limit;
-        break;
-      case Policy::kWeighted:
-        set_scores_locked(nodes, request);
-        request->load_weight = o_.weights.inflight;
-        break;
-    }
-    return absl::OkStatus();
-  }
-
-  void set_tiers_locked(const Hints& hints, const std::vector<const NodeSpec*>& nodes,
-                        SlotRequest* request) const {
-    const std::optional<Region>& origin = hints.origin ? hints.origin : o_.home;
-    if (!origin) return;  // no location: one tier
-    std::vector<double> distance(nodes.size());
-    for (std::size_t i = 0; i < nodes.size(); ++i) {
-      distance[i] = region_distance(*origin, nodes[i]->region);
-    }
-    std::vector<double> sorted = distance;
-    std::sort(sorted.begin(), sorted.end());
-    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-    for (std::size_t i = 0; i < nodes.size(); ++i) {
-      request->candidates[i].tier = static_cast<std::int32_t>(
-          std::lower_bound(sorted.begin(), sorted.end(), distance[i]) - sorted.begin());
-    }
-  }
-
-  void set_scores_locked(const std::vector<const NodeSpec*>& nodes,
-                         SlotRequest* request) const {
-    struct Factors {
-      std::optional<double> latency, success, cpu, gpu;
-    };
-    std::vector<Factors> f(nodes.size());
-    for (std::size_t i = 0; i < nodes.size(); ++i) {
-      auto a = aggregates_.find(nodes[i]->id);
-      if (a == aggregates_.end()) continue;
-      f[i] = {metric(a->second, kLatency), metric(a->second, kSuccess),
-              metric(a->second, kCpu), metric(a->second, kGpuFree)};
-    }
-    // Unmeasured nodes get the mean of the measured ones: neutral.
-    auto fill = [&](std::optional<double> Factors::*field, double fallback) {
-      double sum = 0;
-      int count = 0;
-      for (const auto& x : f) {
-        if (x.*field) {
-          sum += *(x.*field);
-          ++count;
-        }
-      }
-      const double mean = count > 0 ? sum / count : fallback;
-      double max = 0;
-      for (auto& x : f) {
-        if (!(x.*field)) x.*field = mean;
-        max = std::max(max, *(x.*field));
-      }
-      return max;
-    };
-    const double max_latency = fill(&Factors::latency, 0);
-    fill(&Factors::success, 1);
-    fill(&Factors::cpu, 0);
-    const double max_gpu = fill(&Factors::gpu, 0);
-    const Weights& w = o_.weights;
-    for (std::size_t i = 0; i < nodes.size(); ++i) {
-      double score = 0;
-      if (max_latency > 0) score += w.latency * *f[i].latency / max_latency;
-      score += w.success * (1 - std::clamp(*f[i].success, 0.0, 1.0));
-      score += w.load * std::clamp(*f[i].cpu, 0.0, 1.0);
-      if (max_gpu > 0) score += w.gpu * (1 - *f[i].gpu / max_gpu);
-      request->candidates[i].score = score;
-    }
-  }
-
-  Ticket granted_locked(const SlotGrant& grant) {
-    if (grant.used >= grant.capacity) mark_saturated_locked();
-    return record_grant_locked(grant);
-  }
-
-  // No candidate of `request` had room, and no more waiting.
-  absl::Status rejected_locked(const SlotRequest& request) {
-    ++stats_.rejections;
-    // Full, while this gateway's own requests leave room: the others'
-    // requests fill it.
+  // Full, while this gateway's own requests leave room: the others'
+  // requests fill it.
+  bool others_fill_locked(const SlotRequest& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::int64_t own = 0, capacity = 0;
     for (const auto& c : request.candidates) {
       capacity += c.capacity;
       auto l = local_.find(c.target);
       if (l != local_.end()) own += l->second.own_inflight;
     }
-    if (own < capacity) ++stats_.saw_other_gateways;
-    return absl::ResourceExhaustedError(
-        fmt::format("all {} eligible nodes of pool '{}' are at capacity",
-                    request.candidates.size(), o_.pool));
+    return own < capacity;
   }
 
-  Ticket record_grant_locked(const SlotGrant& grant) {
+  // No candidate of `request` had room, and no more waiting.
+  absl::Status rejected_locked(const SlotRequest& request, bool others_filled)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++stats_.rejections;
+    if (others_filled) ++stats_.saw_other_gateways;
+    return absl::ResourceExhaustedError(
+        fmt::format("all {} eligible nodes of pool '{}' are at capacity",
+                    request.candidates.size(), o_.name));
+  }
+
+  Ticket granted_locked(const SlotGrant& grant, bool others_filled)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (grant.used >= grant.capacity) {
+      saturated_until_ = c_.clock()->now() + kSaturationWindow;
+    }
     Ticket t;
     t.id = next_ticket_++;
     t.node_id = grant.target;
@@ -909,10 +618,54 @@ class RouterImpl final : public Router {
     ++l.decisions;
     t.cluster_inflight = grant.used;
     t.own_inflight = l.own_inflight;
-    if (grant.used > l.own_inflight) ++stats_.saw_other_gateways;
+    if (others_filled || grant.used > l.own_inflight) ++stats_.saw_other_gateways;
     ++stats_.decisions;
     tickets_[t.id] = grant.target;
     return t;
+  }
+
+  // Counts a released request; true when it opened the node's circuit.
+  bool record_outcome_locked(const std::string& node, bool success, double ms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto now = c_.clock()->now();
+    Local& l = local_[node];
+    --l.own_inflight;
+    const double a = o_.ewma_alpha;
+    l.latency_ms = l.samples == 0 ? ms : (1 - a) * l.latency_ms + a * ms;
+    const double ok = success ? 1.0 : 0.0;
+    l.success = l.samples == 0 ? ok : (1 - a) * l.success + a * ok;
+    ++l.samples;
+    std::size_t b = 0;
+    while (b < stats_.latency_bounds_ms.size() && ms > stats_.latency_bounds_ms[b]) ++b;
+    ++stats_.latency_counts[b];
+    stats_.latency_sum_ms += ms;
+    if (success) {
+      l.consecutive_failures = 0;
+      return false;
+    }
+    ++l.failures;
+    ++l.consecutive_failures;
+    if (l.consecutive_failures < o_.breaker_failures ||
+        open_for_locked(node, now) > Ms::zero()) {
+      return false;
+    }
+    breakers_[node] = now + o_.breaker_cooldown;
+    own_trips_.insert(node);
+    invalidate_locked();
+    ++stats_.breaker_trips;
+    return true;
+  }
+
+  // Tells the other gateways of the pool that `node`'s circuit is open.
+  void share_trip(const std::string& node) {
+    core_.log().warn("node '{}' of pool '{}' failed {} times in a row: out for {} ms",
+                     node, o_.name, o_.breaker_failures, o_.breaker_cooldown.count());
+    auto put = c_.put(breakers_map_, node, closes_text(o_.breaker_cooldown),
+                      o_.breaker_cooldown);
+    if (!put.ok()) {
+      core_.log().warn("could not share the open circuit of '{}': {}", node,
+                       put.status().ToString());
+    }
   }
 
   // Frees one slot. The session's record takes the release even when the
@@ -922,70 +675,51 @@ class RouterImpl final : public Router {
     absl::Status st = c_.release_slot(slot_pool_, node);
     if (absl::IsFailedPrecondition(st)) {
       // The host called Coordinator::leave() with tickets still held.
-      log_.warn("slot on '{}' was already freed (the session left)", node);
+      core_.log().warn("slot on '{}' was already freed (the session left)", node);
       return absl::OkStatus();
     }
     return st;
   }
 
-  void refresh_loop() {
-    Clock* clock = c_.clock();
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stop_) {
-      const auto next = clock->now() + o_.refresh_interval;
-      while (!stop_ && !refresh_now_ && clock->now() < next) {
-        clock->wait_until(lock, cv_, next);
-      }
-      if (stop_) break;
-      refresh_now_ = false;
-      lock.unlock();
-      if (auto st = refresh(); !st.ok()) {
-        log_.log(LogLevel::kDebug, "refresh of pool '{}': {}", o_.pool, st.ToString());
-      }
-      lock.lock();
-    }
-  }
-
-  Coordinator& c_;
-  const RouterOptions o_;
-  const internal::Logger log_;
-  const std::string slot_pool_, nodes_map_, breakers_map_, state_prefix_, freed_channel_;
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::map<std::string, NodeSpec> registry_;
-  std::map<std::string, NodeAggregate> aggregates_;
-  std::map<std::string, std::int64_t> usage_;
-  std::map<std::string, Clock::TimePoint> breakers_;  // open until
-  std::set<std::string> own_trips_;                   // tripped since the last refresh
-  std::map<std::string, std::uint64_t> versions_;     // map + key -> last version seen
-  std::map<std::string, Local> local_;
-  std::map<std::uint64_t, std::string> tickets_;  // id -> node
-  // The observations last published per node (published again only when
-  // they change: the session re-establishes them itself after a fault).
-  std::map<std::string, std::map<std::string, double>> published_;
-  std::uint64_t losses_seen_ = 0;  // Coordinator::data_losses() handled
-  bool refresh_now_ = false;       // the connection came back: refresh at once
-  std::uint64_t next_ticket_ = 1;
-  std::uint64_t release_generation_ = 0;
-  std::size_t pending_async_ = 0;  // acquire_async calls not yet called back
-  // Until then the pool counts as saturated (a node filled up, or a request
-  // found no room): releases are announced on freed_channel_ to wake the
-  // gateways that wait for a slot.
-  Clock::TimePoint saturated_until_{};
-  std::size_t rotation_ = 0;
   struct CachedRequest {
     absl::Status status;
     std::shared_ptr<const SlotRequest> request;
     Clock::TimePoint valid_until;
   };
-  std::map<std::pair<int, std::string>, CachedRequest> cache_;  // (priority, label)
-  std::mt19937_64 rng_;
-  RouterStats stats_;
 
-  Subscription registry_watch_, breaker_watch_, freed_sub_, connection_watch_;
-  std::thread refresher_;
+  internal::ModuleCore core_;  // first: destroyed last, stopped first
+  Coordinator& c_;
+  const RouterOptions o_;
+  const std::string slot_pool_, nodes_map_, breakers_map_, state_prefix_, freed_channel_;
+
+  internal::Mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, NodeSpec> registry_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, NodeAggregate> aggregates_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::int64_t> usage_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Clock::TimePoint> breakers_ ABSL_GUARDED_BY(mu_);  // open until
+  // Tripped here, not yet seen on the breakers' change stream.
+  std::set<std::string> own_trips_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Local> local_ ABSL_GUARDED_BY(mu_);
+  std::map<std::uint64_t, std::string> tickets_ ABSL_GUARDED_BY(mu_);  // id -> node
+  // The observations last published per node.
+  std::map<std::string, std::map<std::string, double>> published_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
+  std::uint64_t release_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // acquire_async calls not yet called back.
+  std::size_t pending_async_ ABSL_GUARDED_BY(mu_) = 0;
+  // Until then the pool counts as saturated: releases are announced on
+  // freed_channel_.
+  Clock::TimePoint saturated_until_ ABSL_GUARDED_BY(mu_){};
+  std::size_t rotation_ ABSL_GUARDED_BY(mu_) = 0;
+  // By (priority, label).
+  std::map<std::pair<int, std::string>, CachedRequest> cache_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  RouterStats stats_ ABSL_GUARDED_BY(mu_);
+
+  std::shared_ptr<MapMirror> nodes_mirror_, breakers_mirror_;  // set by attach()
+  Subscription freed_sub_;
 };
 
 }  // namespace

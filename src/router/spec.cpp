@@ -1,4 +1,7 @@
-// Parsing of node specs, regions, policies and node states (router.hpp).
+// Parsing of node specs, regions, policies and backend states (router.hpp),
+// and the registry's record of a node.
+#include "router/spec.hpp"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -7,6 +10,8 @@
 #include "fleet/names.hpp"
 #include "fleet/router.hpp"
 #include "fmt/format.h"
+#include "internal/parse.hpp"
+#include "nlohmann/json.hpp"
 
 namespace fleet::router {
 namespace {
@@ -41,17 +46,6 @@ bool parse_double(std::string_view s, double* out) {
   return true;
 }
 
-bool parse_int(std::string_view s, std::int64_t* out) {
-  if (s.empty()) return false;
-  const std::string copy(s);
-  char* end = nullptr;
-  errno = 0;
-  const long long v = std::strtoll(copy.c_str(), &end, 10);
-  if (errno != 0 || end != copy.c_str() + copy.size()) return false;
-  *out = v;
-  return true;
-}
-
 absl::Status bad(std::string_view spec, std::string_view why) {
   return absl::InvalidArgumentError(fmt::format("node spec '{}': {}", spec, why));
 }
@@ -72,8 +66,8 @@ absl::Status check_coordinates(const Region& r, std::string_view what) {
 bool valid_address(std::string_view a) {
   const auto colon = a.rfind(':');
   if (colon == std::string_view::npos || colon == 0) return false;
-  std::int64_t port = 0;
-  if (!parse_int(a.substr(colon + 1), &port) || port < 1 || port > 65535) return false;
+  int port = 0;
+  if (!internal::parse_port(a.substr(colon + 1), &port)) return false;
   for (char c : a.substr(0, colon)) {
     if (c == ' ' || c == '/' || c == ',' || static_cast<unsigned char>(c) < 0x21)
       return false;
@@ -108,7 +102,7 @@ absl::StatusOr<NodeSpec> parse_node_spec(std::string_view spec) {
         return bad(spec, fmt::format("{} is not a number", key));
       (key == "lat" ? node.region.latitude : node.region.longitude) = d;
     } else if (key == "capacity") {
-      if (!parse_int(value, &node.capacity) || node.capacity < 1) {
+      if (!internal::parse_int(value, &node.capacity) || node.capacity < 1) {
         return bad(spec, "capacity must be a positive integer");
       }
     } else if (key == "labels") {
@@ -116,7 +110,7 @@ absl::StatusOr<NodeSpec> parse_node_spec(std::string_view spec) {
         if (!label.empty()) node.labels.insert(std::string(label));
       }
     } else if (key == "state") {
-      auto st = parse_node_state(value);
+      auto st = parse_backend_state(value);
       if (!st.ok()) return bad(spec, std::string(st.status().message()));
       node.state = *st;
     } else {
@@ -199,24 +193,67 @@ std::string_view to_string(Policy policy) {
   return "?";
 }
 
-std::string_view to_string(NodeState state) {
+std::string_view to_string(BackendState state) {
   switch (state) {
-    case NodeState::kServing:
+    case BackendState::kServing:
       return "serving";
-    case NodeState::kDraining:
+    case BackendState::kDraining:
       return "draining";
-    case NodeState::kDown:
+    case BackendState::kDown:
       return "down";
   }
   return "?";
 }
 
-absl::StatusOr<NodeState> parse_node_state(std::string_view name) {
-  if (name == "serving") return NodeState::kServing;
-  if (name == "draining") return NodeState::kDraining;
-  if (name == "down") return NodeState::kDown;
+absl::StatusOr<BackendState> parse_backend_state(std::string_view name) {
+  if (name == "serving") return BackendState::kServing;
+  if (name == "draining") return BackendState::kDraining;
+  if (name == "down") return BackendState::kDown;
   return absl::InvalidArgumentError(
       fmt::format("unknown node state '{}' (serving, draining, down)", name));
 }
+
+namespace internal_router {
+
+std::string encode_spec(const NodeSpec& n) {
+  nlohmann::json j;
+  j["address"] = n.address;
+  j["region"] = n.region.name;
+  if (n.region.latitude) {
+    j["lat"] = *n.region.latitude;
+    j["lon"] = *n.region.longitude;
+  }
+  j["capacity"] = n.capacity;
+  j["labels"] = n.labels;
+  j["state"] = std::string(to_string(n.state));
+  // Addresses, regions and labels are the application's text: replace
+  // invalid UTF-8 rather than throw.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::optional<NodeSpec> decode_spec(const std::string& id, const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  try {
+    NodeSpec n;
+    n.id = id;
+    n.address = j.at("address").get<std::string>();
+    n.region.name = j.value("region", std::string());
+    if (j.contains("lat") && j.contains("lon")) {
+      n.region.latitude = j.at("lat").get<double>();
+      n.region.longitude = j.at("lon").get<double>();
+    }
+    n.capacity = j.at("capacity").get<std::int64_t>();
+    n.labels = j.value("labels", std::set<std::string>());
+    auto st = parse_backend_state(j.value("state", std::string("serving")));
+    if (!st.ok() || n.capacity < 1) return std::nullopt;
+    n.state = *st;
+    return n;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace internal_router
 
 }  // namespace fleet::router

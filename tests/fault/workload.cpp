@@ -56,8 +56,8 @@ Workload::Workload(RedisServer& server, int instances, bool through_proxies,
     me.id = in->name;
     if (!in->coordinator->join(me).ok()) std::abort();
     router::RouterOptions ro;
-    ro.pool = "p";
-    ro.refresh_interval = milliseconds(100);
+    ro.name = "p";
+    ro.check_interval = milliseconds(100);
     ro.log_sink = o.log_sink;
     in->router = router::Router::create(*in->coordinator, ro).value();
     if (i == 0) {
@@ -71,7 +71,7 @@ Workload::Workload(RedisServer& server, int instances, bool through_proxies,
     }
     instances_.push_back(std::move(in));
   }
-  for (auto& in : instances_) (void)in->router->refresh();
+  for (auto& in : instances_) (void)in->router->run_once();
 }
 
 Workload::~Workload() {

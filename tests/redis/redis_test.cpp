@@ -425,8 +425,8 @@ TEST_CASE("Router::acquire_async on Redis: two gateways share the capacity exact
   for (auto& g : gateways) {
     g.coordinator = unwrap(RedisCoordinator::connect(options));
     router::RouterOptions ro;
-    ro.pool = "llm";
-    ro.background_refresh = false;
+    ro.name = "llm";
+    ro.background = false;
     ro.log_sink = quiet_log_sink();
     g.router = unwrap(router::Router::create(*g.coordinator, ro));
   }
@@ -437,7 +437,7 @@ TEST_CASE("Router::acquire_async on Redis: two gateways share the capacity exact
     spec.capacity = 2;
     FLEET_REQUIRE_OK(gateways[0].router->add_node(spec));
   }
-  for (auto& g : gateways) FLEET_REQUIRE_OK(g.router->refresh());
+  for (auto& g : gateways) FLEET_REQUIRE_OK(g.router->run_once());
 
   Recorder<absl::StatusOr<router::Ticket>> results;
   std::vector<std::thread> threads;

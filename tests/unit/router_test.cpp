@@ -36,7 +36,7 @@ class Cluster {
   };
 
   Gateway& add(RouterOptions options = {}) {
-    options.background_refresh = false;
+    options.background = false;
     if (options.log_sink == nullptr) options.log_sink = &log_;
     Gateway g;
     g.coordinator = LocalCoordinator::connect(store_).value();
@@ -47,7 +47,7 @@ class Cluster {
 
   void refresh_all() {
     for (auto& g : gateways_) {
-      if (g.router) FLEET_REQUIRE_OK(g.router->refresh());
+      if (g.router) FLEET_REQUIRE_OK(g.router->run_once());
     }
   }
 
@@ -77,7 +77,7 @@ NodeSpec node(const std::string& id, std::int64_t capacity,
 
 RouterOptions with_policy(Policy p) {
   RouterOptions o;
-  o.pool = "llm";
+  o.name = "llm";
   o.policy = p;
   return o;
 }
@@ -198,7 +198,7 @@ TEST_CASE("weighted prefers the faster, healthier node from the gateways' aggreg
     FLEET_REQUIRE_OK(
         x.router->release(t, {t.node_id == "q", std::chrono::microseconds(10000)}));
   }
-  FLEET_REQUIRE_OK(x.router->refresh());
+  FLEET_REQUIRE_OK(x.router->run_once());
   auto v = x.router->nodes();
   REQUIRE(v.size() == 2);
   REQUIRE(v[0].success_rate.has_value());
@@ -220,7 +220,7 @@ TEST_CASE("weighted counts free GPU memory and CPU load reported by gateways",
   a.router->report_host_metrics("big", 0.1, 40000);
   a.router->report_host_metrics("busy", 0.9, 40000);
   a.router->report_host_metrics("small", 0.1, 8000);
-  FLEET_REQUIRE_OK(a.router->refresh());
+  FLEET_REQUIRE_OK(a.router->run_once());
   CHECK(pick(*a.router) == "big");
   CHECK(pick(*a.router) == "big");
   auto views = a.router->nodes();
@@ -319,7 +319,7 @@ TEST_CASE("labels, exclusions and node states decide which nodes are eligible",
   h.exclude = {"llama-box"};
   CHECK(pick(*b.router, h) == "UNAVAILABLE");
 
-  FLEET_REQUIRE_OK(a.router->set_node_state("qwen-box", NodeState::kDraining));
+  FLEET_REQUIRE_OK(a.router->set_node_state("qwen-box", BackendState::kDraining));
   cl.refresh_all();
   CHECK(pick(*b.router) == "llama-box");
   CHECK(pick(*b.router) == "llama-box");
@@ -328,9 +328,9 @@ TEST_CASE("labels, exclusions and node states decide which nodes are eligible",
   CHECK(pick(*b.router, q) == "UNAVAILABLE");
   auto views = b.router->nodes();
   REQUIRE(views.size() == 2);
-  CHECK(views[1].spec.state == NodeState::kDraining);
+  CHECK(views[1].spec.state == BackendState::kDraining);
   CHECK(views[1].cluster_inflight == 2);  // draining: in-flight ones finish
-  FLEET_REQUIRE_CODE(a.router->set_node_state("nope", NodeState::kDown), kNotFound);
+  FLEET_REQUIRE_CODE(a.router->set_node_state("nope", BackendState::kDown), kNotFound);
   FLEET_REQUIRE_OK(a.router->remove_node("qwen-box"));
   cl.refresh_all();
   CHECK(b.router->nodes().size() == 1);
@@ -477,6 +477,84 @@ TEST_CASE("a gateway waiting for a slot is woken by another gateway's release",
   CHECK(got->node_id == "n");
 }
 
+TEST_CASE("a decision that waited on another gateway's load counts as seeing it",
+          "[router]") {
+  // Capacities 1, 1, 1 and two gateways: b fills two nodes, a one; a's
+  // next request waits for b's release. (It used to count nothing: the
+  // grant came when the node held only a's own request.)
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  auto& b = cl.add(with_policy(Policy::kLeastInflight));
+  for (const char* id : {"n1", "n2", "n3"}) {
+    FLEET_REQUIRE_OK(a.router->add_node(node(id, 1)));
+  }
+  cl.refresh_all();
+  auto b1 = unwrap(b.router->acquire());
+  auto b2 = unwrap(b.router->acquire());
+  auto a1 = unwrap(a.router->acquire());
+  CHECK(a1.cluster_inflight == 1);
+  CHECK(a.router->stats().saw_other_gateways == 0);  // an empty node: nothing seen
+  Hints h;
+  h.wait = milliseconds(60000);
+  auto waiting = std::async(std::launch::async, [&] { return a.router->acquire(h); });
+  while (a.router->stats().waits == 0) std::this_thread::yield();
+  FLEET_REQUIRE_OK(b.router->release(b1, {true}));
+  auto a2 = waiting.get();
+  FLEET_REQUIRE_OK(a2.status());
+  CHECK(a2->node_id == b1.node_id);
+  CHECK(a.router->stats().saw_other_gateways == 1);
+  CHECK(a.router->stats().decisions == 2);
+  FLEET_REQUIRE_OK(b.router->release(b2, {true}));
+  FLEET_REQUIRE_OK(a.router->release(a1, {true}));
+  FLEET_REQUIRE_OK(a.router->release(*a2, {true}));
+}
+
+TEST_CASE("slot_pool() names the Coordinator pool the in-flight counts live in",
+          "[router]") {
+  Cluster cl;
+  auto& a = cl.add(with_policy(Policy::kLeastInflight));
+  CHECK(a.router->slot_pool() == "router/llm");
+  FLEET_REQUIRE_OK(a.router->add_node(node("n", 2)));
+  auto t = unwrap(a.router->acquire());
+  auto usage = unwrap(a.coordinator->slot_usage(a.router->slot_pool()));
+  CHECK(usage == std::map<std::string, std::int64_t>{{"n", 1}});
+  FLEET_REQUIRE_OK(a.router->release(t, {true}));
+}
+
+TEST_CASE("the worker's check runs on the ManualClock: a gateway's observations "
+          "reach the others when the clock passes check_interval",
+          "[router][clock]") {
+  Cluster cl;
+  auto& b = cl.add(with_policy(Policy::kWeighted));  // background = false
+  FLEET_REQUIRE_OK(b.router->add_node(node("n", 4)));
+  // Gateway a runs its own worker, every hour of the manual clock: if it
+  // waited on the real clock, its second check would never come here.
+  auto coordinator = LocalCoordinator::connect(cl.store()).value();
+  RouterOptions o = with_policy(Policy::kWeighted);
+  o.check_interval = std::chrono::hours(1);
+  o.log_sink = quiet_log_sink();
+  auto a = unwrap(Router::create(*coordinator, o));
+  // Its first check runs at once: wait until both gateways report.
+  for (int i = 0; i < 5000 && b.router->nodes()[0].reporters < 2; ++i) {
+    FLEET_REQUIRE_OK(b.router->run_once());
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  REQUIRE(b.router->nodes()[0].reporters == 2);
+  auto t = unwrap(a->acquire());
+  FLEET_REQUIRE_OK(a->release(t, {true, milliseconds(42)}));
+  FLEET_REQUIRE_OK(b.router->run_once());
+  CHECK_FALSE(b.router->nodes()[0].latency_ms.has_value());  // not published yet
+  cl.clock().advance(std::chrono::hours(1));
+  bool seen = false;
+  for (int i = 0; i < 5000 && !seen; ++i) {
+    FLEET_REQUIRE_OK(b.router->run_once());
+    auto v = b.router->nodes()[0];
+    seen = v.latency_ms.has_value() && *v.latency_ms == 42;
+    if (!seen) std::this_thread::sleep_for(milliseconds(1));
+  }
+  CHECK(seen);
+}
+
 TEST_CASE("a crashed gateway's tickets disappear with its session", "[router]") {
   Cluster cl;
   auto& a = cl.add(with_policy(Policy::kLeastInflight));
@@ -485,7 +563,7 @@ TEST_CASE("a crashed gateway's tickets disappear with its session", "[router]") 
     // Gateway b takes both slots and dies without releasing or leaving.
     auto coordinator = LocalCoordinator::connect(cl.store()).value();
     RouterOptions o = with_policy(Policy::kLeastInflight);
-    o.background_refresh = false;
+    o.background = false;
     o.log_sink = quiet_log_sink();
     auto router = unwrap(Router::create(*coordinator, o));
     unwrap(router->acquire());
@@ -518,7 +596,7 @@ TEST_CASE("after the backend loses its data the gateways re-register the pool",
   FLEET_REQUIRE_OK(a.router->add_node(node("n1", 1)));
   FLEET_REQUIRE_OK(a.router->add_node(node("n2", 2)));
   cl.refresh_all();
-  FLEET_REQUIRE_OK(b.router->set_node_state("n2", NodeState::kDraining));
+  FLEET_REQUIRE_OK(b.router->set_node_state("n2", BackendState::kDraining));
   cl.refresh_all();
   Ticket held = unwrap(a.router->acquire());  // n1: n2 drains
   CHECK(held.node_id == "n1");
@@ -533,7 +611,7 @@ TEST_CASE("after the backend loses its data the gateways re-register the pool",
     auto views = r->nodes();
     REQUIRE(views.size() == 2);
     CHECK(views[0].spec.id == "n1");
-    CHECK(views[1].spec.state == NodeState::kDraining);
+    CHECK(views[1].spec.state == BackendState::kDraining);
     // a's request in flight was taken back by its session.
     CHECK(views[0].cluster_inflight == 1);
   }
@@ -541,9 +619,9 @@ TEST_CASE("after the backend loses its data the gateways re-register the pool",
   FLEET_REQUIRE_OK(a.router->release(held, {true}));
   CHECK(pick(*b.router) == "n1");
   // Registry changes flow again (watch versions started over with the store).
-  FLEET_REQUIRE_OK(a.router->set_node_state("n2", NodeState::kServing));
+  FLEET_REQUIRE_OK(a.router->set_node_state("n2", BackendState::kServing));
   cl.refresh_all();
-  CHECK(b.router->nodes()[1].spec.state == NodeState::kServing);
+  CHECK(b.router->nodes()[1].spec.state == BackendState::kServing);
 }
 
 TEST_CASE("a gateway cut off from the backend: releases hold, nothing is resurrected",
@@ -552,7 +630,7 @@ TEST_CASE("a gateway cut off from the backend: releases hold, nothing is resurre
   auto& a = cl.add(with_policy(Policy::kLeastInflight));
   auto& b = cl.add(with_policy(Policy::kLeastInflight));
   NodeSpec gone = node("gone", 1);
-  gone.state = NodeState::kDraining;
+  gone.state = BackendState::kDraining;
   FLEET_REQUIRE_OK(a.router->add_node(node("n", 2)));
   FLEET_REQUIRE_OK(a.router->add_node(gone));
   cl.refresh_all();
@@ -568,7 +646,7 @@ TEST_CASE("a gateway cut off from the backend: releases hold, nothing is resurre
   // Meanwhile another gateway removes a node.
   FLEET_REQUIRE_OK(b.router->remove_node("gone"));
   cl.clock().advance(kTtl + milliseconds(1));  // a expires: its slots are freed
-  b.router->refresh().IgnoreError();
+  b.router->run_once().IgnoreError();
   CHECK(b.router->nodes()[0].cluster_inflight == 0);
   // Its slots are free for the others.
   FLEET_REQUIRE_OK(b.router->release(unwrap(b.router->acquire()), {true}));
@@ -583,7 +661,7 @@ TEST_CASE("a gateway cut off from the backend: releases hold, nothing is resurre
   CHECK(views[0].cluster_inflight == 1);
   CHECK(a.router->nodes().size() == 1);
   FLEET_REQUIRE_OK(a.router->release(t2, {true}));
-  b.router->refresh().IgnoreError();
+  b.router->run_once().IgnoreError();
   CHECK(b.router->nodes()[0].cluster_inflight == 0);
 }
 
@@ -594,7 +672,7 @@ TEST_CASE("malformed registry entries are skipped with a warning", "[router]") {
   unwrap(a.coordinator->put("router/llm/nodes", "broken", "{not json"));
   unwrap(a.coordinator->put("router/llm/nodes", "zero",
                             R"({"address":"h:1","capacity":0})"));
-  FLEET_REQUIRE_OK(a.router->refresh());
+  FLEET_REQUIRE_OK(a.router->run_once());
   auto views = a.router->nodes();
   REQUIRE(views.size() == 1);
   CHECK(views[0].spec.id == "ok");
@@ -609,12 +687,12 @@ TEST_CASE("an empty pool is Unavailable, bad options are InvalidArgument", "[rou
   CHECK(pick(*a.router) == "UNAVAILABLE");
   auto coordinator = LocalCoordinator::connect(cl.store()).value();
   RouterOptions o;
-  o.background_refresh = false;
-  o.pool = "";
+  o.background = false;
+  o.name = "";
   FLEET_REQUIRE_CODE(Router::create(*coordinator, o), kInvalidArgument);
-  o.pool = std::string(65, 'p');
+  o.name = std::string(49, 'p');
   FLEET_REQUIRE_CODE(Router::create(*coordinator, o), kInvalidArgument);
-  o.pool = "p";
+  o.name = "p";
   o.weights.latency = -1;
   FLEET_REQUIRE_CODE(Router::create(*coordinator, o), kInvalidArgument);
   o.weights.latency = 1;
@@ -638,9 +716,9 @@ TEST_CASE("node specs, regions and policies parse, or say what is wrong", "[rout
   CHECK(*n.region.latitude == Approx(53.3));
   CHECK(n.capacity == 4);
   CHECK(n.labels == std::set<std::string>{"llama3", "qwen"});
-  CHECK(n.state == NodeState::kServing);
+  CHECK(n.state == BackendState::kServing);
   CHECK(unwrap(parse_node_spec("host:80")).id == "host:80");
-  CHECK(unwrap(parse_node_spec("host:80,state=draining")).state == NodeState::kDraining);
+  CHECK(unwrap(parse_node_spec("host:80,state=draining")).state == BackendState::kDraining);
 
   for (const char* bad : {"", "host", "host:0", "host:70000", ":80", "host:80,capacity=0",
                           "host:80,capacity=x", "host:80,lat=1", "host:80,lat=91,lon=0",
