@@ -2,7 +2,10 @@
 //
 // Media relays, game hosts and other stateful servers keep a document per
 // session (ports, peers, codecs, ...). Each instance creates a Relay on its
-// own Coordinator session, after join():
+// own Coordinator session (a fleet module: module.hpp); the relay names the
+// sessions' owner by the session's instance id, so it starts working once
+// the Coordinator has joined (before that its calls return
+// FailedPrecondition):
 //
 //   fleet::relay::RelayOptions o;
 //   o.on_event = [&](const fleet::relay::SessionEvent& e) {
@@ -31,9 +34,14 @@
 // unknown: such a write is never reported as success; the next call on the
 // session reads back what was stored and carries on from there.
 //
-// Threads: every method is safe from any thread. Events are delivered on
-// the relay's own thread, in order, one at a time; the callback may call the
-// Relay. See docs/relay.md.
+// Threads: every method is safe from any thread. on_event runs on the
+// relay's callback thread, in order, one at a time (never on the
+// Coordinator's event thread); it may call the Relay. The check runs on the
+// relay's worker (or in run_once()). See docs/relay.md.
+//
+// Lifetime: the Coordinator must outlive the Relay; destroy the Relay
+// first. Destroying it does not touch the stored sessions: its peers take
+// them over once this instance leaves or expires.
 #ifndef FLEET_RELAY_HPP_
 #define FLEET_RELAY_HPP_
 
@@ -52,6 +60,7 @@
 #include "absl/status/statusor.h"
 #include "fleet/coordinator.hpp"
 #include "fleet/log.hpp"
+#include "fleet/module.hpp"
 
 namespace fleet::relay {
 
@@ -87,26 +96,24 @@ struct SessionEvent {
   std::string reason;  // one line, for logs
 };
 
-struct RelayOptions {
-  // Namespace of the relay inside the Coordinator's namespace (name rules).
-  std::string name = "default";
+// ModuleOptions::name is the relay's namespace inside the Coordinator's:
+// the instances of one relay share its sessions. check_interval: how often
+// the relay looks for sessions of owners that are gone and re-checks what
+// it holds (membership events trigger a takeover at once; the check
+// catches what an event could not: a missed event, a lost race).
+struct RelayOptions : ModuleOptions {
   // This instance's group; its sessions carry it.
   std::string group;
   // Groups whose sessions this instance keeps foreign copies of and may take
   // over; empty: every group (replicate to all).
   std::set<std::string> replicate;
-  // How often the relay looks for sessions of owners that are gone, and
-  // re-checks what it holds. The membership events trigger takeover at once;
-  // this catches what an event could not (a missed event, a lost race).
-  std::chrono::milliseconds check_interval{500};
   // A session whose chosen taker has not taken it this long after its owner
   // went is taken by any eligible instance.
   std::chrono::milliseconds takeover_grace{2000};
-  bool background = true;  // false: call run_once() yourself (tests)
   // Most sessions this instance takes over when owners go; 0: no limit.
   std::size_t max_takeover = 0;
+  // On the relay's callback thread, one event at a time, in order.
   std::function<void(const SessionEvent&)> on_event;
-  LogSink* log_sink = nullptr;  // nullptr: stderr
 };
 
 struct Counts {
@@ -126,13 +133,15 @@ struct RestoreReport {
 
 class Relay {
  public:
-  // Restores (own sessions are adopted with a new fencing token, peers'
-  // copied), then starts. The Coordinator must have joined: its instance id
-  // is the owner name. FailedPrecondition if it has not.
+  // Starts; once the Coordinator has joined (at once if it has), restores:
+  // own sessions are adopted with a new fencing token, peers' copied.
+  // InvalidArgument for bad options; a restore's error when the
+  // Coordinator had joined.
   static absl::StatusOr<std::unique_ptr<Relay>> create(Coordinator& coordinator,
                                                        RelayOptions options);
   virtual ~Relay() = default;
 
+  // Empty, and an empty report, until the relay has started.
   virtual const std::string& instance_id() const = 0;
   virtual const RestoreReport& restore_report() const = 0;
 
@@ -162,7 +171,9 @@ class Relay {
   virtual Counts counts() const = 0;
 
   // One check: take over sessions of owners that are gone, re-read what may
-  // be stale. The background thread calls it every check_interval.
+  // be stale; then waits for the events it caused to be delivered. The
+  // worker runs it every check_interval. FailedPrecondition until the
+  // Coordinator has joined.
   virtual absl::Status run_once() = 0;
 };
 

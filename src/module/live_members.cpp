@@ -10,6 +10,7 @@ absl::Status LiveMembers::refresh() {
   auto members = c_.members();
   MutexLock lock(mu_);
   if (--reading_ == 0 && !members.ok()) during_read_.clear();
+  fresh_ = members.ok();
   if (!members.ok()) return members.status();
   ids_.clear();
   for (const auto& m : *members) ids_.insert(m.info.id);
@@ -30,6 +31,11 @@ void LiveMembers::apply_locked(const MemberEvent& e) {
   } else {
     ids_.erase(e.member.info.id);
   }
+}
+
+bool LiveMembers::fresh() const {
+  MutexLock lock(mu_);
+  return fresh_;
 }
 
 bool LiveMembers::contains(std::string_view id) const {

@@ -26,6 +26,9 @@ class LiveMembers {
   void apply(const MemberEvent& e);
 
   bool contains(std::string_view id) const;
+  // Whether the last refresh() succeeded: the ids are as of a read, not
+  // only as events told.
+  bool fresh() const;
   std::set<std::string, std::less<>> ids() const;
 
  private:
@@ -37,6 +40,7 @@ class LiveMembers {
   // Events that arrive while a read is on its way are applied again on top
   // of what it read (they may be newer).
   int reading_ ABSL_GUARDED_BY(mu_) = 0;
+  bool fresh_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<MemberEvent> during_read_ ABSL_GUARDED_BY(mu_);
 };
 

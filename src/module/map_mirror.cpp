@@ -53,6 +53,11 @@ std::size_t MapMirror::size() const {
   return versions_.size();
 }
 
+bool MapMirror::contains(const std::string& key) const {
+  MutexLock lock(mu_);
+  return versions_.count(key) != 0;
+}
+
 void MapMirror::tell_locked(Kind kind, WatchEventType cause, const std::string& key,
                             const std::string& value, std::uint64_t version,
                             bool reread) {

@@ -93,6 +93,8 @@ class MapMirror {
              std::uint64_t generation);
   // Keys known.
   std::size_t size() const;
+  // Whether `key` is known (told as set, not since erased).
+  bool contains(const std::string& key) const;
   const std::string& map() const { return map_; }
 
  private:

@@ -21,7 +21,10 @@
 #include "internal/parse.hpp"
 #include "internal/status.hpp"
 #include "module/core.hpp"
+#include "router/circuits.hpp"
+#include "router/observations.hpp"
 #include "router/policy.hpp"
+#include "router/request_cache.hpp"
 #include "router/spec.hpp"
 
 namespace fleet::router {
@@ -32,8 +35,6 @@ using internal::MutexLock;
 using Ms = std::chrono::milliseconds;
 using namespace internal_router;
 
-constexpr double kLatencyBoundsMs[] = {5,   10,   25,   50,   100,  250,
-                                       500, 1000, 2500, 5000, 10000};
 // A decision that finds no room marks the pool saturated this long:
 // releases are announced meanwhile, to wake the gateways that wait.
 constexpr Ms kSaturationWindow{1000};
@@ -66,18 +67,6 @@ absl::Status validate_options(const RouterOptions& o) {
   return absl::OkStatus();
 }
 
-// What this gateway measured of one node.
-struct Local {
-  std::int64_t own_inflight = 0;
-  double latency_ms = 0;
-  double success = 1;
-  std::uint64_t samples = 0;
-  int consecutive_failures = 0;
-  std::uint64_t decisions = 0;
-  std::uint64_t failures = 0;
-  std::optional<double> cpu, gpu_free_mb;
-};
-
 class RouterImpl final : public Router, private internal::ModuleHooks {
  public:
   RouterImpl(Coordinator& c, RouterOptions o)
@@ -86,14 +75,11 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
         o_(std::move(o)),
         slot_pool_("router/" + o_.name),
         nodes_map_(slot_pool_ + "/nodes"),
-        breakers_map_(slot_pool_ + "/breakers"),
         state_prefix_(slot_pool_ + "/"),
         freed_channel_(slot_pool_ + "/freed"),
-        rng_(o_.seed != 0 ? o_.seed : std::random_device{}()) {
-    stats_.latency_bounds_ms.assign(std::begin(kLatencyBoundsMs),
-                                    std::end(kLatencyBoundsMs));
-    stats_.latency_counts.assign(stats_.latency_bounds_ms.size() + 1, 0);
-  }
+        circuits_(c, slot_pool_ + "/breakers", o_.breaker_cooldown, core_.log()),
+        observations_(o_.ewma_alpha),
+        requests_(o_) {}
 
   ~RouterImpl() override {
     {
@@ -245,7 +231,6 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
 
   absl::Status release(const Ticket& ticket, const Outcome& outcome) override {
     Clock* clock = c_.clock();
-    bool trip = false;
     {
       MutexLock lock(mu_);
       auto it = tickets_.find(ticket.id);
@@ -255,13 +240,23 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
                         ticket.id, ticket.node_id));
       }
       tickets_.erase(it);
-      const auto latency =
-          outcome.latency.value_or(std::chrono::duration_cast<std::chrono::microseconds>(
-              clock->now() - ticket.started));
-      trip = record_outcome_locked(ticket.node_id, outcome.success,
-                                   static_cast<double>(latency.count()) / 1000.0);
     }
-    if (trip) share_trip(ticket.node_id);
+    const auto latency =
+        outcome.latency.value_or(std::chrono::duration_cast<std::chrono::microseconds>(
+            clock->now() - ticket.started));
+    const int failures = observations_.finished(
+        ticket.node_id, outcome.success, static_cast<double>(latency.count()) / 1000.0);
+    if (failures >= o_.breaker_failures && circuits_.trip(ticket.node_id, clock->now())) {
+      {
+        MutexLock lock(mu_);
+        ++stats_.breaker_trips;
+        invalidate_locked();
+      }
+      core_.log().warn("node '{}' of pool '{}' failed {} times in a row: out for {} ms",
+                       ticket.node_id, o_.name, o_.breaker_failures,
+                       o_.breaker_cooldown.count());
+      circuits_.share(ticket.node_id);
+    }
     absl::Status freed = free_slot(ticket.node_id);
     bool announce = false;
     {
@@ -281,10 +276,7 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
 
   void report_host_metrics(std::string_view node_id, std::optional<double> cpu_load,
                            std::optional<double> gpu_free_mb) override {
-    MutexLock lock(mu_);
-    Local& l = local_[std::string(node_id)];
-    if (cpu_load && std::isfinite(*cpu_load)) l.cpu = *cpu_load;
-    if (gpu_free_mb && std::isfinite(*gpu_free_mb)) l.gpu_free_mb = *gpu_free_mb;
+    observations_.host_metrics(std::string(node_id), cpu_load, gpu_free_mb);
   }
 
   absl::Status run_once() override { return core_.run_once(); }
@@ -300,12 +292,10 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
       v.spec = spec;
       auto u = usage_.find(id);
       v.cluster_inflight = u == usage_.end() ? 0 : u->second;
-      auto l = local_.find(id);
-      if (l != local_.end()) {
-        v.own_inflight = l->second.own_inflight;
-        v.decisions = l->second.decisions;
-        v.failures = l->second.failures;
-      }
+      const auto figures = observations_.figures(id);
+      v.own_inflight = figures.own_inflight;
+      v.decisions = figures.decisions;
+      v.failures = figures.failures;
       auto a = aggregates_.find(id);
       if (a != aggregates_.end()) {
         v.reporters = a->second.reporters;
@@ -314,7 +304,7 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
         v.cpu_load = metric(a->second, kCpu);
         v.gpu_free_mb = metric(a->second, kGpuFree);
       }
-      v.circuit_reopens_in = open_for_locked(id, now);
+      v.circuit_reopens_in = circuits_.open_for(id, now);
       v.circuit_open = v.circuit_reopens_in > Ms::zero();
       out.push_back(std::move(v));
     }
@@ -322,8 +312,13 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
   }
 
   RouterStats stats() override {
-    MutexLock lock(mu_);
-    return stats_;
+    RouterStats out;
+    {
+      MutexLock lock(mu_);
+      out = stats_;
+    }
+    observations_.fill(&out);
+    return out;
   }
 
  private:
@@ -332,8 +327,10 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
   absl::Status attach(const std::string&) override {
     nodes_mirror_ = core_.mirror(nodes_map_, "",
                           [this](const MapMirror::Change& ch) { on_registry(ch); });
-    breakers_mirror_ = core_.mirror(breakers_map_, "",
-                             [this](const MapMirror::Change& ch) { on_breaker(ch); });
+    breakers_mirror_ = core_.mirror(circuits_.map(), "", [this](const MapMirror::Change& ch) {
+      circuits_.on_change(ch);
+      pool_changed();
+    });
     FLEET_RETURN_IF_ERROR(
         internal::ModuleCore::read_mirrors({nodes_mirror_.get(), breakers_mirror_.get()}, true));
     auto freed = c_.subscribe(freed_channel_, [this](const Message&) {
@@ -384,11 +381,7 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
     } else {
       note(usage.status());
     }
-    // Our own trips whose circuits have closed no longer shadow anything.
-    const auto now = c_.clock()->now();
-    for (auto it = own_trips_.begin(); it != own_trips_.end();) {
-      it = open_for_locked(*it, now) > Ms::zero() ? std::next(it) : own_trips_.erase(it);
-    }
+    circuits_.forget_closed(c_.clock()->now());
     invalidate_locked();
     cv_.notify_all();
     return first;
@@ -399,24 +392,14 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
   // since wins.
   absl::Status republish() override {
     std::map<std::string, NodeSpec> registry;
-    std::map<std::string, Clock::TimePoint> breakers;
     {
       MutexLock lock(mu_);
       registry = registry_;
-      breakers = breakers_;
     }
-    const auto now = c_.clock()->now();
-    std::size_t circuits = 0;
     for (const auto& [id, spec] : registry) {
       FLEET_RETURN_IF_ERROR(c_.claim(nodes_map_, id, encode_spec(spec)).status());
     }
-    for (const auto& [id, until] : breakers) {
-      if (until <= now) continue;
-      const auto left = std::chrono::ceil<Ms>(until - now);
-      FLEET_RETURN_IF_ERROR(
-          c_.claim(breakers_map_, id, closes_text(left), left).status());
-      ++circuits;
-    }
+    FLEET_ASSIGN_OR_RETURN(const std::size_t circuits, circuits_.republish());
     core_.log().warn(
         "pool '{}': the backend lost its data; re-registered {} nodes and {} open "
         "circuits",
@@ -425,52 +408,27 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
   }
 
   absl::Status publish_observations() {
-    std::vector<std::pair<std::string, std::map<std::string, double>>> observations;
-    std::vector<std::string> withdrawn;
+    std::set<std::string> registered;
     {
       MutexLock lock(mu_);
-      // A view of every registered node (in-flight 0 included), and of any
-      // other node this gateway still has requests on.
-      std::set<std::string> ids;
-      for (const auto& [id, spec] : registry_) ids.insert(id);
-      for (const auto& [id, l] : local_) {
-        if (l.own_inflight > 0) ids.insert(id);
-      }
-      for (const auto& id : ids) {
-        std::map<std::string, double> m;
-        auto it = local_.find(id);
-        const Local l = it == local_.end() ? Local{} : it->second;
-        m[kInflight] = static_cast<double>(l.own_inflight);
-        if (l.samples > 0) {
-          m[kLatency] = l.latency_ms;
-          m[kSuccess] = l.success;
-        }
-        if (l.cpu) m[kCpu] = *l.cpu;
-        if (l.gpu_free_mb) m[kGpuFree] = *l.gpu_free_mb;
-        // Published again only when they change: the session re-establishes
-        // them itself after a fault.
-        auto p = published_.find(id);
-        if (p == published_.end() || p->second != m) observations.emplace_back(id, m);
-      }
-      for (const auto& [id, m] : published_) {
-        if (ids.count(id) == 0) withdrawn.push_back(id);
-      }
+      for (const auto& [id, spec] : registry_) registered.insert(id);
     }
+    std::vector<std::pair<std::string, Observations::View>> publish;
+    std::vector<std::string> withdraw;
+    observations_.changes(registered, &publish, &withdraw);
     absl::Status first;
-    for (const auto& [id, metrics] : observations) {
-      absl::Status st = c_.publish_node_state(state_prefix_ + id, metrics);
+    for (const auto& [id, view] : publish) {
+      absl::Status st = c_.publish_node_state(state_prefix_ + id, view);
       if (st.ok()) {
-        MutexLock lock(mu_);
-        published_[id] = metrics;
+        observations_.published(id, view);
       } else if (first.ok()) {
         first = st;
       }
     }
-    for (const auto& id : withdrawn) {
+    for (const auto& id : withdraw) {
       absl::Status st = c_.remove_node_state(state_prefix_ + id);
       if (st.ok()) {
-        MutexLock lock(mu_);
-        published_.erase(id);
+        observations_.withdrawn(id);
       } else if (first.ok()) {
         first = st;
       }
@@ -497,88 +455,25 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
     cv_.notify_all();
   }
 
-  void on_breaker(const MapMirror::Change& ch) {
-    MutexLock lock(mu_);
-    if (ch.kind == MapMirror::Kind::kSet) {
-      breakers_[ch.key] = closes_at(ch.value);
-      own_trips_.erase(ch.key);
-    } else if (own_trips_.count(ch.key) == 0) {  // not the end of an older trip
-      breakers_.erase(ch.key);
+  // The registry or a circuit changed: cached requests are stale, and a
+  // waiter may find room.
+  void pool_changed() {
+    {
+      MutexLock lock(mu_);
+      invalidate_locked();
     }
-    invalidate_locked();
     cv_.notify_all();
   }
 
-  // ---- helpers ----------------------------------------------------------------
-
-  // When a shared breaker entry closes, on our clock. Relative to the wall
-  // clock, so that a change told late gives the same answer; bounded by a
-  // day, so that a malformed value cannot keep a node out.
-  Clock::TimePoint closes_at(const std::string& value) const {
-    std::int64_t ms = 0;
-    if (!internal::parse_int(value, &ms)) ms = 0;
-    const auto wall_ms =
-        std::chrono::duration_cast<Ms>(c_.clock()->wall_now().time_since_epoch()).count();
-    const long long left = std::clamp<long long>(ms - wall_ms, 0, 24LL * 3600 * 1000);
-    return c_.clock()->now() + Ms(left);
-  }
-
-  std::string closes_text(Ms left) const {
-    const auto closes = c_.clock()->wall_now() + left;
-    return std::to_string(std::chrono::duration_cast<Ms>(closes.time_since_epoch()).count());
-  }
-
-  Ms open_for_locked(const std::string& id, Clock::TimePoint now) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it = breakers_.find(id);
-    if (it == breakers_.end() || it->second <= now) return Ms::zero();
-    return std::chrono::ceil<Ms>(it->second - now);
-  }
-
-  // The request for `hints`: built once per change of the pool view and
-  // shared (the common hints only); `rotate` makes equal nodes take turns,
-  // and power of two gets its own shuffled copy.
   absl::Status build_request_locked(const Hints& hints, Clock::TimePoint now,
                                     std::shared_ptr<const SlotRequest>* shape,
                                     std::uint32_t* rotate)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto compose = [&](CachedRequest* out) {
-      std::map<std::string, Ms> open;
-      for (const auto& [id, until] : breakers_) open[id] = open_for_locked(id, now);
-      PoolView view{&registry_, &aggregates_, &open};
-      auto request = std::make_shared<SlotRequest>();
-      std::optional<Ms> changes_in;
-      out->status = compose_request(o_, hints, view, request.get(), &changes_in);
-      out->valid_until = changes_in ? now + *changes_in : Clock::TimePoint::max();
-      out->request = std::move(request);
-    };
-    if (hints.exclude.empty() && !hints.origin) {
-      auto key = std::make_pair(static_cast<int>(hints.priority), hints.label);
-      auto it = cache_.find(key);
-      if (it == cache_.end() || now >= it->second.valid_until) {
-        CachedRequest built;
-        compose(&built);
-        it = cache_.insert_or_assign(std::move(key), std::move(built)).first;
-      }
-      FLEET_RETURN_IF_ERROR(it->second.status);
-      *shape = it->second.request;
-    } else {
-      CachedRequest built;
-      compose(&built);
-      FLEET_RETURN_IF_ERROR(built.status);
-      *shape = std::move(built.request);
-    }
-    *rotate = static_cast<std::uint32_t>(rotation_++ % (*shape)->candidates.size());
-    if (o_.policy == Policy::kPowerOfTwo) {
-      auto shuffled = std::make_shared<SlotRequest>(**shape);
-      std::shuffle(shuffled->candidates.begin(), shuffled->candidates.end(), rng_);
-      *shape = std::move(shuffled);
-    }
-    return absl::OkStatus();
+    return requests_.get(hints, now, registry_, aggregates_, circuits_, shape, rotate);
   }
 
   // The pool view changed: cached requests are stale.
-  void invalidate_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { cache_.clear(); }
+  void invalidate_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { requests_.clear(); }
 
   // Full, while this gateway's own requests leave room: the others'
   // requests fill it.
@@ -586,8 +481,7 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
     std::int64_t own = 0, capacity = 0;
     for (const auto& c : request.candidates) {
       capacity += c.capacity;
-      auto l = local_.find(c.target);
-      if (l != local_.end()) own += l->second.own_inflight;
+      own += observations_.own_inflight(c.target);
     }
     return own < capacity;
   }
@@ -613,59 +507,13 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
     auto it = registry_.find(grant.target);
     if (it != registry_.end()) t.address = it->second.address;
     t.started = c_.clock()->now();
-    Local& l = local_[grant.target];
-    ++l.own_inflight;
-    ++l.decisions;
+    observations_.started(grant.target);
     t.cluster_inflight = grant.used;
-    t.own_inflight = l.own_inflight;
-    if (others_filled || grant.used > l.own_inflight) ++stats_.saw_other_gateways;
+    t.own_inflight = observations_.own_inflight(grant.target);
+    if (others_filled || grant.used > t.own_inflight) ++stats_.saw_other_gateways;
     ++stats_.decisions;
     tickets_[t.id] = grant.target;
     return t;
-  }
-
-  // Counts a released request; true when it opened the node's circuit.
-  bool record_outcome_locked(const std::string& node, bool success, double ms)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const auto now = c_.clock()->now();
-    Local& l = local_[node];
-    --l.own_inflight;
-    const double a = o_.ewma_alpha;
-    l.latency_ms = l.samples == 0 ? ms : (1 - a) * l.latency_ms + a * ms;
-    const double ok = success ? 1.0 : 0.0;
-    l.success = l.samples == 0 ? ok : (1 - a) * l.success + a * ok;
-    ++l.samples;
-    std::size_t b = 0;
-    while (b < stats_.latency_bounds_ms.size() && ms > stats_.latency_bounds_ms[b]) ++b;
-    ++stats_.latency_counts[b];
-    stats_.latency_sum_ms += ms;
-    if (success) {
-      l.consecutive_failures = 0;
-      return false;
-    }
-    ++l.failures;
-    ++l.consecutive_failures;
-    if (l.consecutive_failures < o_.breaker_failures ||
-        open_for_locked(node, now) > Ms::zero()) {
-      return false;
-    }
-    breakers_[node] = now + o_.breaker_cooldown;
-    own_trips_.insert(node);
-    invalidate_locked();
-    ++stats_.breaker_trips;
-    return true;
-  }
-
-  // Tells the other gateways of the pool that `node`'s circuit is open.
-  void share_trip(const std::string& node) {
-    core_.log().warn("node '{}' of pool '{}' failed {} times in a row: out for {} ms",
-                     node, o_.name, o_.breaker_failures, o_.breaker_cooldown.count());
-    auto put = c_.put(breakers_map_, node, closes_text(o_.breaker_cooldown),
-                      o_.breaker_cooldown);
-    if (!put.ok()) {
-      core_.log().warn("could not share the open circuit of '{}': {}", node,
-                       put.status().ToString());
-    }
   }
 
   // Frees one slot. The session's record takes the release even when the
@@ -681,16 +529,12 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
     return st;
   }
 
-  struct CachedRequest {
-    absl::Status status;
-    std::shared_ptr<const SlotRequest> request;
-    Clock::TimePoint valid_until;
-  };
-
   internal::ModuleCore core_;  // first: destroyed last, stopped first
   Coordinator& c_;
   const RouterOptions o_;
-  const std::string slot_pool_, nodes_map_, breakers_map_, state_prefix_, freed_channel_;
+  const std::string slot_pool_, nodes_map_, state_prefix_, freed_channel_;
+  internal_router::Circuits circuits_;
+  internal_router::Observations observations_;
 
   internal::Mutex mu_;
   std::condition_variable cv_;
@@ -698,13 +542,7 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
   std::map<std::string, NodeSpec> registry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeAggregate> aggregates_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::int64_t> usage_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Clock::TimePoint> breakers_ ABSL_GUARDED_BY(mu_);  // open until
-  // Tripped here, not yet seen on the breakers' change stream.
-  std::set<std::string> own_trips_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Local> local_ ABSL_GUARDED_BY(mu_);
   std::map<std::uint64_t, std::string> tickets_ ABSL_GUARDED_BY(mu_);  // id -> node
-  // The observations last published per node.
-  std::map<std::string, std::map<std::string, double>> published_ ABSL_GUARDED_BY(mu_);
   std::uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   std::uint64_t release_generation_ ABSL_GUARDED_BY(mu_) = 0;
   // acquire_async calls not yet called back.
@@ -712,10 +550,7 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
   // Until then the pool counts as saturated: releases are announced on
   // freed_channel_.
   Clock::TimePoint saturated_until_ ABSL_GUARDED_BY(mu_){};
-  std::size_t rotation_ ABSL_GUARDED_BY(mu_) = 0;
-  // By (priority, label).
-  std::map<std::pair<int, std::string>, CachedRequest> cache_ ABSL_GUARDED_BY(mu_);
-  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  internal_router::RequestCache requests_ ABSL_GUARDED_BY(mu_);
   RouterStats stats_ ABSL_GUARDED_BY(mu_);
 
   std::shared_ptr<MapMirror> nodes_mirror_, breakers_mirror_;  // set by attach()

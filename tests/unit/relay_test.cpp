@@ -55,16 +55,20 @@ class Fleet {
     store_ = LocalStore::create(options).value();
   }
 
-  Instance& add(const std::string& id, RelayOptions options = {}) {
+  // Driven by run_once() (background false) and a 1 s takeover grace,
+  // unless `as_given`.
+  Instance& add(const std::string& id, RelayOptions options = {}, bool as_given = false) {
     Instance in;
     in.id = id;
     in.coordinator = LocalCoordinator::connect(store_).value();
     InstanceInfo info;
     info.id = id;
     FLEET_REQUIRE_OK(in.coordinator->join(info));
-    options.background = false;
+    if (!as_given) {
+      options.background = false;
+      options.takeover_grace = milliseconds(1000);
+    }
     options.log_sink = &log_;
-    options.takeover_grace = milliseconds(1000);
     options.on_event = [mu = in.mu, events = in.events](const SessionEvent& e) {
       std::lock_guard<std::mutex> lock(*mu);
       events->push_back(e);
@@ -104,6 +108,38 @@ class Fleet {
   std::shared_ptr<LocalStore> store_;
   std::deque<Instance> instances_;
 };
+
+TEST_CASE("the worker's check runs on the ManualClock: sessions whose chosen taker "
+          "is idle are taken once the grace has passed",
+          "[relay][clock]") {
+  Fleet f;
+  auto& a = f.add("a");
+  auto& idle = f.add("b");  // run_once() never called: it takes nothing
+  RelayOptions o;
+  o.check_interval = std::chrono::hours(1);
+  o.takeover_grace = std::chrono::hours(2);
+  auto& worker = f.add("c", o, /*as_given=*/true);
+  constexpr int kSessions = 40;
+  for (int i = 0; i < kSessions; ++i) {
+    FLEET_REQUIRE_OK(a.relay->create_session("s" + std::to_string(i), "{}").status());
+  }
+  REQUIRE(eventually([&] { return worker.relay->counts().foreign == kSessions; }));
+  f.kill(a);
+  f.expire();
+  // The expiry wakes c's check at once: it takes the sessions rendezvous
+  // gives it; b's wait for the grace.
+  REQUIRE(eventually([&] { return worker.relay->counts().own > 0; }));
+  const std::size_t first = worker.relay->counts().own;
+  CHECK(first < static_cast<std::size_t>(kSessions));
+  // An hour: a check, still within the grace. If the worker waited on the
+  // real clock, no further check would come at all.
+  f.clock().advance(std::chrono::hours(1));
+  f.clock().advance(std::chrono::hours(1) + milliseconds(1));
+  REQUIRE(eventually(
+      [&] { return worker.relay->counts().own == static_cast<std::size_t>(kSessions); }));
+  CHECK(idle.relay->counts().own == 0);
+  CHECK(eventually([&] { return worker.seen(SessionEventType::kTaken).size() == kSessions; }));
+}
 
 TEST_CASE("sessions replicate as foreign copies, updated in place, deleted everywhere",
           "[relay]") {
@@ -418,10 +454,20 @@ TEST_CASE("bad input: ids, documents, options, malformed records, no membership"
           .value();
   RelayOptions o;
   o.background = false;
-  FLEET_REQUIRE_CODE(Relay::create(*lone, o), kFailedPrecondition);  // not joined
+  o.log_sink = quiet_log_sink();
+  // Created before join: it starts once the session has joined.
+  auto early = unwrap(Relay::create(*lone, o));
+  FLEET_REQUIRE_CODE(early->create_session("s", "{}"), kFailedPrecondition);
+  FLEET_REQUIRE_CODE(early->run_once(), kFailedPrecondition);
+  CHECK(early->instance_id().empty());
+  CHECK(early->own().empty());
   InstanceInfo info;
   info.id = "x";
   FLEET_REQUIRE_OK(lone->join(info));
+  FLEET_REQUIRE_OK(early->create_session("s", "{}"));
+  CHECK(early->instance_id() == "x");
+  CHECK(early->counts().own == 1);
+  early.reset();
   o.name = "bad name\n";
   FLEET_REQUIRE_CODE(Relay::create(*lone, o), kInvalidArgument);
   o.name = "ok";
