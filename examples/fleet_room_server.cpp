@@ -319,7 +319,9 @@ class Server {
           {"ts", ts}}.dump(-1, ' ', false, Json::error_handler_t::replace);
       asio::post(fleet_thread_, [this, cl, room = cl->room, from = cl->identity,
                                  payload = std::move(payload)] {
-        absl::Status st = rooms_->broadcast(room, payload, from);
+        fleet::rooms::BroadcastOptions sender;
+        sender.from = from;  // the sender sees its own message too (the chat's echo)
+        absl::Status st = rooms_->broadcast(room, payload, sender);
         if (!st.ok()) reply_error(cl, std::string(st.message()));
       });
     } else if (type == "leave") {

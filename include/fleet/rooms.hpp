@@ -2,23 +2,31 @@
 //
 // Real-time services (SFUs, chat, games, editors) host each room on one node
 // and let clients connect to any instance. Each instance creates a Rooms on
-// its own Coordinator session, after join(); an instance that hosts rooms
-// says so with `host`:
+// its own Coordinator session (a fleet module: module.hpp); an instance that
+// hosts rooms says so with `host`:
 //
-//   fleet::rooms::RoomsOptions o;
+//   fleet::rooms::RoomsOptions o;                  // a fleet::ModuleOptions
 //   o.host = fleet::rooms::NodeInfo{"10.0.0.7:7880"};
-//   o.on_message = [&](const fleet::rooms::Delivery& d) { send_to(d.recipients,
-//   d.payload); }; o.on_room_event = [&](const fleet::rooms::RoomEvent& e) { if (e.type
-//   == kMoved) ... }; auto rooms = fleet::rooms::Rooms::create(*coordinator, o).value();
-//   auto where = rooms->join("standup", "alice", R"({"name":"Alice"})");   // assigns
-//   rooms->broadcast("standup", "hello", "alice");
+//   o.on_message = [&](const fleet::rooms::Delivery& d) { send(d.recipients, d.payload); };
+//   auto rooms = fleet::rooms::Rooms::create(*coordinator, o).value();
+//   auto where = rooms->join("standup", "alice", R"({"name":"Alice"})");  // assigns
+//   if (!where.ok()) return where.status();
+//   fleet::rooms::BroadcastOptions from_alice;
+//   from_alice.from = "alice";           // Delivery::from
+//   from_alice.except = {"alice"};       // everyone but her
+//   if (auto st = rooms->broadcast("standup", "hello", from_alice); !st.ok()) ...
+//
+// The Rooms names this instance (and node) by the Coordinator's instance id,
+// so it starts once the Coordinator has joined — created before join(), its
+// calls return FailedPrecondition until then.
 //
 // Placement: assign() keeps a room on its node while that node is a live
 // member; otherwise it selects a serving node (capacity, region, load) and
 // claims the room for it in one atomic step, so any number of instances
-// racing for a room agree on one node. locate() answers from a local cache
-// that the placement map's change stream keeps exact (no round trip on a
-// hit); the cache is dropped whenever the stream may have missed a change.
+// racing for a room agree on one node. locate() answers from a local mirror
+// of the placement map, kept exact by its change stream (no round trip on a
+// hit); while the stream may have missed a change (the connection was
+// interrupted) it asks the backend instead, until the mirror is re-read.
 // When a node stops being a live member, exactly one survivor (rendezvous
 // choice; any after `takeover_grace`) moves each of its rooms with a
 // compare-and-set, and every instance gets kMoved.
@@ -31,16 +39,24 @@
 // the backend it reports every room that may have missed messages.
 //
 // Errors: InvalidArgument (bad room name, identity, oversized payload),
-// NotFound (no such room / participant), FailedPrecondition (no live
-// serving node with room for a new room, or this instance does not host),
-// DeadlineExceeded (a request some instances did not answer: the partial
-// result comes with it), and the Coordinator's Unavailable /
-// DeadlineExceeded when the backend cannot be reached.
+// NotFound (no such room / participant), ResourceExhausted (every live
+// serving node is at max_rooms), Unavailable (no live serving node at all,
+// or the backend cannot be reached), FailedPrecondition (this instance does
+// not host, or the Coordinator has not joined), DeadlineExceeded (a request
+// some instances did not answer: the partial result comes with it), and the
+// Coordinator's DeadlineExceeded when the backend is too slow.
 //
-// Threads: every method is safe from any thread. Callbacks run on the
-// Coordinator's event thread (on_message also on the thread that calls
-// broadcast(), for this instance's own members), one at a time per source;
-// they may call the Rooms. See docs/rooms.md.
+// Threads: every method is safe from any thread. on_room_event,
+// on_participant, on_gap and on_message run on the Rooms' callback thread,
+// one at a time, in the order of the events (this instance's own
+// broadcasts included), never on the Coordinator's event thread; on_request
+// and on_disconnect run on the Rooms' request thread. Both may call the
+// Rooms — request() too: a request sent from on_request gets this
+// instance's answer computed inline. See docs/threading.md.
+//
+// Lifetime: the Coordinator must outlive the Rooms; destroy the Rooms
+// first. Destroying it does not leave the rooms: the members' instance
+// leaving or expiring cleans them up. Call leave() for a clean exit.
 #ifndef FLEET_ROOMS_HPP_
 #define FLEET_ROOMS_HPP_
 
@@ -60,6 +76,7 @@
 #include "absl/status/statusor.h"
 #include "fleet/coordinator.hpp"
 #include "fleet/log.hpp"
+#include "fleet/module.hpp"
 
 namespace fleet::rooms {
 
@@ -132,6 +149,8 @@ struct RoomState {
 };
 
 enum class ParticipantEventType { kJoined, kLeft, kUpdated };
+// "joined", "left", "updated".
+std::string_view to_string(ParticipantEventType type);
 
 // A change of a room this instance has members in.
 struct ParticipantEvent {
@@ -159,71 +178,73 @@ struct Gap {
   std::string reason;
 };
 
-struct Reply {
-  std::string instance;
-  absl::Status status;  // the handler's error, if it failed
-  std::string body;
-};
+// Requests across instances (request(), participants_everywhere(), ...)
+// answer with the module skeleton's types.
+using fleet::Reply;
+using fleet::RequestResult;
 
-// A request to every live instance: what came back before the timeout.
-struct RequestResult {
-  std::vector<Reply> replies;        // ordered by instance
-  std::vector<std::string> missing;  // expected, not answered
-  // OK when every expected instance answered; DeadlineExceeded naming the
-  // missing ones otherwise (the replies are still there).
-  absl::Status status;
+// Who a broadcast is from, and who does not receive it.
+struct BroadcastOptions {
+  // The sending participant's identity (Delivery::from); empty: none.
+  std::string from;
+  // Identities that do not receive it. The sender receives its own
+  // broadcast unless it is listed here.
+  std::vector<std::string> except;
 };
 
 struct RoomsStats {
   std::uint64_t locate_hits = 0, locate_misses = 0;
-  std::uint64_t cache_drops = 0;  // whole cache dropped (stream may have missed events)
+  // Times the locate cache stopped answering until the placement map was
+  // re-read (the stream may have missed changes).
+  std::uint64_t cache_drops = 0;
   std::uint64_t broadcasts_sent = 0;
   std::uint64_t broadcasts_received = 0;  // from the backend (other instances)
   std::uint64_t gaps = 0;
   std::uint64_t rooms_moved_here = 0;  // moves this instance made
+  std::uint64_t checks = 0;            // checks completed (worker or run_once)
 };
 
-struct RoomsOptions {
-  // Namespace inside the Coordinator's (name rules, at most 48 bytes).
-  std::string name = "default";
+// ModuleOptions::name is the rooms namespace inside the Coordinator's;
+// check_interval: how often the node record (stats) is re-published and
+// instances that are gone are looked for.
+struct RoomsOptions : ModuleOptions {
   // Set: this instance hosts rooms (a node).
   std::optional<NodeInfo> host;
   // Where this instance is: nodes of the same region are preferred.
   std::string region;
   // Largest broadcast payload; larger ones are refused (InvalidArgument).
   std::size_t max_message_bytes = 64 * 1024;
-  // How often the node record (stats) is re-published, and nodes that are
-  // gone are looked for.
-  std::chrono::milliseconds check_interval{500};
   // A dead node's rooms not moved by the chosen survivor this long after it
   // went are moved by any instance.
   std::chrono::milliseconds takeover_grace{2000};
-  bool background = true;  // false: call run_once() yourself (tests)
+  // On the callback thread.
   std::function<void(const RoomEvent&)> on_room_event;
   std::function<void(const Delivery&)> on_message;
   std::function<void(const Gap&)> on_gap;
   std::function<void(const ParticipantEvent&)> on_participant;
-  // Answers requests of application topics (see Rooms::request).
+  // On the request thread: answers requests of application topics (see
+  // Rooms::request).
   std::function<absl::StatusOr<std::string>(std::string_view topic,
                                             std::string_view body)>
       on_request;
-  // Disconnects this instance's connections of `identity` (Rooms::disconnect
-  // everywhere); returns how many it closed.
+  // On the request thread: disconnects this instance's connections of
+  // `identity` (Rooms::disconnect_everywhere); returns how many it closed.
   std::function<std::size_t(std::string_view identity)> on_disconnect;
-  LogSink* log_sink = nullptr;  // nullptr: stderr
 };
 
 class Rooms {
  public:
-  // Registers this instance (and node, with `host`), loads the nodes and
-  // the rooms this node hosts, then starts. FailedPrecondition if the
-  // Coordinator has not joined.
+  // Starts; once the Coordinator has joined (at once if it has) registers
+  // this instance (and node, with `host`) and loads the nodes and
+  // placements. InvalidArgument for bad options; a load's error when the
+  // Coordinator had joined.
   static absl::StatusOr<std::unique_ptr<Rooms>> create(Coordinator& coordinator,
                                                        RoomsOptions options);
   // Stops; does not leave the rooms (the members' instance dying or leaving
   // the fleet cleans them up). Call leave() for a clean exit.
   virtual ~Rooms() = default;
 
+  // Empty until the Rooms has started.
   virtual const std::string& instance_id() const = 0;
 
   // ---- nodes ----------------------------------------------------------------
@@ -266,14 +287,16 @@ class Rooms {
 
   // ---- broadcast ------------------------------------------------------------
   // Delivers `payload` to the room's members on every instance but those in
-  // `except`. Only instances with members of the room receive it.
+  // options.except (the sender too, unless listed there). Only instances
+  // with members of the room receive it; this instance's own members get it
+  // through on_message like everyone else.
   virtual absl::Status broadcast(std::string_view room, std::string_view payload,
-                                 std::string_view from = {},
-                                 const std::vector<std::string>& except = {}) = 0;
+                                 const BroadcastOptions& options = {}) = 0;
 
   // ---- requests across instances ---------------------------------------------
   // Asks every live Rooms instance (this one included); waits for all of
-  // them, at most `timeout`. Topics starting with "fleet." are reserved.
+  // them, at most `timeout` (on the Coordinator's clock). Topics starting
+  // with "fleet." are reserved.
   virtual RequestResult request(std::string_view topic, std::string_view body,
                                 std::chrono::milliseconds timeout) = 0;
   // Every participant of `room` as their instances report them.
@@ -288,8 +311,10 @@ class Rooms {
 
   virtual RoomsStats stats() const = 0;
   // One check: publish the node record, move rooms of nodes that are gone,
-  // clean up members of instances that are gone. The background thread
-  // calls it every check_interval and at once on a membership change.
+  // clean up members of instances that are gone; then waits for the events
+  // it caused to be delivered. The worker runs it every check_interval and
+  // at once on a membership change. FailedPrecondition until the
+  // Coordinator has joined.
   virtual absl::Status run_once() = 0;
 };
 

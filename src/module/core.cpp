@@ -138,6 +138,7 @@ absl::Status ModuleCore::step() {
   }
   if (names_instance_) note(live_.refresh());
   note(hooks_->check());
+  ++steps_;
   return first;
 }
 

@@ -118,8 +118,8 @@ class ModuleCore {
   Clock* clock() const { return c_.clock(); }
   const Logger& log() const { return log_; }
   const std::string& kind() const { return kind_; }
-  // Checks completed by the worker thread.
-  std::uint64_t worker_steps() const { return worker_.steps(); }
+  // Steps completed (worker and run_once), whatever their outcome.
+  std::uint64_t steps() const { return steps_.load(); }
   // Coordinator::data_losses() that the module has handled (re-published).
   std::uint64_t losses_handled() const { return losses_handled_.load(); }
 
@@ -146,6 +146,7 @@ class ModuleCore {
   // handled.
   std::atomic<std::uint64_t> losses_forgotten_{0}, losses_handled_{0};
   std::atomic<bool> resync_due_{false};
+  std::atomic<std::uint64_t> steps_{0};
   absl::StatusCode last_step_code_ ABSL_GUARDED_BY(step_mu_) = absl::StatusCode::kOk;
 
   Mutex mirrors_mu_;

@@ -38,7 +38,7 @@ class Worker {
   void post(std::function<void()> task);
   // Runs the tasks queued now (and those they queue) on the calling thread.
   void run_tasks();
-  // Steps completed by the thread (for tests that wait for one).
+  // Steps completed by the thread.
   std::uint64_t steps() const;
 
  private:

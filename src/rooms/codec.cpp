@@ -1,9 +1,11 @@
-// fleet::rooms record formats: placements, node records, participants.
-#include <charconv>
+// fleet::rooms record formats: placements, node records, participants,
+// broadcasts.
+#include <algorithm>
 
 #include "fleet/names.hpp"
 #include "fleet/rooms.hpp"
 #include "fmt/format.h"
+#include "internal/parse.hpp"
 #include "internal/status.hpp"
 #include "nlohmann/json.hpp"
 #include "rooms/internal.hpp"
@@ -11,26 +13,6 @@
 namespace fleet::rooms {
 
 namespace internal_rooms {
-
-bool parse_u64(std::string_view text, std::uint64_t* out) {
-  if (text.empty()) return false;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && end == text.data() + text.size();
-}
-
-std::vector<std::string_view> split_fields(std::string_view value, std::size_t n,
-                                           std::string_view* rest) {
-  std::vector<std::string_view> out;
-  std::size_t pos = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t nl = value.find('\n', pos);
-    if (nl == std::string_view::npos) return {};
-    out.push_back(value.substr(pos, nl - pos));
-    pos = nl + 1;
-  }
-  *rest = value.substr(pos);
-  return out;
-}
 
 std::string encode_placement(const Placement& p) {
   return fmt::format("{}\n{}\n{}\n{}\n{}\n{}", kPlacementMagic, p.node, p.generation,
@@ -66,6 +48,66 @@ std::string encode_participant(std::string_view instance, std::string_view metad
   return fmt::format("{}\n{}", instance, metadata);
 }
 
+std::string index_map(std::string_view name, std::string_view instance) {
+  return fmt::format("rooms/{}/at/{}", name, instance);
+}
+std::string broadcast_channel(std::string_view name, std::string_view room) {
+  return fmt::format("rooms/{}/bc/{}", name, room);
+}
+std::string requests_prefix(std::string_view name) { return fmt::format("rooms/{}", name); }
+
+void apply_state_entry(RoomState* s, const std::string& key, const std::string& value) {
+  if (key == kMetadataKey) {
+    s->metadata = value;
+  } else if (key.compare(0, kFlagPrefix.size(), kFlagPrefix) == 0) {
+    s->flags[key.substr(kFlagPrefix.size())] = value;
+  } else if (key.compare(0, kParticipantPrefix.size(), kParticipantPrefix) == 0) {
+    auto p = decode_participant(key, value);
+    if (!p.ok()) return;
+    auto it = std::lower_bound(
+        s->participants.begin(), s->participants.end(), p->identity,
+        [](const Participant& a, const std::string& id) { return a.identity < id; });
+    if (it != s->participants.end() && it->identity == p->identity) {
+      *it = *p;
+    } else {
+      s->participants.insert(it, *p);
+    }
+  }
+}
+
+std::string encode_broadcast(std::string_view sender, std::string_view incarnation,
+                             std::uint64_t sequence, const BroadcastOptions& options,
+                             std::string_view payload) {
+  std::string except;
+  for (const auto& e : options.except) {
+    if (!except.empty()) except += kListSeparator;
+    except += e;
+  }
+  std::string out = fmt::format("{}\n{}\n{}\n{}\n{}\n{}\n", kBroadcastMagic, sender,
+                                incarnation, sequence, options.from, except);
+  out.append(payload);
+  return out;
+}
+
+bool decode_broadcast(std::string_view message, Broadcast* out) {
+  auto f = internal::split_lines(message, 6, &out->payload);
+  if (f.size() != 6 || f[0] != kBroadcastMagic || f[1].empty() ||
+      !internal::parse_u64(f[3], &out->sequence)) {
+    return false;
+  }
+  out->sender = f[1];
+  out->incarnation = f[2];
+  out->from = f[4];
+  out->except.clear();
+  for (std::size_t pos = 0; pos < f[5].size();) {
+    std::size_t end = f[5].find(kListSeparator, pos);
+    if (end == std::string_view::npos) end = f[5].size();
+    out->except.emplace_back(f[5].substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return true;
+}
+
 }  // namespace internal_rooms
 
 using namespace internal_rooms;
@@ -88,6 +130,18 @@ absl::StatusOr<NodeState> parse_node_state(std::string_view text) {
   if (text == "draining") return NodeState::kDraining;
   return absl::InvalidArgumentError(
       fmt::format("node state '{}' is not one of starting, serving, draining", text));
+}
+
+std::string_view to_string(ParticipantEventType type) {
+  switch (type) {
+    case ParticipantEventType::kJoined:
+      return "joined";
+    case ParticipantEventType::kLeft:
+      return "left";
+    case ParticipantEventType::kUpdated:
+      return "updated";
+  }
+  return "unknown";
 }
 
 std::string_view to_string(RoomEventType type) {
@@ -134,10 +188,10 @@ absl::Status validate_identity(std::string_view identity) {
 absl::StatusOr<Placement> decode_placement(std::string_view room,
                                            std::string_view value) {
   std::string_view rest;
-  auto f = split_fields(value, 5, &rest);
+  auto f = internal::split_lines(value, 5, &rest);
   Placement p;
   if (f.size() != 5 || f[0] != kPlacementMagic || f[1].empty() ||
-      !parse_u64(f[2], &p.generation) || p.generation == 0) {
+      !internal::parse_u64(f[2], &p.generation) || p.generation == 0) {
     return absl::DataLossError(
         fmt::format("room '{}': malformed placement record", room));
   }

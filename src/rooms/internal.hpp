@@ -1,4 +1,4 @@
-// fleet::rooms internals shared by its source files: record formats and
+// fleet::rooms internals shared by its source files: record formats, and
 // the names of the maps and channels (docs/redis-keys.md lists them).
 #ifndef FLEET_SRC_ROOMS_INTERNAL_HPP_
 #define FLEET_SRC_ROOMS_INTERNAL_HPP_
@@ -14,8 +14,6 @@ namespace fleet::rooms::internal_rooms {
 
 inline constexpr std::string_view kPlacementMagic = "rp1";
 inline constexpr std::string_view kBroadcastMagic = "rb1";
-inline constexpr std::string_view kRequestMagic = "rq1";
-inline constexpr std::string_view kReplyMagic = "rs1";
 // Keys of a room map.
 inline constexpr std::string_view kParticipantPrefix = "p\n";
 inline constexpr std::string_view kFlagPrefix = "f\n";
@@ -23,18 +21,39 @@ inline constexpr std::string_view kMetadataKey = "m";
 // Separates the identities of a broadcast's except-list (a control
 // character: never part of an identity).
 inline constexpr char kListSeparator = '\x1f';
+// Requests the Rooms answer itself.
+inline constexpr std::string_view kParticipantsTopic = "fleet.participants";
+inline constexpr std::string_view kDisconnectTopic = "fleet.disconnect";
 
-bool parse_u64(std::string_view text, std::uint64_t* out);
-// The first `n` newline-terminated fields and what follows; empty if the
-// value has fewer.
-std::vector<std::string_view> split_fields(std::string_view value, std::size_t n,
-                                           std::string_view* rest);
+// "rooms/<name>/at/<instance>": "<room>\n<identity>" -> "" for each member
+// an instance holds (what to clean up when it dies).
+std::string index_map(std::string_view name, std::string_view instance);
+// "rooms/<name>/bc/<room>".
+std::string broadcast_channel(std::string_view name, std::string_view room);
+// "rooms/<name>": the prefix of the request and reply channels.
+std::string requests_prefix(std::string_view name);
 
 std::string encode_placement(const Placement& p);
 std::string encode_node(const Node& n, bool host, std::string_view session);
 std::string participant_key(std::string_view identity);
 std::string flag_key(std::string_view flag);
 std::string encode_participant(std::string_view instance, std::string_view metadata);
+// Applies one entry of a room map to `s` (participants kept by identity);
+// a malformed participant is skipped.
+void apply_state_entry(RoomState* s, const std::string& key, const std::string& value);
+
+// A broadcast on the wire: "rb1\n<sender>\n<incarnation>\n<seq>\n<from>\n
+// <except, kListSeparator-joined>\n<payload>".
+struct Broadcast {
+  std::string_view sender, incarnation, from, payload;
+  std::uint64_t sequence = 0;
+  std::vector<std::string> except;
+};
+std::string encode_broadcast(std::string_view sender, std::string_view incarnation,
+                             std::uint64_t sequence, const BroadcastOptions& options,
+                             std::string_view payload);
+// False for a malformed message.
+bool decode_broadcast(std::string_view message, Broadcast* out);
 
 }  // namespace fleet::rooms::internal_rooms
 

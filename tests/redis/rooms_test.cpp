@@ -18,6 +18,7 @@
 #include "fleet/redis_coordinator.hpp"
 #include "fleet/rooms.hpp"
 #include "redis_server.hpp"
+#include "slow_callback_case.hpp"
 #include "status.hpp"
 
 namespace fleet::testing {
@@ -102,7 +103,7 @@ class Cluster {
           if (it != where.end()) {
             if (rng() % 3 == 0) {
               if (r->leave(it->second, who).ok()) where.erase(it);
-            } else if (r->broadcast(it->second, "hello", who).ok()) {
+            } else if (r->broadcast(it->second, "hello", BroadcastOptions{who, {}}).ok()) {
               ++broadcasts_ok_;
             } else {
               ++failures_;
@@ -274,6 +275,24 @@ TEST_CASE("8 instances on Redis assign the same 1000 rooms at once: one node eac
       CHECK(p->generation == 1u);
     }
   }
+}
+
+TEST_CASE("on Redis, a rooms callback that blocks holds up no lock grant, membership "
+          "event or router decision on its Coordinator",
+          "[rooms][threads]") {
+  RedisServer& redis = shared_redis_server();
+  const std::string ns = unique_ns("slow");
+  CaptureSink log;
+  auto joined = [&](const std::string& id) {
+    auto c = unwrap(RedisCoordinator::connect(fast_options(redis.url(), &log, ns)));
+    InstanceInfo info;
+    info.id = id;
+    FLEET_REQUIRE_OK(c->join(info));
+    return c;
+  };
+  auto a = joined("a");
+  auto b = joined("b");
+  slow_callback_holds_nothing_up(*a, *b, [&] { return joined("d"); }, &log);
 }
 
 TEST_CASE("broadcasts on Redis reach only instances with members, in order, none lost",

@@ -3,6 +3,7 @@
 // requests with a silent instance, data loss, bad input.
 #include <atomic>
 #include <deque>
+#include <future>
 #include <thread>
 
 #include "capture_sink.hpp"
@@ -129,6 +130,17 @@ class Fleet {
     for (auto& in : instances_) {
       if (in.rooms) FLEET_REQUIRE_OK(in.rooms->run_once());
     }
+  }
+
+  // Runs `call` — a request that waits for its timeout on the manual clock
+  // — while moving the clock on in small steps.
+  template <typename F>
+  auto advancing(F call) {
+    auto result = std::async(std::launch::async, call);
+    while (result.wait_for(milliseconds(5)) != std::future_status::ready) {
+      clock_.advance(milliseconds(20));
+    }
+    return result.get();
   }
 
   ManualClock& clock() { return clock_; }
@@ -299,9 +311,8 @@ TEST_CASE("a room stays on its live node, draining and full nodes get no new roo
   }));
   // a is full (max_rooms 2) and b draining: no node for a third room.
   auto none = b.rooms->assign("r3");
-  FLEET_REQUIRE_CODE(none, kFailedPrecondition);
-  CHECK(std::string(none.status().message()).find("no live serving node") !=
-        std::string::npos);
+  FLEET_REQUIRE_CODE(none, kResourceExhausted);
+  CHECK(std::string(none.status().message()).find("at max_rooms") != std::string::npos);
   // A room on a draining node stays there until migrated.
   FLEET_REQUIRE_OK(b.rooms->set_node_state(NodeState::kServing));
   REQUIRE(eventually([&] {
@@ -313,13 +324,13 @@ TEST_CASE("a room stays on its live node, draining and full nodes get no new roo
   FLEET_REQUIRE_OK(b.rooms->set_node_state(NodeState::kDraining));
   CHECK(unwrap(a.rooms->assign("r3")).node == "b");
   CHECK(unwrap(a.rooms->assign("r1")).node == "a");
-  // Migrating a's rooms: b is draining, so there is nowhere to go.
+  // Migrating a's rooms: b is draining, so there is nowhere to go (for now).
   REQUIRE(eventually([&] {
     for (const auto& n : a.rooms->nodes())
       if (n.id == "b") return n.info.state == NodeState::kDraining;
     return false;
   }));
-  FLEET_REQUIRE_CODE(a.rooms->migrate("r1"), kFailedPrecondition);
+  FLEET_REQUIRE_CODE(a.rooms->migrate("r1"), kUnavailable);
   FLEET_REQUIRE_OK(b.rooms->set_node_state(NodeState::kServing));
   REQUIRE(eventually([&] {
     for (const auto& n : a.rooms->nodes())
@@ -451,8 +462,8 @@ TEST_CASE("broadcasts reach members on every instance in order, and only those i
     senders.emplace_back([in, &failed] {
       for (int i = 1; i <= kPerSender; ++i) {
         if (!in->rooms
-                 ->broadcast("r", in->id + ":" + std::to_string(i), in->id + "0",
-                             {in->id + "1"})
+                 ->broadcast("r", in->id + ":" + std::to_string(i),
+                             BroadcastOptions{in->id + "0", {in->id + "1"}})
                  .ok()) {
           ++failed;
         }
@@ -560,9 +571,9 @@ TEST_CASE("requests count live instances, a silent one gives a partial DeadlineE
   // c stops answering (cut off, still a live member until its TTL).
   FLEET_REQUIRE_OK(f.store().set_reachable(c.coordinator->session_id(), false));
   RequestResult r;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto partial = a.rooms->participants_everywhere("r", milliseconds(300), &r);
-  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  // The timeout is on the Coordinator's (manual) clock.
+  auto partial = f.advancing(
+      [&] { return a.rooms->participants_everywhere("r", milliseconds(2000), &r); });
   FLEET_REQUIRE_CODE(partial, kDeadlineExceeded);
   REQUIRE(r.missing == std::vector<std::string>{"c"});
   REQUIRE(r.replies.size() == 2);
@@ -570,7 +581,7 @@ TEST_CASE("requests count live instances, a silent one gives a partial DeadlineE
   CHECK(r.replies[1].instance == "b");
   CHECK(std::string(r.status.message()).find("did not answer") != std::string::npos);
   // Application topics go to on_request; without a handler: Unimplemented.
-  auto app = a.rooms->request("stats", "", milliseconds(300));
+  auto app = f.advancing([&] { return a.rooms->request("stats", "", milliseconds(2000)); });
   CHECK(app.replies.size() == 2);
   CHECK(app.replies[0].status.code() == absl::StatusCode::kUnimplemented);
   CHECK(a.rooms->request("fleet.x", "", milliseconds(10)).status.code() ==
@@ -653,7 +664,7 @@ TEST_CASE("bad input gets InvalidArgument naming the problem", "[rooms]") {
   FLEET_REQUIRE_CODE(big, kInvalidArgument);
   CHECK(std::string(big.message()).find("max_message_bytes") != std::string::npos);
   FLEET_REQUIRE_OK(a.rooms->broadcast("r", std::string(64 * 1024, 'x')));
-  FLEET_REQUIRE_CODE(a.rooms->broadcast("r", "x", "", {"bad\x1fid"}), kInvalidArgument);
+  FLEET_REQUIRE_CODE(a.rooms->broadcast("r", "x", BroadcastOptions{"", {"bad\x1fid"}}), kInvalidArgument);
   FLEET_REQUIRE_CODE(a.rooms->set_flag("r", "", "v"), kInvalidArgument);
   FLEET_REQUIRE_CODE(a.rooms->leave("r", "nobody"), kNotFound);
   FLEET_REQUIRE_CODE(a.rooms->report_load(-1, 0), kInvalidArgument);
@@ -673,11 +684,23 @@ TEST_CASE("bad input gets InvalidArgument naming the problem", "[rooms]") {
   FLEET_REQUIRE_CODE(a.rooms->assign("junk"), kDataLoss);
   FLEET_REQUIRE_OK(a.coordinator->put(nodes_map("default"), "weird", "{").status());
   FLEET_REQUIRE_OK(a.rooms->run_once());
-  CHECK(f.log().contains("malformed node record"));
+  CHECK(eventually([&] { return f.log().contains("malformed node record"); }));
 
-  // Without join(): FailedPrecondition.
+  // Created before join(): FailedPrecondition until the session joins.
   auto lone = unwrap(LocalCoordinator::create());
-  FLEET_REQUIRE_CODE(Rooms::create(*lone, {}), kFailedPrecondition);
+  RoomsOptions early;
+  early.background = false;
+  early.log_sink = quiet_log_sink();
+  auto waiting = unwrap(Rooms::create(*lone, early));
+  FLEET_REQUIRE_CODE(waiting->locate("r"), kFailedPrecondition);
+  FLEET_REQUIRE_CODE(waiting->run_once(), kFailedPrecondition);
+  CHECK(waiting->instance_id().empty());
+  InstanceInfo late;
+  late.id = "late";
+  FLEET_REQUIRE_OK(lone->join(late));
+  FLEET_REQUIRE_OK(waiting->locate("r").status());
+  CHECK(waiting->instance_id() == "late");
+  waiting.reset();
   RoomsOptions bad;
   bad.name = std::string(49, 'n');
   FLEET_REQUIRE_CODE(Rooms::create(*a.coordinator, bad), kInvalidArgument);
