@@ -27,6 +27,7 @@
 #include "nlohmann/json.hpp"
 #include "redis/connection.hpp"
 #include "redis/keys.hpp"
+#include "redis/pool.hpp"
 #include "redis/scripts.hpp"
 #include "redis/url.hpp"
 

@@ -430,7 +430,9 @@ int main(int argc, char** argv) {
       "broadcast A->B delivered", 1, ops,
       [&](int, int) {
         const std::uint64_t before = delivered.load();
-        if (auto st = ra->broadcast("bench", "x", fleet::rooms::BroadcastOptions{"a0", {}}); !st.ok())
+        if (auto st =
+                ra->broadcast("bench", "x", fleet::rooms::BroadcastOptions{"a0", {}});
+            !st.ok())
           bench::die("broadcast", st);
         while (delivered.load() == before) {
         }

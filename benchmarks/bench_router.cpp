@@ -39,6 +39,7 @@
 #include "fleet/fleet.hpp"
 #include "internal/logger.hpp"
 #include "redis/connection.hpp"
+#include "redis/pool.hpp"
 #include "redis/url.hpp"
 
 namespace {

@@ -1,6 +1,8 @@
 #include "fleet/clock.hpp"
 
+#include <algorithm>
 #include <list>
+#include <thread>
 #include <vector>
 
 namespace fleet {
@@ -37,12 +39,16 @@ struct ManualClock::State {
     std::mutex* mu;
     std::condition_variable* cv;
     TimePoint deadline;
+    std::thread::id thread;
+    std::uint64_t seq;  // registration order
     bool fired = false;
     int firing = 0;
   };
 
   mutable std::mutex mu;
   std::condition_variable firing_done;
+  std::condition_variable registered;  // a waiter registered (advance_stepwise)
+  std::uint64_t next_seq = 0;
   TimePoint now{std::chrono::hours(24 * 365)};
   WallTime wall{std::chrono::hours(24 * 365 * 50)};  // ~2020, fixed
   std::list<Waiter> waiters;
@@ -73,8 +79,11 @@ void ManualClock::wait_until(std::unique_lock<std::mutex>& lock,
   {
     std::lock_guard<std::mutex> g(s.mu);
     if (s.now >= deadline) return;
-    it = s.waiters.insert(s.waiters.end(), State::Waiter{lock.mutex(), &cv, deadline});
+    it = s.waiters.insert(s.waiters.end(),
+                          State::Waiter{lock.mutex(), &cv, deadline,
+                                        std::this_thread::get_id(), s.next_seq++});
   }
+  s.registered.notify_all();
   cv.wait(lock);
   lock.unlock();
   {
@@ -110,6 +119,54 @@ void ManualClock::advance(std::chrono::nanoseconds d) {
     for (State::Waiter* w : due) --w->firing;
     s.firing_done.notify_all();
   }
+}
+
+int ManualClock::advance_stepwise(std::chrono::nanoseconds d,
+                                  std::chrono::milliseconds settle) {
+  if (d.count() <= 0) return 0;
+  State& s = *state_;
+  TimePoint target;
+  {
+    std::lock_guard<std::mutex> g(s.mu);
+    target = s.now + d;
+  }
+  int stops = 0;
+  for (;;) {
+    TimePoint next;
+    std::vector<std::thread::id> due;
+    std::uint64_t seq;
+    std::chrono::nanoseconds step;
+    {
+      std::lock_guard<std::mutex> g(s.mu);
+      next = target;
+      for (const auto& w : s.waiters) {
+        if (!w.fired && w.deadline < next) next = w.deadline;
+      }
+      for (const auto& w : s.waiters) {
+        if (!w.fired && w.deadline <= next) due.push_back(w.thread);
+      }
+      seq = s.next_seq;
+      step = next - s.now;
+    }
+    advance(std::max(step, std::chrono::nanoseconds(1)));
+    ++stops;
+    if (!due.empty()) {
+      // Real time: how long the woken threads may take to act and wait
+      // again (one that ends, or blocks on something else, uses it up).
+      std::unique_lock<std::mutex> g(s.mu);
+      s.registered.wait_for(g, settle, [&] {
+        for (const auto& id : due) {
+          const bool again = std::any_of(
+              s.waiters.begin(), s.waiters.end(),
+              [&](const State::Waiter& w) { return w.thread == id && w.seq >= seq; });
+          if (!again) return false;
+        }
+        return true;
+      });
+    }
+    if (next >= target) break;
+  }
+  return stops;
 }
 
 }  // namespace fleet

@@ -2,11 +2,18 @@
 
 #include <algorithm>
 
+#include "fleet/status.hpp"
+
 namespace fleet {
 
 LeaseGuard::LeaseGuard(Coordinator& coordinator, Lease lease, LostCallback on_lost)
     : coordinator_(coordinator), on_lost_(std::move(on_lost)), lease_(std::move(lease)) {
   thread_ = std::thread([this] { run(); });
+  // Renewing by the time the constructor returns: the thread holds mu_ from
+  // setting started_ until it waits on the clock (or renews), so a
+  // ManualClock advanced right after this sees the guard's deadline.
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return started_; });
 }
 
 LeaseGuard::~LeaseGuard() {
@@ -54,6 +61,8 @@ absl::Status LeaseGuard::release() {
 void LeaseGuard::run() {
   Clock* clock = coordinator_.clock();
   std::unique_lock<std::mutex> lock(mu_);
+  started_ = true;
+  cv_.notify_all();
   const auto period =
       std::max<Clock::TimePoint::duration>(lease_.ttl / 3, std::chrono::milliseconds(1));
   const auto retry =
@@ -76,9 +85,7 @@ void LeaseGuard::run() {
       next = clock->now() + period;
       continue;
     }
-    const absl::StatusCode code = renewed.status().code();
-    const bool transient = code == absl::StatusCode::kUnavailable ||
-                           code == absl::StatusCode::kDeadlineExceeded;
+    const bool transient = outcome_unknown(renewed.status());
     if (transient && clock->now() < current.expires_at) {
       next = clock->now() + retry;
       continue;

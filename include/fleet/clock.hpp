@@ -64,12 +64,28 @@ class ManualClock final : public Clock {
   void wait_until(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
                   TimePoint deadline) override;
 
-  // Moves time forward by `d` (negative values are ignored) and wakes the
-  // waiters whose deadline has passed.
+  // Moves time forward by `d` (negative values are ignored) in one jump and
+  // wakes the waiters whose deadline has passed. A waiter that meant to act
+  // before a later deadline — a LeaseGuard renewing at ttl/3 — wakes only
+  // after the jump, and finds its lease expired: use advance_stepwise().
   void advance(std::chrono::nanoseconds d);
 
-  // Number of threads currently blocked in wait_until(); lets a test wait
-  // until a background thread has gone to sleep before advancing time.
+  // Moves time forward by `d` the way real time passes for the waiters: it
+  // stops at each waiter's deadline on the way, wakes it, and lets the woken
+  // threads act and wait again (up to `settle` of real time each stop)
+  // before moving on. So a LeaseGuard renews on time, and a module's worker
+  // runs each check it would have run. Returns the number of stops.
+  //
+  //   fleet::LeaseGuard guard(*coordinator, **lease);   // ttl 3 s
+  //   clock.advance_stepwise(std::chrono::seconds(30)); // renewed all along
+  //   assert(guard.held());
+  int advance_stepwise(std::chrono::nanoseconds d, std::chrono::milliseconds settle =
+                                                       std::chrono::milliseconds(1000));
+
+  // Number of threads currently blocked in wait_until() — fleet's own
+  // (the in-process backend's expiry thread, module workers, lease guards)
+  // as well as the test's. To move time past what a thread will do, use
+  // advance_stepwise() rather than waiting for this to reach a number.
   int waiters() const;
 
  private:

@@ -15,6 +15,10 @@
 //
 // Threads: on_lost runs on the guard's thread; it must not destroy the
 // guard. All methods are thread-safe. The Coordinator must outlive the guard.
+//
+// With a ManualClock (tests), move time with advance_stepwise(): it stops at
+// each renewal on the way. One advance() past the TTL wakes the guard only
+// after the lease expired, and the guard reports it lost.
 #ifndef FLEET_LEASE_GUARD_HPP_
 #define FLEET_LEASE_GUARD_HPP_
 
@@ -61,6 +65,7 @@ class LeaseGuard {
   Lease lease_;       // guarded by mu_
   bool held_ = true;  // guarded by mu_
   bool stop_ = false;
+  bool started_ = false;  // the renewal thread runs (the constructor waits for it)
   int renewals_ = 0;
   std::thread thread_;
 };

@@ -61,14 +61,13 @@ struct ModuleOptions {
   // false: no worker thread; call run_once() yourself (tests, event
   // loops). Callbacks still run on the module's callback thread.
   bool background = true;
-  LogSink* log_sink = nullptr;            // nullptr: stderr_log_sink()
-  LogLevel log_level = LogLevel::kInfo;   // lines below it are not written
+  LogSink* log_sink = nullptr;           // nullptr: stderr_log_sink()
+  LogLevel log_level = LogLevel::kInfo;  // lines below it are not written
 };
 
 // Validates what every module checks the same way: InvalidArgument naming
 // `kind` ("rooms", ...) for a bad name or a non-positive check_interval.
-absl::Status validate_module_options(const ModuleOptions& options,
-                                     std::string_view kind);
+absl::Status validate_module_options(const ModuleOptions& options, std::string_view kind);
 
 // One instance's answer to a request across instances.
 struct Reply {

@@ -122,6 +122,12 @@ struct Counts {
   std::size_t total() const { return own + foreign; }
 };
 
+struct RelayStats {
+  std::uint64_t checks = 0;  // checks completed (worker or run_once)
+  std::uint64_t taken = 0;   // sessions this instance took over
+  std::uint64_t lost = 0;    // own sessions lost (kLost reported)
+};
+
 // What restore found on start.
 struct RestoreReport {
   std::size_t own = 0;        // sessions this instance still owned (adopted)
@@ -169,6 +175,7 @@ class Relay {
   virtual std::vector<Session> own() const = 0;
   virtual std::vector<Session> foreign() const = 0;
   virtual Counts counts() const = 0;
+  virtual RelayStats stats() const = 0;
 
   // One check: take over sessions of owners that are gone, re-read what may
   // be stale; then waits for the events it caused to be delivered. The

@@ -7,14 +7,12 @@
 //
 //   fleet::rooms::RoomsOptions o;                  // a fleet::ModuleOptions
 //   o.host = fleet::rooms::NodeInfo{"10.0.0.7:7880"};
-//   o.on_message = [&](const fleet::rooms::Delivery& d) { send(d.recipients, d.payload); };
-//   auto rooms = fleet::rooms::Rooms::create(*coordinator, o).value();
-//   auto where = rooms->join("standup", "alice", R"({"name":"Alice"})");  // assigns
-//   if (!where.ok()) return where.status();
-//   fleet::rooms::BroadcastOptions from_alice;
-//   from_alice.from = "alice";           // Delivery::from
-//   from_alice.except = {"alice"};       // everyone but her
-//   if (auto st = rooms->broadcast("standup", "hello", from_alice); !st.ok()) ...
+//   o.on_message = [&](const fleet::rooms::Delivery& d) { send(d.recipients, d.payload);
+//   }; auto rooms = fleet::rooms::Rooms::create(*coordinator, o).value(); auto where =
+//   rooms->join("standup", "alice", R"({"name":"Alice"})");  // assigns if (!where.ok())
+//   return where.status(); fleet::rooms::BroadcastOptions from_alice; from_alice.from =
+//   "alice";           // Delivery::from from_alice.except = {"alice"};       // everyone
+//   but her if (auto st = rooms->broadcast("standup", "hello", from_alice); !st.ok()) ...
 //
 // The Rooms names this instance (and node) by the Coordinator's instance id,
 // so it starts once the Coordinator has joined — created before join(), its

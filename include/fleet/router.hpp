@@ -173,6 +173,7 @@ struct NodeView {
 };
 
 struct RouterStats {
+  std::uint64_t checks = 0;  // checks completed (worker or run_once)
   std::uint64_t decisions = 0;
   std::uint64_t rejections = 0;  // ResourceExhausted returned
   std::uint64_t waits = 0;       // acquires that had to wait for a slot

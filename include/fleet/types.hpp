@@ -80,6 +80,10 @@ struct Lease {
   // Fencing token: strictly greater than the token of every earlier grant of
   // this name, across all holders and backends' restarts of the holder. Pass
   // it to the protected resource, which rejects tokens lower than one seen.
+  // On Redis a token is at least the server's time in microseconds, so
+  // tokens keep growing after Redis lost its data (the last one is gone with
+  // it); in-process they count 1, 2, 3, ... (the store cannot lose them).
+  // Compare tokens of one lock name on one backend only.
   std::uint64_t fence = 0;
   std::chrono::milliseconds ttl{0};
   // The holder's conservative estimate of the expiry, on its own Clock

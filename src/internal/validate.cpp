@@ -83,6 +83,14 @@ absl::Status lease_no_longer_held(const Lease& lease) {
                   to_string(lease.kind), lease.name, lease.fence));
 }
 
+absl::Status lease_never_granted(const Lease& lease, std::uint64_t last) {
+  return absl::InvalidArgumentError(fmt::format(
+      "{} '{}' (fence {}) was never granted: {}", to_string(lease.kind), lease.name,
+      lease.fence,
+      last == 0 ? std::string("nothing was ever granted under that name")
+                : fmt::format("the highest fence granted under that name is {}", last)));
+}
+
 absl::Status validate_map_key(std::string_view map, std::string_view key) {
   FLEET_RETURN_IF_ERROR(validate_name("map name", map));
   return validate_key("map key", key);

@@ -26,6 +26,9 @@ absl::Status validate_lease(const Lease& lease);
 absl::Status check_lease(const Lease& lease, std::string_view session_id);
 // Aborted: the grant expired or was released (what release/renew return).
 absl::Status lease_no_longer_held(const Lease& lease);
+// InvalidArgument: no grant of the name ever had this fence (`last`: the
+// highest fence granted for it, 0 if none).
+absl::Status lease_never_granted(const Lease& lease, std::uint64_t last);
 absl::Status validate_map_key(std::string_view map, std::string_view key);
 absl::Status validate_entry(std::string_view map, std::string_view key,
                             std::string_view value, std::chrono::milliseconds ttl);

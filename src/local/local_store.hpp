@@ -205,6 +205,9 @@ class LocalStoreImpl final : public LocalStore,
   void apply_record_locked(const std::string& sid);
   void set_state_locked(const std::string& sid, ConnectionState state);
   LockState* current_grant_locked(const std::string& sid, const Lease& lease);
+  // Why `lease` is not the current grant: Aborted, or InvalidArgument when no
+  // grant of its name ever had its fence.
+  absl::Status not_held_locked(const Lease& lease) const;
   std::optional<Lease> try_grant_locked(const std::string& sid, LeaseKind kind,
                                         const std::string& name, const std::string& value,
                                         Ms ttl);

@@ -61,11 +61,18 @@ LocalStoreImpl::LockState* LocalStoreImpl::current_grant_locked(const std::strin
   return &it->second;
 }
 
+absl::Status LocalStoreImpl::not_held_locked(const Lease& lease) const {
+  auto it = locks_.find({lease.kind, lease.name});
+  const std::uint64_t last = it == locks_.end() ? 0 : it->second.last_fence;
+  return lease.fence > last ? lease_never_granted(lease, last)
+                            : lease_no_longer_held(lease);
+}
+
 absl::Status LocalStoreImpl::release(const std::string& sid, const Lease& lease) {
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
   LockState* grant = current_grant_locked(sid, lease);
-  if (grant == nullptr) return lease_no_longer_held(lease);
+  if (grant == nullptr) return not_held_locked(lease);
   grant->held = false;
   lock_cv_.notify_all();
   if (lease.kind == LeaseKind::kLeadership) emit_leader_locked(lease.name);
@@ -76,7 +83,7 @@ absl::StatusOr<Lease> LocalStoreImpl::renew(const std::string& sid, const Lease&
   std::lock_guard<std::mutex> lock(mu_);
   expire_due_locked();
   LockState* grant = current_grant_locked(sid, lease);
-  if (grant == nullptr) return lease_no_longer_held(lease);
+  if (grant == nullptr) return not_held_locked(lease);
   grant->expires_at = clock_->now() + lease.ttl;
   schedule_locked(
       Expiry{grant->expires_at, ExpiryKind::kLock, lease.kind, lease.name, {}});

@@ -52,9 +52,10 @@ absl::Status ModuleCore::start(ModuleHooks* hooks) {
     MutexLock lock(attach_mu_);
     FLEET_RETURN_IF_ERROR(attach_locked());
   } else {
-    log_.info("waiting for the Coordinator to join: this {} names its instance by the "
-              "instance id",
-              kind_);
+    log_.info(
+        "waiting for the Coordinator to join: this {} names its instance by the "
+        "instance id",
+        kind_);
   }
   if (background_) worker_.start();
   return absl::OkStatus();
@@ -119,9 +120,10 @@ absl::Status ModuleCore::step() {
       losses_handled_ = losses;
       resync_due_ = true;
     } else {
-      log_.warn("putting back what this instance holds after the backend lost its data "
-                "failed (retried at the next check): {}",
-                st.ToString());
+      log_.warn(
+          "putting back what this instance holds after the backend lost its data "
+          "failed (retried at the next check): {}",
+          st.ToString());
       note(st);
     }
   }
@@ -164,11 +166,10 @@ std::shared_ptr<MapMirror> ModuleCore::mirror(std::string map, std::string prefi
   auto m = std::make_shared<MapMirror>(c_, std::move(map), std::move(prefix),
                                        std::move(listener));
   MutexLock lock(mirrors_mu_);
-  mirrors_.erase(std::remove_if(mirrors_.begin(), mirrors_.end(),
-                                [](const std::weak_ptr<MapMirror>& w) {
-                                  return w.expired();
-                                }),
-                 mirrors_.end());
+  mirrors_.erase(
+      std::remove_if(mirrors_.begin(), mirrors_.end(),
+                     [](const std::weak_ptr<MapMirror>& w) { return w.expired(); }),
+      mirrors_.end());
   mirrors_.push_back(m);
   return m;
 }

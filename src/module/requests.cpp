@@ -14,8 +14,7 @@ constexpr std::uint64_t kMaxStatusCode = 16;  // absl::StatusCode::kUnauthentica
 
 }  // namespace
 
-Requests::Requests(Coordinator& c, std::string prefix, const Logger& log,
-                   Handler handler)
+Requests::Requests(Coordinator& c, std::string prefix, const Logger& log, Handler handler)
     : c_(c), prefix_(std::move(prefix)), log_(log), handler_(std::move(handler)) {}
 
 Requests::~Requests() { stop(); }

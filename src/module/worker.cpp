@@ -10,7 +10,13 @@ Worker::Worker(Clock* clock, std::chrono::milliseconds interval,
 
 Worker::~Worker() { stop(); }
 
-void Worker::start() { thread_ = std::thread([this] { loop(); }); }
+void Worker::start() {
+  thread_ = std::thread([this] { loop(); });
+  MutexLock lock(mu_);
+  // The thread holds mu_ from setting waiting_ until the clock has it
+  // registered as a waiter (it releases mu_ inside the wait).
+  while (!waiting_ && !stop_) started_cv_.wait(lock.native());
+}
 
 void Worker::stop() {
   std::deque<std::function<void()>> dropped;  // destroyed outside the lock
@@ -20,6 +26,7 @@ void Worker::stop() {
     dropped.swap(tasks_);
   }
   cv_.notify_all();
+  started_cv_.notify_all();
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
     thread_.join();
   }
@@ -70,6 +77,10 @@ void Worker::loop() {
   Clock::TimePoint next = clock_->now();
   for (;;) {
     while (!stop_ && tasks_.empty() && !wake_ && clock_->now() < next) {
+      if (!waiting_) {
+        waiting_ = true;
+        started_cv_.notify_all();
+      }
       clock_->wait_until(lock.native(), cv_, next);
     }
     if (stop_) return;
@@ -82,11 +93,14 @@ void Worker::loop() {
       continue;
     }
     wake_ = false;
+    // The next step is due an interval after this one began: time that
+    // passes during the step (a ManualClock advanced meanwhile) counts.
+    const Clock::TimePoint began = clock_->now();
     lock.unlock();
     step_();
     lock.lock();
     ++steps_;
-    next = clock_->now() + interval_;
+    next = began + interval_;
   }
 }
 

@@ -25,7 +25,9 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Starts the thread; its first step runs at once.
+  // Starts the thread and returns once its first step has run and it waits
+  // on the clock for the next: so a ManualClock's advance_stepwise() right
+  // after it finds the worker's deadline.
   void start();
   // Joins the thread (after the task or step it is running); tasks not run
   // yet are dropped. Idempotent; without start() it only drops tasks.
@@ -54,6 +56,8 @@ class Worker {
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;  // the thread reached its first wait
+  std::condition_variable started_cv_;
   std::uint64_t steps_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };

@@ -37,13 +37,13 @@ MasterDirectory::~MasterDirectory() {
 }
 
 std::string MasterDirectory::describe() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!master_) return fmt::format("{} (not located yet)", subject());
   return fmt::format("{} at {}", subject(), master_->str());
 }
 
 void MasterDirectory::suspect() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   stale_ = true;
 }
 
@@ -53,13 +53,13 @@ void MasterDirectory::redirected(const HostPort& to) {
 
 absl::StatusOr<HostPort> MasterDirectory::master() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (master_ && !stale_) return *master_;
   }
-  std::lock_guard<std::mutex> asking(ask_mu_);
+  MutexLock asking(ask_mu_);
   {
     // Someone else asked while we waited.
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (master_ && !stale_) return *master_;
   }
   auto a = ask();
@@ -69,7 +69,7 @@ absl::StatusOr<HostPort> MasterDirectory::master() {
 }
 
 void MasterDirectory::ask_and_learn(std::string_view how) {
-  std::lock_guard<std::mutex> asking(ask_mu_);
+  MutexLock asking(ask_mu_);
   if (auto a = ask(); a.ok()) learn_answer(*a, how);
 }
 
@@ -87,7 +87,7 @@ void MasterDirectory::learn(const HostPort& addr, std::string_view how) {
   std::optional<HostPort> before;
   std::vector<std::function<void()>> tell;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stale_ = false;
     if (master_ && *master_ == addr) return;
     before = master_;
@@ -107,19 +107,19 @@ void MasterDirectory::learn(const HostPort& addr, std::string_view how) {
 }
 
 std::uint64_t MasterDirectory::add_listener(std::function<void()> fn) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t id = next_listener_++;
   listeners_[id] = std::move(fn);
   return id;
 }
 
 void MasterDirectory::remove_listener(std::uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   listeners_.erase(id);
 }
 
 void MasterDirectory::start_watch(Clock* clock, const Logger& logger) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   logger_ = logger;
   if (watcher_.joinable()) return;
   clock_ = clock;
@@ -132,7 +132,7 @@ void MasterDirectory::start_watch(Clock* clock, const Logger& logger) {
 
 void MasterDirectory::stop_watch() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -141,19 +141,19 @@ void MasterDirectory::stop_watch() {
     (void)!::write(wake_fds_[1], &byte, 1);
   }
   if (watcher_.joinable()) watcher_.join();
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   logger_.reset();
 }
 
 bool MasterDirectory::stopping() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return stop_;
 }
 
 void MasterDirectory::pause(std::chrono::milliseconds d) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const auto until = clock_->now() + d;
-  while (!stop_ && clock_->now() < until) clock_->wait_until(lock, cv_, until);
+  while (!stop_ && clock_->now() < until) clock_->wait_until(lock.native(), cv_, until);
 }
 
 }  // namespace fleet::internal

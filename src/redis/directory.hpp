@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "fleet/clock.hpp"
 #include "internal/logger.hpp"
+#include "internal/mutex.hpp"
 
 namespace fleet::internal {
 
@@ -117,7 +118,7 @@ class MasterDirectory {
   void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) const {
     std::optional<Logger> logger;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       logger = logger_;
     }
     if (logger) logger->log(level, format, std::forward<Args>(args)...);
@@ -127,19 +128,19 @@ class MasterDirectory {
   std::atomic<std::uint64_t> epoch_{0};
   std::atomic<int> replicas_{-1};
 
-  mutable std::mutex mu_;
-  std::optional<HostPort> master_;  // known address
-  bool stale_ = true;               // ask before trusting master_
-  std::optional<Logger> logger_;
-  std::map<std::uint64_t, std::function<void()>> listeners_;
-  std::uint64_t next_listener_ = 1;
+  mutable Mutex mu_;
+  std::optional<HostPort> master_ ABSL_GUARDED_BY(mu_);  // known address
+  bool stale_ ABSL_GUARDED_BY(mu_) = true;               // ask before trusting master_
+  std::optional<Logger> logger_ ABSL_GUARDED_BY(mu_);
+  std::map<std::uint64_t, std::function<void()>> listeners_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t next_listener_ ABSL_GUARDED_BY(mu_) = 1;
 
-  std::mutex ask_mu_;  // one round of questions at a time
+  Mutex ask_mu_;  // one round of questions at a time
 
   // The watcher.
   Clock* clock_ = nullptr;
   std::condition_variable cv_;
-  bool stop_ = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread watcher_;
   int wake_fds_[2] = {-1, -1};  // stop_watch() interrupts the watcher's poll
 };

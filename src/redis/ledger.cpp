@@ -2,15 +2,19 @@
 
 namespace fleet::internal {
 
+void SessionLedger::wait_not_collecting(MutexLock& lock) {
+  while (collecting_) cv_.wait(lock.native());
+}
+
 std::uint64_t SessionLedger::begin_write() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return !collecting_; });
+  MutexLock lock(mu_);
+  wait_not_collecting(lock);
   ++active_;
   return epoch_;
 }
 
 std::optional<std::uint64_t> SessionLedger::try_begin_write(std::size_t n) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (collecting_) return std::nullopt;
   active_ += n;
   return epoch_;
@@ -18,8 +22,8 @@ std::optional<std::uint64_t> SessionLedger::try_begin_write(std::size_t n) {
 
 std::optional<std::uint64_t> SessionLedger::begin_release(const std::string& pool,
                                                           const std::string& target) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return !collecting_; });
+  MutexLock lock(mu_);
+  wait_not_collecting(lock);
   auto p = record_.slots.find(pool);
   if (p == record_.slots.end()) return std::nullopt;
   auto t = p->second.find(target);
@@ -34,7 +38,7 @@ void SessionLedger::end_write(std::size_t n, bool doubtful,
                               const std::function<void(Record&)>& update) {
   bool wake = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (update) update(record_);
     active_ -= n;
     if (doubtful && !wanted_) wanted_ = wake = true;
@@ -45,28 +49,28 @@ void SessionLedger::end_write(std::size_t n, bool doubtful,
 
 void SessionLedger::want_sync() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     wanted_ = true;
   }
   if (wake_agent_) wake_agent_();
 }
 
 bool SessionLedger::sync_wanted() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return wanted_;
 }
 
 SessionLedger::Snapshot SessionLedger::begin_sync() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   collecting_ = true;
-  cv_.wait(lock, [this] { return active_ == 0; });
+  while (active_ != 0) cv_.wait(lock.native());
   wanted_ = false;
   return Snapshot{++epoch_, record_};
 }
 
 void SessionLedger::end_sync(bool ok) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     collecting_ = false;
     if (ok) {
       synced_epoch_ = epoch_;
@@ -80,18 +84,22 @@ void SessionLedger::end_sync(bool ok) {
 
 bool SessionLedger::await_sync(std::uint64_t epoch, std::chrono::milliseconds timeout) {
   bool wake = false;
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (synced_epoch_ > epoch) return true;
   if (!collecting_ && !wanted_) wanted_ = wake = true;
   lock.unlock();
   if (wake && wake_agent_) wake_agent_();
   lock.lock();
-  return cv_.wait_for(lock, timeout, [&] { return synced_epoch_ > epoch; });
+  const auto deadline = clock_->now() + timeout;
+  while (synced_epoch_ <= epoch && clock_->now() < deadline) {
+    clock_->wait_until(lock.native(), cv_, deadline);
+  }
+  return synced_epoch_ > epoch;
 }
 
 void SessionLedger::clear() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return !collecting_; });
+  MutexLock lock(mu_);
+  wait_not_collecting(lock);
   record_ = Record{};
 }
 

@@ -24,9 +24,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
+
+#include "fleet/clock.hpp"
+#include "internal/mutex.hpp"
 
 namespace fleet::internal {
 
@@ -45,8 +47,12 @@ class SessionLedger {
 
   // `wake_agent` runs (without the mutex) when a sync is wanted: it wakes
   // the thread that runs syncs. `on_synced` runs after each sync ends.
-  SessionLedger(std::function<void()> wake_agent, std::function<void()> on_synced)
-      : wake_agent_(std::move(wake_agent)), on_synced_(std::move(on_synced)) {}
+  // await_sync's timeout is measured on `clock`.
+  SessionLedger(Clock* clock, std::function<void()> wake_agent,
+                std::function<void()> on_synced)
+      : clock_(clock),
+        wake_agent_(std::move(wake_agent)),
+        on_synced_(std::move(on_synced)) {}
 
   // Starts a write: waits while a sync takes its snapshot; returns the epoch
   // to send. Every begin_write is paired with one end_write.
@@ -78,24 +84,29 @@ class SessionLedger {
 
   // A write came back stale with `epoch`: asks for a sync unless a newer
   // one is under way, and waits until a sync with a newer epoch succeeded,
-  // up to `timeout` (real time). Whether one did.
+  // up to `timeout` (on the clock). Whether one did.
   bool await_sync(std::uint64_t epoch, std::chrono::milliseconds timeout);
 
   // leave(): forgets everything the record holds.
   void clear();
 
  private:
+  // Waits until no sync is taking its snapshot.
+  void wait_not_collecting(MutexLock& lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Clock* const clock_;
   const std::function<void()> wake_agent_;
   const std::function<void()> on_synced_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  Record record_;
-  std::uint64_t epoch_ = 0;         // what writes carry
-  std::uint64_t synced_epoch_ = 0;  // what Redis got at the last good sync
-  std::size_t active_ = 0;          // writes in flight
-  bool collecting_ = false;         // a sync is taking its snapshot or running
-  bool wanted_ = false;
+  Record record_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;         // what writes carry
+  std::uint64_t synced_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // Redis's at the last good sync
+  std::size_t active_ ABSL_GUARDED_BY(mu_) = 0;          // writes in flight
+  // A sync is taking its snapshot or running.
+  bool collecting_ ABSL_GUARDED_BY(mu_) = false;
+  bool wanted_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace fleet::internal

@@ -1,8 +1,9 @@
 // RedisSession: the Coordinator of the Redis backend. Arguments are checked
 // with the same validators as the in-process backend; each decision is one
-// script (src/redis/lua). redis_session.cpp has the lifecycle, the agent
-// (heartbeat, recovery) and membership; redis_session_state.cpp node state,
-// counters and slots; redis_session_ops.cpp the other primitives.
+// script (src/redis/lua). redis_session.cpp has the lifecycle and
+// membership; redis_session_agent.cpp the agent (heartbeat, connection
+// state, recovery); redis_session_state.cpp node state, counters and slots;
+// redis_session_ops.cpp the other primitives.
 //
 // The agent thread, on a connection of its own, heartbeats, sweeps, and
 // after any fault makes Redis hold this session's record again (rejoin,
@@ -22,14 +23,19 @@
 #include "fleet/redis_coordinator.hpp"
 #include "internal/dispatcher.hpp"
 #include "internal/logger.hpp"
+#include "internal/mutex.hpp"
 #include "redis/connection.hpp"
 #include "redis/keys.hpp"
 #include "redis/ledger.hpp"
+#include "redis/pool.hpp"
 #include "redis/scripts.hpp"
 #include "redis/slot_lane.hpp"
 #include "redis/subscriber.hpp"
 
 namespace fleet::internal {
+
+// 128 random bits, "r-" and 32 hex digits: session ids, incarnation ids.
+std::string random_session_id();
 
 class RedisSession final : public Coordinator {
  public:
@@ -125,10 +131,10 @@ class RedisSession final : public Coordinator {
     Subscriber subscriber;
     // watch_connection() callbacks; here rather than in the session so that
     // a Subscription outliving the session never touches it.
-    std::mutex watchers_mu;
+    Mutex watchers_mu;
     std::vector<std::pair<std::shared_ptr<Dispatcher::Slot>,
                           std::function<void(const ConnectionState&)>>>
-        state_watchers;
+        state_watchers ABSL_GUARDED_BY(watchers_mu);
   };
 
   RedisSession(const RedisOptions& options, RedisEndpoint endpoint);
@@ -180,14 +186,18 @@ class RedisSession final : public Coordinator {
   };
   absl::StatusOr<Heartbeat> heartbeat();
   // Makes Redis hold the record (sync.lua), on the agent's connection.
-  bool sync_locked();
+  bool sync_locked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_);
   void sweep();
-  void set_state_locked(ConnectionState state);
-  absl::Status join_locked(const InstanceInfo& info, const Scripts::Send& send);
+  void set_state_locked(ConnectionState state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_);
+  absl::Status join_locked(const InstanceInfo& info, const Scripts::Send& send)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_);
 
   // Every new connection: does Redis still hold the data this session knew?
   absl::Status check_incarnation(RedisConnection& conn);
   void note_incarnation(const std::string& id);
+  // Why release/renew found `lease` not current (their script's reply):
+  // Aborted, or InvalidArgument when no grant ever had its fence.
+  absl::Status not_held(const Lease& lease, const Reply& reply) const;
   // Unavailable while slots may not be granted after a data loss.
   absl::Status check_grace() const;
   // For a write that came back stale: waits for the agent's sync.
@@ -205,8 +215,8 @@ class RedisSession final : public Coordinator {
   std::shared_ptr<Events> events_;
 
   // The namespace's incarnation id this session knows (see heartbeat.lua).
-  std::mutex incarnation_mu_;
-  std::string incarnation_;
+  Mutex incarnation_mu_;
+  std::string incarnation_ ABSL_GUARDED_BY(incarnation_mu_);
   std::atomic<std::uint64_t> data_losses_{0};
   // Sentinel: the master epoch the session's connections last reached.
   std::atomic<std::uint64_t> master_epoch_{0};
@@ -218,36 +228,41 @@ class RedisSession final : public Coordinator {
 
   // The last all-nodes aggregate per spec, with its Redis cache stamp: when
   // the stamp is still current the script answers "=" and we reuse it.
-  std::mutex aggregate_mu_;
-  std::map<std::string, std::pair<std::string, std::vector<NodeAggregate>>> aggregates_;
+  Mutex aggregate_mu_;
+  std::map<std::string, std::pair<std::string, std::vector<NodeAggregate>>> aggregates_
+      ABSL_GUARDED_BY(aggregate_mu_);
 
-  std::mutex calls_mu_;
-  std::map<std::string, std::shared_ptr<const SlotCall>, std::less<>> calls_;  // by pool
+  Mutex calls_mu_;
+  // By pool.
+  std::map<std::string, std::shared_ptr<const SlotCall>, std::less<>> calls_
+      ABSL_GUARDED_BY(calls_mu_);
 
-  std::mutex lane_mu_;
-  std::unique_ptr<SlotLane> lane_;  // acquire_slot_async's, from the first call
+  Mutex lane_mu_;
+  // acquire_slot_async's, from the first call.
+  std::unique_ptr<SlotLane> lane_ ABSL_GUARDED_BY(lane_mu_);
 
-  std::mutex publish_mu_;  // keeps sequence order == send order
-  std::uint64_t next_sequence_ = 1;
+  Mutex publish_mu_;  // keeps sequence order == send order
+  std::uint64_t next_sequence_ ABSL_GUARDED_BY(publish_mu_) = 1;
 
   // Connection state and membership. The agent holds state_mu_ while it
   // re-joins and syncs, so join() and leave() never overlap a sync.
-  mutable std::mutex state_mu_;
-  ConnectionState state_ = ConnectionState::kConnected;
+  mutable Mutex state_mu_;
+  ConnectionState state_ ABSL_GUARDED_BY(state_mu_) = ConnectionState::kConnected;
   // Pub/sub drops already reported; SUSPENDED only for a pub/sub drop.
-  std::uint64_t seen_pubsub_drops_ = 0;
-  bool pubsub_suspended_ = false;
+  std::uint64_t seen_pubsub_drops_ ABSL_GUARDED_BY(state_mu_) = 0;
+  bool pubsub_suspended_ ABSL_GUARDED_BY(state_mu_) = false;
   std::atomic<ConnectionState> state_now_{ConnectionState::kConnected};
-  std::optional<InstanceInfo> joined_;  // the record's membership
-  mutable std::mutex id_mu_;             // after state_mu_, never before it
-  std::string instance_id_;              // joined_->id, for instance_id()
-  Clock::TimePoint last_heartbeat_ok_{};
+  // The record's membership.
+  std::optional<InstanceInfo> joined_ ABSL_GUARDED_BY(state_mu_);
+  mutable Mutex id_mu_ ABSL_ACQUIRED_AFTER(state_mu_);
+  std::string instance_id_ ABSL_GUARDED_BY(id_mu_);  // joined_->id, for instance_id()
+  Clock::TimePoint last_heartbeat_ok_ ABSL_GUARDED_BY(state_mu_){};
 
   // The agent's wake-ups and its connection (agent thread only).
-  std::mutex agent_mu_;
+  Mutex agent_mu_;
   std::condition_variable agent_cv_;
-  bool agent_wanted_ = false;
-  bool stop_ = false;
+  bool agent_wanted_ ABSL_GUARDED_BY(agent_mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(agent_mu_) = false;
   std::unique_ptr<RedisConnection> agent_conn_;
   Reconnect agent_reconnect_;
   std::thread agent_thread_;

@@ -109,7 +109,7 @@ absl::StatusOr<std::optional<Lease>> RedisSession::acquire(
   // on expiry) publish: they sleep until woken or until the holder's lease
   // runs out, never polling.
   struct Waiter {
-    std::mutex mu;
+    Mutex mu;
     std::condition_variable cv;
     bool woken = false;
   };
@@ -155,7 +155,7 @@ absl::StatusOr<std::optional<Lease>> RedisSession::acquire(
     if (!waiter) {
       waiter = std::make_shared<Waiter>();
       auto sub = listen(lock_channel, [waiter](const auto&, const std::string&) {
-        std::lock_guard<std::mutex> lock(waiter->mu);
+        MutexLock lock(waiter->mu);
         waiter->woken = true;
         waiter->cv.notify_all();
       });
@@ -170,9 +170,9 @@ absl::StatusOr<std::optional<Lease>> RedisSession::acquire(
     if (holder_left >= 0) {
       wake = std::min(wake, now + std::chrono::milliseconds(std::max(holder_left, 1LL)));
     }
-    std::unique_lock<std::mutex> lock(waiter->mu);
+    MutexLock lock(waiter->mu);
     while (!waiter->woken && clock_->now() < wake)
-      clock_->wait_until(lock, waiter->cv, wake);
+      clock_->wait_until(lock.native(), waiter->cv, wake);
     waiter->woken = false;
   }
 }
@@ -204,13 +204,29 @@ absl::StatusOr<std::optional<Lease>> RedisSession::campaign(
 absl::Status RedisSession::release(const Lease& lease) {
   FLEET_RETURN_IF_ERROR(check_lease(lease, sid_));
   const std::string grant = fmt::format("{}\n{}\n", lease.fence, lease.owner);
-  auto r = run(Script::kRelease, {keys_.lock(lease.kind, lease.name), keys_.leases},
+  const std::string fence = std::to_string(lease.fence);
+  auto r = run(Script::kRelease,
+               {keys_.lock(lease.kind, lease.name), keys_.leases, keys_.fences},
                {grant, Keys::lease_member(lease.kind, lease.name),
                 keys_.lock_channel(lease.kind, lease.name),
                 lease.kind == LeaseKind::kLeadership ? keys_.leader_channel(lease.name)
-                                                     : std::string()});
+                                                     : std::string(),
+                fence});
   if (!r.ok()) return r.status();
-  return r->integer == 1 ? absl::OkStatus() : lease_no_longer_held(lease);
+  if (r->type == Reply::Type::kInteger && r->integer == 1) return absl::OkStatus();
+  return not_held(lease, *r);
+}
+
+absl::Status RedisSession::not_held(const Lease& lease, const Reply& reply) const {
+  // {-1, last fence or ''}: no grant had this fence.
+  if (reply.type == Reply::Type::kArray && reply.elements.size() == 2) {
+    std::uint64_t last = 0;
+    const std::string& text = reply.elements[1].str;
+    if (text.empty() ? data_losses_.load() == 0 : parse_u64(text, &last)) {
+      return lease_never_granted(lease, last);
+    }
+  }
+  return lease_no_longer_held(lease);
 }
 
 absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
@@ -219,12 +235,14 @@ absl::StatusOr<Lease> RedisSession::renew(const Lease& lease) {
   const std::string ttl_ms = std::to_string(lease.ttl.count());
   const auto sent = clock_->now();
   absl::Status durable;
-  auto r = run_acked(Script::kRenew, {keys_.lock(lease.kind, lease.name), keys_.leases},
+  const std::string fence = std::to_string(lease.fence);
+  auto r = run_acked(Script::kRenew,
+                     {keys_.lock(lease.kind, lease.name), keys_.leases, keys_.fences},
                      {grant, Keys::lease_member(lease.kind, lease.name), ttl_ms,
-                      lease.kind == LeaseKind::kLeadership ? "1" : "0"},
+                      lease.kind == LeaseKind::kLeadership ? "1" : "0", fence},
                      &durable);
   if (!r.ok()) return r.status();
-  if (r->integer != 1) return lease_no_longer_held(lease);
+  if (r->type != Reply::Type::kInteger || r->integer != 1) return not_held(lease, *r);
   if (!durable.ok()) {
     // The lease stays valid until its previous expiry; a retry may confirm it.
     return absl::UnavailableError(
@@ -257,7 +275,7 @@ absl::StatusOr<Subscription> RedisSession::observe_leader(
   // Changes that arrive before the initial state was read are held back
   // and delivered after it, so the observer always starts from the state.
   struct Gate {
-    std::mutex mu;
+    Mutex mu;
     bool open = false;
     std::vector<std::optional<Leader>> held;
   };
@@ -274,7 +292,7 @@ absl::StatusOr<Subscription> RedisSession::observe_leader(
           logger->warn("skipping a malformed leader event for '{}'", name);
           return;
         }
-        std::lock_guard<std::mutex> lock(gate->mu);
+        MutexLock lock(gate->mu);
         if (!gate->open) {
           gate->held.push_back(std::move(*change));
           return;
@@ -287,7 +305,7 @@ absl::StatusOr<Subscription> RedisSession::observe_leader(
   if (!sub.ok()) return sub.status();
   auto now = leader(election);
   if (!now.ok()) return now.status();
-  std::lock_guard<std::mutex> lock(gate->mu);
+  MutexLock lock(gate->mu);
   events_->dispatcher.post(slot, [callback, c = *now] { callback(c); });
   for (auto& c : gate->held) {
     events_->dispatcher.post(slot, [callback, c = std::move(c)] { callback(c); });
@@ -514,7 +532,7 @@ absl::Status RedisSession::publish(std::string_view channel, std::string_view pa
   FLEET_RETURN_IF_ERROR(validate_value("payload", payload));
   const std::string redis_channel = keys_.channel(channel);
   // One publisher's messages are numbered in the order Redis receives them.
-  std::lock_guard<std::mutex> lock(publish_mu_);
+  MutexLock lock(publish_mu_);
   const std::string body = encode_message(sid_, next_sequence_, payload);
   auto r = command(
       {pool_.endpoint().uses_cluster() ? "SPUBLISH" : "PUBLISH", redis_channel, body});

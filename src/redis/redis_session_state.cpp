@@ -108,7 +108,7 @@ absl::StatusOr<std::vector<NodeAggregate>> RedisSession::run_aggregate(
   const std::string cache_key = std::string(default_op) + "\n" + ops;
   std::string stamp;
   if (node_id.empty()) {
-    std::lock_guard<std::mutex> lock(aggregate_mu_);
+    MutexLock lock(aggregate_mu_);
     if (auto it = aggregates_.find(cache_key); it != aggregates_.end())
       stamp = it->second.first;
   }
@@ -117,7 +117,7 @@ absl::StatusOr<std::vector<NodeAggregate>> RedisSession::run_aggregate(
                {keys_.prefix, ops, default_op, node_id, stamp});
   if (!r.ok()) return r.status();
   if (r->str == "=") {
-    std::lock_guard<std::mutex> lock(aggregate_mu_);
+    MutexLock lock(aggregate_mu_);
     if (auto it = aggregates_.find(cache_key); it != aggregates_.end())
       return it->second.second;
     return absl::InternalError("aggregate: Redis confirmed a result this session lacks");
@@ -137,7 +137,7 @@ absl::StatusOr<std::vector<NodeAggregate>> RedisSession::run_aggregate(
   std::sort(out.begin(), out.end(),
             [](const auto& x, const auto& y) { return x.node_id < y.node_id; });
   if (node_id.empty()) {
-    std::lock_guard<std::mutex> lock(aggregate_mu_);
+    MutexLock lock(aggregate_mu_);
     if (aggregates_.size() >= 16) aggregates_.clear();  // a few specs in practice
     aggregates_[cache_key] = {std::string(reply.substr(0, b)), out};
   }
@@ -231,14 +231,14 @@ absl::StatusOr<std::int64_t> RedisSession::owned_counter_get(std::string_view na
 absl::StatusOr<std::shared_ptr<const SlotCall>> RedisSession::slot_call(
     std::string_view pool, const SlotRequest& request) {
   {
-    std::lock_guard<std::mutex> lock(calls_mu_);
+    MutexLock lock(calls_mu_);
     auto it = calls_.find(pool);
     if (it != calls_.end() && it->second->matches(pool, request)) return it->second;
   }
   FLEET_RETURN_IF_ERROR(validate_slot_request(pool, request));
   auto call = std::make_shared<const SlotCall>(keys_.slots(pool),
                                                keys_.session_slots(sid_), pool, request);
-  std::lock_guard<std::mutex> lock(calls_mu_);
+  MutexLock lock(calls_mu_);
   if (calls_.size() >= 64) calls_.clear();  // a few pools in practice
   calls_.insert_or_assign(std::string(pool), call);
   return call;
@@ -286,7 +286,7 @@ absl::Status RedisSession::acquire_slot_async(std::string_view pool,
 }
 
 SlotLane& RedisSession::slot_lane() {
-  std::lock_guard<std::mutex> lock(lane_mu_);
+  MutexLock lock(lane_mu_);
   if (!lane_) {
     const Script script = Script::kSlotAcquire;
     lane_ = std::make_unique<SlotLane>(

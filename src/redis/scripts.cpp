@@ -6,54 +6,18 @@
 #include "internal/validate.hpp"
 
 namespace fleet::internal {
-namespace {
-
-struct Source {
-  std::string_view name;
-  std::string_view text;
-};
-
-constexpr Source kSources[] = {
 #include "lua_sources.inc"
-};
 
-std::string_view source(std::string_view name) {
-  for (const auto& s : kSources) {
-    if (s.name == name) return s.text;
-  }
-  return {};
-}
-
-constexpr std::string_view kNames[kScriptCount] = {
-    "heartbeat",    "join",          "leave",    "members", "node_state",
-    "aggregate",    "owned_counter", "acquire",  "release", "renew",
-    "map_write",    "map_delete",    "map_read", "sweep",   "slot_acquire",
-    "slot_release", "sync",          "map_batch"};
-
-}  // namespace
-
-Scripts::Scripts(bool sharded) : strict_keys_(sharded) {
+Scripts::Scripts(bool cluster) : strict_keys_(cluster) {
   // common.lua defines helpers as locals, which costs every call to create;
   // a hot script that needs none of them starts with "-- standalone".
-  const std::string common(source("common"));
+  const std::string prelude = std::string(cluster ? "local fleet_cluster = true\n"
+                                                  : "local fleet_cluster = false\n") +
+                              std::string(kCommonLua) + "\n";
   for (std::size_t i = 0; i < kScriptCount; ++i) {
-    const std::string_view body = source(kNames[i]);
+    const std::string_view body = kScriptSources[i];
     bodies_[i] = body.rfind("-- standalone", 0) == 0 ? std::string(body)
-                                                     : common + "\n" + std::string(body);
-    if (sharded) {
-      // Every key a script touches must be in KEYS (common.lua).
-      constexpr std::string_view lax = "local strict_keys = false";
-      if (auto at = bodies_[i].find(lax); at != std::string::npos) {
-        bodies_[i].replace(at, lax.size(), "local strict_keys = true");
-      }
-      // Every channel a script publishes to has the namespace's hash tag.
-      constexpr std::string_view from = "redis.call('PUBLISH',",
-                                 to = "redis.call('SPUBLISH',";
-      for (auto at = bodies_[i].find(from); at != std::string::npos;
-           at = bodies_[i].find(from, at + to.size())) {
-        bodies_[i].replace(at, from.size(), to);
-      }
-    }
+                                                     : prelude + std::string(body);
   }
 }
 
@@ -63,7 +27,7 @@ absl::Status Scripts::load(RedisConnection& conn) {
     if (!reply.ok()) return reply.status();
     if (reply->is_error()) {
       absl::Status st = status_from_error(reply->str);
-      return absl::Status(st.code(), fmt::format("loading script {}: {}", kNames[i],
+      return absl::Status(st.code(), fmt::format("loading script {}: {}", kScriptNames[i],
                                                  std::string(st.message())));
     }
     shas_[i] = reply->str;
@@ -104,7 +68,7 @@ absl::StatusOr<Reply> Scripts::run(const Send& send, Script script, const Argv& 
   const auto i = static_cast<std::size_t>(script);
   std::vector<std::string> extra;  // given beyond `keys` (only in a cluster)
   if (strict_keys_) {
-    std::lock_guard<std::mutex> lock(extra_mu_);
+    MutexLock lock(extra_mu_);
     extra = extra_keys_[i];
   }
   std::vector<std::string> asked;  // what this call's rounds asked for
@@ -130,7 +94,7 @@ absl::StatusOr<Reply> Scripts::run(const Send& send, Script script, const Argv& 
         return absl::ResourceExhaustedError(fmt::format(
             "script {} needs more keys than fleet passes one script call in a cluster "
             "({}): too many nodes, counters or expiries in one namespace",
-            kNames[i], kMaxExtraKeys));
+            kScriptNames[i], kMaxExtraKeys));
       }
       // Remembered keys may be stale (a node gone, a session swept): when
       // they grow too many, only this call's are kept.
@@ -141,7 +105,7 @@ absl::StatusOr<Reply> Scripts::run(const Send& send, Script script, const Argv& 
         extra.insert(extra.end(), asked.end() - static_cast<std::ptrdiff_t>(added),
                      asked.end());
       }
-      std::lock_guard<std::mutex> lock(extra_mu_);
+      MutexLock lock(extra_mu_);
       extra_keys_[i] =
           extra.size() <= kMaxRememberedKeys ? extra : std::vector<std::string>{};
       continue;
@@ -154,8 +118,8 @@ absl::StatusOr<Reply> Scripts::run(const Send& send, Script script, const Argv& 
       continue;
     }
     absl::Status st = status_from_error(reply->str);
-    return absl::Status(
-        st.code(), fmt::format("script {}: {}", kNames[i], std::string(st.message())));
+    return absl::Status(st.code(), fmt::format("script {}: {}", kScriptNames[i],
+                                               std::string(st.message())));
   }
 }
 

@@ -13,37 +13,23 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "internal/mutex.hpp"
+#include "lua_scripts.hpp"
 #include "redis/connection.hpp"
 
 namespace fleet::internal {
 
-enum class Script {
-  kHeartbeat,
-  kJoin,
-  kLeave,
-  kMembers,
-  kNodeState,
-  kAggregate,
-  kOwnedCounter,
-  kAcquire,
-  kRelease,
-  kRenew,
-  kMapWrite,
-  kMapDelete,
-  kMapRead,
-  kSweep,
-  kSlotAcquire,
-  kSlotRelease,
-  kSync,
-  kMapBatch,
-};
-inline constexpr std::size_t kScriptCount = 18;
+// Script, kScriptCount and kScriptNames come from the .lua files
+// (cmake/FleetEmbedLua.cmake): one Script per file, kSlotAcquire for
+// slot_acquire.lua.
 
 class Scripts {
  public:
-  // Assembles the bodies (common.lua + each script). `sharded`: Redis
-  // Cluster, where the scripts publish with SPUBLISH (sharded pub/sub).
-  explicit Scripts(bool sharded = false);
+  // Assembles the bodies: a first line that says whether this is a Redis
+  // Cluster ("local fleet_cluster = true": every key a script touches must
+  // be in KEYS, and publish() uses sharded pub/sub), then common.lua, then
+  // the script. A script that starts with "-- standalone" gets neither.
+  explicit Scripts(bool cluster = false);
 
   // SCRIPT LOAD of every script; remembers their SHA1s.
   absl::Status load(RedisConnection& conn);
@@ -78,8 +64,9 @@ class Scripts {
   std::array<std::string, kScriptCount> shas_;
   const bool strict_keys_;  // a cluster: scripts may ask for keys
   // Cluster: keys scripts asked for, given up front next time.
-  mutable std::mutex extra_mu_;
-  mutable std::array<std::vector<std::string>, kScriptCount> extra_keys_;
+  mutable Mutex extra_mu_;
+  mutable std::array<std::vector<std::string>, kScriptCount> extra_keys_
+      ABSL_GUARDED_BY(extra_mu_);
 };
 
 }  // namespace fleet::internal

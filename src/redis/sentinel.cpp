@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> SentinelDirectory::open_sentine
 absl::StatusOr<MasterDirectory::Answer> SentinelDirectory::ask() {
   std::vector<HostPort> order;
   {
-    std::lock_guard<std::mutex> lock(order_mu_);
+    MutexLock lock(order_mu_);
     order = order_;
   }
   std::string failures;
@@ -85,7 +85,7 @@ absl::StatusOr<MasterDirectory::Answer> SentinelDirectory::ask() {
     const int replicas = count_replicas(**conn, addr);
     {
       // The one that answered goes first next time.
-      std::lock_guard<std::mutex> lock(order_mu_);
+      MutexLock lock(order_mu_);
       auto it = std::find(order_.begin(), order_.end(), s);
       if (it != order_.end()) std::rotate(order_.begin(), it, it + 1);
     }
@@ -141,7 +141,7 @@ void SentinelDirectory::watch_loop() {
   while (!stopping()) {
     HostPort s;
     {
-      std::lock_guard<std::mutex> lock(order_mu_);
+      MutexLock lock(order_mu_);
       s = order_[next++ % order_.size()];
     }
     auto conn = open_sentinel(s);

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "internal/mutex.hpp"
 #include "redis/directory.hpp"
 
 namespace fleet::internal {
@@ -49,8 +50,8 @@ class SentinelDirectory final : public MasterDirectory {
   int count_replicas(RedisConnection& conn, const HostPort& master);
 
   const Options options_;
-  mutable std::mutex order_mu_;
-  std::vector<HostPort> order_;  // sentinels, the last to answer first
+  mutable Mutex order_mu_;
+  std::vector<HostPort> order_ ABSL_GUARDED_BY(order_mu_);  // the last to answer first
 };
 
 }  // namespace fleet::internal

@@ -124,7 +124,7 @@ SlotLane::SlotLane(Options options, SessionLedger* ledger, Clock* clock,
 
 SlotLane::~SlotLane() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   wake();
@@ -134,7 +134,7 @@ SlotLane::~SlotLane() {
   fail_in_flight(cancelled);
   std::vector<Job> rest;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     rest.swap(queue_);
   }
   fail_all(std::move(rest), cancelled);
@@ -147,7 +147,7 @@ void SlotLane::submit(std::shared_ptr<const SlotCall> call, std::uint32_t rotate
                       Done done) {
   bool queued = false, wake_it = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!stop_ && thread_.joinable()) {
       queue_.push_back(Job{std::move(call), rotate, std::move(done)});
       queued = true;
@@ -165,7 +165,7 @@ void SlotLane::submit(std::shared_ptr<const SlotCall> call, std::uint32_t rotate
 void SlotLane::resume() {
   bool wake_it = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!held_) return;
     held_ = false;
     wake_it = sleeping_;
@@ -175,7 +175,7 @@ void SlotLane::resume() {
 }
 
 void SlotLane::retry_now() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   retry_now_ = true;
 }
 
@@ -190,7 +190,7 @@ void SlotLane::wake() {
 absl::Status SlotLane::connect() {
   {
     // After an outage the connection is likely dead: a fresh one, at once.
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (retry_now_ && in_flight_.empty()) {
       retry_now_ = false;
       reconnect_.reset();
@@ -232,7 +232,7 @@ void SlotLane::send(std::vector<Job> jobs) {
   if (!epoch) {
     // A sync takes its snapshot: hold the queue (in order) until resume().
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       jobs.insert(jobs.end(), std::make_move_iterator(queue_.begin()),
                   std::make_move_iterator(queue_.end()));
       queue_ = std::move(jobs);
@@ -261,7 +261,7 @@ void SlotLane::send(std::vector<Job> jobs) {
     }
     into->push_back(std::move(j));
   }
-  const auto deadline = std::chrono::steady_clock::now() + options_.timeouts.command;
+  const auto deadline = real_clock()->now() + options_.timeouts.command;
   absl::Status st;
   std::string rotates;
   for (auto& g : groups) {
@@ -290,7 +290,7 @@ void SlotLane::complete(Sent sent, const absl::StatusOr<Reply>& reply) {
       !sent.jobs.front().eval) {
     // Redis restarted or flushed its scripts: send the body this once.
     ledger_->end_write(sent.jobs.size(), false);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& j : sent.jobs) {
       j.eval = true;
       queue_.push_back(std::move(j));
@@ -313,13 +313,13 @@ void SlotLane::loop() {
   for (;;) {
     std::vector<Job> jobs;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stop_) return;
       if (!held_) jobs.swap(queue_);
     }
     if (!jobs.empty()) send(std::move(jobs));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stop_) return;
       if (in_flight_.empty() && !queue_.empty() && !held_) continue;
       // While replies are due, what is queued meanwhile goes out when they
@@ -330,7 +330,7 @@ void SlotLane::loop() {
     int timeout_ms = -1;
     if (!in_flight_.empty()) {
       fds[1].fd = conn_->fd();
-      const auto left = in_flight_.front().deadline - std::chrono::steady_clock::now();
+      const auto left = in_flight_.front().deadline - real_clock()->now();
       timeout_ms = static_cast<int>(std::max<long long>(
           0, std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1));
     }
@@ -360,7 +360,7 @@ void SlotLane::loop() {
       }
       if (!st.ok()) fail_in_flight(st);
     } else if (!in_flight_.empty() &&
-               std::chrono::steady_clock::now() >= in_flight_.front().deadline) {
+               real_clock()->now() >= in_flight_.front().deadline) {
       conn_.reset();  // replies still due would be read as the next ones'
       fail_in_flight(absl::DeadlineExceededError(
           "Redis did not answer in time (acquiring a slot); the slot may have been "

@@ -24,6 +24,7 @@
 #include "fleet/clock.hpp"
 #include "fleet/types.hpp"
 #include "internal/logger.hpp"
+#include "internal/mutex.hpp"
 #include "redis/connection.hpp"
 #include "redis/ledger.hpp"
 
@@ -107,7 +108,9 @@ class SlotLane {
   };
   struct Sent {
     std::vector<Job> jobs;
-    std::chrono::steady_clock::time_point deadline;  // I/O timeouts are real time
+    // I/O timeouts are the kernel's (poll()): real time, not the session's
+    // clock.
+    Clock::TimePoint deadline;
   };
 
   void loop();
@@ -127,12 +130,14 @@ class SlotLane {
   std::deque<Sent> in_flight_;             // the I/O thread's, oldest first
   Reconnect reconnect_;                    // the I/O thread's
 
-  std::mutex mu_;
-  std::vector<Job> queue_;
-  bool sleeping_ = false;  // the I/O thread waits in poll() for the pipe
-  bool held_ = false;      // a sync takes its snapshot: queue_ waits for resume()
-  bool retry_now_ = false;
-  bool stop_ = false;
+  Mutex mu_;
+  std::vector<Job> queue_ ABSL_GUARDED_BY(mu_);
+  // The I/O thread waits in poll() for the pipe.
+  bool sleeping_ ABSL_GUARDED_BY(mu_) = false;
+  // A sync takes its snapshot: queue_ waits for resume().
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  bool retry_now_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   int wake_fds_[2] = {-1, -1};
   std::thread thread_;
 };

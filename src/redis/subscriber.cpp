@@ -26,7 +26,7 @@ Subscriber::~Subscriber() {
 
 void Subscriber::stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -50,7 +50,10 @@ absl::Status Subscriber::start() {
   auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
   if (!conn.ok()) return conn.status();
   conn_ = *std::move(conn);
-  connected_ = true;
+  {
+    MutexLock lock(mu_);
+    connected_ = true;
+  }
   thread_ = std::thread([this] { run(); });
   return absl::OkStatus();
 }
@@ -63,20 +66,20 @@ void Subscriber::wake() {
 }
 
 bool Subscriber::healthy() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return connected_ && all_confirmed_locked();
 }
 
 void Subscriber::retry_now() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     retry_now_ = true;
   }
   cv_.notify_all();
 }
 
 std::uint64_t Subscriber::drops() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return drops_;
 }
 
@@ -89,7 +92,7 @@ bool Subscriber::all_confirmed_locked() const {
 
 absl::StatusOr<std::uint64_t> Subscriber::add(const std::string& channel,
                                               Handler handler) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const std::uint64_t id = next_id_++;
   auto& hs = handlers_[channel];
   const bool first = hs.empty();
@@ -108,13 +111,13 @@ absl::StatusOr<std::uint64_t> Subscriber::add(const std::string& channel,
       return absl::UnavailableError(
           "could not subscribe: Redis did not confirm the subscription in time");
     }
-    clock_->wait_until(lock, cv_, deadline);
+    clock_->wait_until(lock.native(), cv_, deadline);
   }
   return id;
 }
 
 void Subscriber::remove(std::uint64_t id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = channel_of_.find(id);
   if (it == channel_of_.end()) return;
   auto hs = handlers_.find(it->second);
@@ -135,7 +138,7 @@ bool Subscriber::connect_and_resubscribe() {
   std::minstd_rand rng{std::random_device{}()};
   for (;;) {
     auto conn = RedisConnection::open(options_.endpoint, options_.timeouts);
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stop_) return false;
     if (conn.ok()) {
       conn_ = *std::move(conn);
@@ -150,7 +153,7 @@ bool Subscriber::connect_and_resubscribe() {
     std::uniform_int_distribution<long long> jitter(backoff.count() / 2, backoff.count());
     const auto until = clock_->now() + std::chrono::milliseconds(jitter(rng));
     while (!stop_ && !retry_now_ && clock_->now() < until) {
-      clock_->wait_until(lock, cv_, until);
+      clock_->wait_until(lock.native(), cv_, until);
     }
     if (stop_) return false;
     backoff =
@@ -166,7 +169,7 @@ void Subscriber::handle(const Reply& r) {
   if (kind == "message" || kind == "smessage") {
     std::vector<Handler> targets;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       auto it = handlers_.find(channel);
       if (it == handlers_.end()) return;
       for (const auto& [id, h] : it->second) targets.push_back(h);
@@ -177,7 +180,7 @@ void Subscriber::handle(const Reply& r) {
     // node: subscribing again there gets MOVED, which breaks the
     // connection, and the reconnect (reported as a drop) goes to the new
     // node. (Our own SUNSUBSCRIBE's answer comes once no handler is left.)
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (handlers_.count(channel)) {
       confirmed_.erase(channel);
       pending_.emplace_back(true, channel);
@@ -186,7 +189,7 @@ void Subscriber::handle(const Reply& r) {
   } else if (kind == "subscribe" || kind == "ssubscribe") {
     bool now_healthy = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (handlers_.count(channel)) confirmed_.insert(channel);
       now_healthy = !was_healthy_ && all_confirmed_locked();
       if (now_healthy) was_healthy_ = true;
@@ -200,12 +203,12 @@ void Subscriber::run() {
   block_sigpipe_for_this_thread();  // redis/sigpipe.hpp
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stop_) return;
     }
     if (!conn_ || conn_->broken()) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         if (connected_) {
           logger_->warn("pub/sub connection to Redis lost; reconnecting");
           ++drops_;
@@ -222,7 +225,7 @@ void Subscriber::run() {
     // Send queued (un)subscriptions.
     std::deque<std::pair<bool, std::string>> todo;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       todo.swap(pending_);
     }
     bool ok = true;

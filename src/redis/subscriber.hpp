@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "fleet/clock.hpp"
 #include "internal/logger.hpp"
+#include "internal/mutex.hpp"
 #include "redis/connection.hpp"
 
 namespace fleet::internal {
@@ -66,26 +67,28 @@ class Subscriber {
   void wake();
   bool connect_and_resubscribe();
   void handle(const Reply& reply);
-  bool all_confirmed_locked() const;
+  bool all_confirmed_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   Clock* const clock_;
   const Logger* const logger_;
   const std::function<void()> on_healthy_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;  // confirmations, backoff waits, stop
-  std::map<std::string, std::map<std::uint64_t, Handler>> handlers_;
-  std::map<std::uint64_t, std::string> channel_of_;
-  std::deque<std::pair<bool, std::string>> pending_;  // (subscribe?, channel)
-  std::set<std::string> confirmed_;
-  std::uint64_t next_id_ = 1;
-  bool connected_ = false;
-  bool stop_ = false;
-  bool was_healthy_ = true;
-  bool retry_now_ = false;
-  std::uint64_t directory_listener_ = 0;  // wakes the thread when the master moves
-  std::uint64_t drops_ = 0;
+  std::map<std::string, std::map<std::uint64_t, Handler>> handlers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::uint64_t, std::string> channel_of_ ABSL_GUARDED_BY(mu_);
+  // (subscribe?, channel)
+  std::deque<std::pair<bool, std::string>> pending_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> confirmed_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool was_healthy_ ABSL_GUARDED_BY(mu_) = true;
+  bool retry_now_ ABSL_GUARDED_BY(mu_) = false;
+  // Wakes the thread when the master moves (set in start(), read in stop()).
+  std::uint64_t directory_listener_ = 0;
+  std::uint64_t drops_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::unique_ptr<RedisConnection> conn_;  // only the thread touches it after start()
   int wake_fds_[2] = {-1, -1};

@@ -17,8 +17,7 @@ void Copies::apply(const MapMirror::Change& ch, std::uint64_t losses, Effects* o
   }
 }
 
-void Copies::set_locked(const MapMirror::Change& ch, std::uint64_t losses,
-                        Effects* out) {
+void Copies::set_locked(const MapMirror::Change& ch, std::uint64_t losses, Effects* out) {
   auto s = decode_session(ch.key, ch.value);
   if (!s.ok()) {
     if (restoring_) ++restored_.malformed;
@@ -76,11 +75,13 @@ void Copies::erase_locked(const MapMirror::Change& ch, Effects* out) {
   if (it == own.end() || it->second.entry_version >= ch.version) return;
   if (!it->second.removing) {
     const bool expired = ch.cause == WatchEventType::kExpired;
-    const char* why = expired                           ? "its ttl passed"
-                      : unsure.count(ch.key) != 0       ? "deleted (a remove whose answer was lost)"
-                                                        : "deleted by another instance";
-    out->events.push_back(SessionEvent{
-        expired ? SessionEventType::kExpired : SessionEventType::kLost, it->second.s, why});
+    const char* why = expired ? "its ttl passed"
+                      : unsure.count(ch.key) != 0
+                          ? "deleted (a remove whose answer was lost)"
+                          : "deleted by another instance";
+    out->events.push_back(
+        SessionEvent{expired ? SessionEventType::kExpired : SessionEventType::kLost,
+                     it->second.s, why});
   }
   unsure.erase(ch.key);
   own.erase(it);

@@ -64,8 +64,9 @@ class Copies {
   mutable internal::Mutex mu;
   std::map<std::string, Copy> own ABSL_GUARDED_BY(mu);
   std::map<std::string, Copy> foreign ABSL_GUARDED_BY(mu);
-  std::set<std::string> unsure ABSL_GUARDED_BY(mu);                // writes of unknown outcome
-  std::map<std::string, Copy> pending_create ABSL_GUARDED_BY(mu);  // creates of unknown outcome
+  std::set<std::string> unsure ABSL_GUARDED_BY(mu);  // writes of unknown outcome
+  std::map<std::string, Copy> pending_create
+      ABSL_GUARDED_BY(mu);  // creates of unknown outcome
 
  private:
   void set_locked(const internal::MapMirror::Change& ch, std::uint64_t losses,

@@ -122,11 +122,9 @@ absl::Status ReadBack::roll_back(const std::string& id) {
     copies_.unsure.erase(id);
   }
   if (deleted) {
-    log_.info("session '{}': a create reported as failed had landed; deleted it",
-                     id);
+    log_.info("session '{}': a create reported as failed had landed; deleted it", id);
   }
   return absl::OkStatus();
 }
-
 
 }  // namespace fleet::relay::internal_relay

@@ -26,7 +26,12 @@ class ReadBack {
   ReadBack(Coordinator& c, const RelayOptions& o, const std::string& me,
            const std::uint64_t& fence, Copies& copies, const internal::Logger& log,
            LostFn lost)
-      : c_(c), o_(o), me_(me), fence_(fence), copies_(copies), log_(log),
+      : c_(c),
+        o_(o),
+        me_(me),
+        fence_(fence),
+        copies_(copies),
+        log_(log),
         lost_(std::move(lost)) {}
 
   // Our copy of an own session, read back first when a write's outcome was

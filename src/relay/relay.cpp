@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <map>
 #include <utility>
 
@@ -48,8 +49,9 @@ absl::Status validate_options(const RelayOptions& o) {
 
 absl::Status check_document(std::string_view document) {
   if (document.size() > kMaxDocumentBytes) {
-    return absl::InvalidArgumentError(fmt::format(
-        "session document is {} bytes; the limit is {}", document.size(), kMaxDocumentBytes));
+    return absl::InvalidArgumentError(
+        fmt::format("session document is {} bytes; the limit is {}", document.size(),
+                    kMaxDocumentBytes));
   }
   return absl::OkStatus();
 }
@@ -86,8 +88,10 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
     FLEET_RETURN_IF_ERROR(core_.ready());
     FLEET_RETURN_IF_ERROR(validate_name("session id", id));
     FLEET_RETURN_IF_ERROR(check_document(document));
-    if (ttl.count() < 0) return absl::InvalidArgumentError("session ttl must not be negative");
-    FLEET_RETURN_IF_ERROR(read_back_->roll_back(std::string(id)));  // an earlier failed create
+    if (ttl.count() < 0)
+      return absl::InvalidArgumentError("session ttl must not be negative");
+    FLEET_RETURN_IF_ERROR(
+        read_back_->roll_back(std::string(id)));  // an earlier failed create
     Session s;
     s.id = std::string(id);
     s.owner = me_;
@@ -121,7 +125,8 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
     return s;
   }
 
-  absl::StatusOr<Session> update(std::string_view id, std::string_view document) override {
+  absl::StatusOr<Session> update(std::string_view id,
+                                 std::string_view document) override {
     FLEET_RETURN_IF_ERROR(core_.ready());
     FLEET_RETURN_IF_ERROR(validate_name("session id", id));
     FLEET_RETURN_IF_ERROR(check_document(document));
@@ -218,6 +223,14 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
   std::vector<Session> foreign() const override {
     return core_.attached() ? copies_->list(false) : std::vector<Session>{};
   }
+  RelayStats stats() const override {
+    RelayStats out;
+    out.checks = core_.steps();
+    out.taken = taken_.load();
+    out.lost = lost_.load();
+    return out;
+  }
+
   Counts counts() const override {
     if (!core_.attached()) return {};
     MutexLock lock(copies_->mu);
@@ -237,8 +250,9 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
     me_ = id;
     copies_ = std::make_unique<Copies>(me_, groups_, core_.log());
     takeover_ = std::make_unique<Takeover>(c_, o_, me_, *copies_);
-    read_back_ = std::make_unique<ReadBack>(c_, o_, me_, fence_, *copies_, core_.log(),
-                                            [this](SessionEvent e) { queue_event(std::move(e)); });
+    read_back_ =
+        std::make_unique<ReadBack>(c_, o_, me_, fence_, *copies_, core_.log(),
+                                   [this](SessionEvent e) { queue_event(std::move(e)); });
     FLEET_RETURN_IF_ERROR(c_.put(instances_map(o_.name), me_, groups_).status());
     FLEET_ASSIGN_OR_RETURN(const std::uint64_t fence, takeover_->next_fence());
     fence_ = fence;
@@ -256,7 +270,8 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
     // our fencing token, so that incarnation (if it still runs somewhere,
     // paused) can no longer write them.
     std::map<std::string, std::vector<Copy>> adopt;
-    for (auto& c : restored.adopt) adopt[bucket_map(o_.name, c.s.id)].push_back(std::move(c));
+    for (auto& c : restored.adopt)
+      adopt[bucket_map(o_.name, c.s.id)].push_back(std::move(c));
     for (const auto& [map, copies] : adopt) {
       FLEET_RETURN_IF_ERROR(takeover_->rewrite_as_own(
           map, copies, [this](Session& s) { s.fence = fence_; }, nullptr));
@@ -306,7 +321,8 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
     std::map<std::string, std::vector<Copy>> by_map;
     {
       MutexLock lock(copies_->mu);
-      for (const auto& [id, c] : copies_->own) by_map[bucket_map(o_.name, id)].push_back(c);
+      for (const auto& [id, c] : copies_->own)
+        by_map[bucket_map(o_.name, id)].push_back(c);
     }
     std::size_t n = 0;
     for (auto& [map, copies] : by_map) {
@@ -329,8 +345,9 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
         }
       }
     }
-    core_.log().info("relay '{}': the backend lost its data; re-published {} own sessions",
-                     o_.name, n);
+    core_.log().info(
+        "relay '{}': the backend lost its data; re-published {} own sessions", o_.name,
+        n);
     return absl::OkStatus();
   }
 
@@ -356,8 +373,8 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
     }
     if (first.ok()) {
       const Counts n = counts_locked_free();
-      core_.log().info("relay '{}' re-read its sessions: own={} foreign={}", o_.name, n.own,
-                       n.foreign);
+      core_.log().info("relay '{}' re-read its sessions: own={} foreign={}", o_.name,
+                       n.own, n.foreign);
     }
     return first;
   }
@@ -375,6 +392,8 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
   }
 
   void queue_event(SessionEvent e) {
+    if (e.type == SessionEventType::kTaken) ++taken_;
+    if (e.type == SessionEventType::kLost) ++lost_;
     if (e.type == SessionEventType::kLost || e.type == SessionEventType::kTaken) {
       core_.log().info("session '{}' {} (owner '{}', fence {}, version {}): {}",
                        e.session.id, to_string(e.type), e.session.owner, e.session.fence,
@@ -433,6 +452,7 @@ class RelayImpl final : public Relay, private internal::ModuleHooks {
   std::unique_ptr<Takeover> takeover_;
   std::unique_ptr<ReadBack> read_back_;
   std::array<std::shared_ptr<MapMirror>, kBuckets> buckets_;
+  std::atomic<std::uint64_t> taken_{0}, lost_{0};
   Subscription remove_sub_;
 };
 

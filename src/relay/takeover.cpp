@@ -39,7 +39,8 @@ absl::Status Takeover::run(const std::set<std::string, std::less<>>& live,
   for (const auto& e : registry) {
     if (live.count(e.key) != 0) peers.emplace_back(e.key, e.entry.value);
   }
-  if (loss_noticed_at_ != Clock::TimePoint{} && now - loss_noticed_at_ < o_.takeover_grace) {
+  if (loss_noticed_at_ != Clock::TimePoint{} &&
+      now - loss_noticed_at_ < o_.takeover_grace) {
     return absl::OkStatus();
   }
   std::map<std::string, std::vector<Copy>> take;  // by map
@@ -85,7 +86,8 @@ absl::Status Takeover::run(const std::set<std::string, std::less<>>& live,
         },
         taken));
   }
-  for (std::size_t i = before; i < taken->size(); ++i) orphaned_since_.erase((*taken)[i].id);
+  for (std::size_t i = before; i < taken->size(); ++i)
+    orphaned_since_.erase((*taken)[i].id);
   return absl::OkStatus();
 }
 

@@ -33,9 +33,9 @@ absl::Status Broadcasts::send(const std::string& room, std::string_view payload,
     MutexLock lock(mu_);
     seq = ++sent_[room];
   }
-  FLEET_RETURN_IF_ERROR(ctx_.c.publish(
-      broadcast_channel(ctx_.o.name, room),
-      encode_broadcast(ctx_.me, incarnation_, seq, options, payload)));
+  FLEET_RETURN_IF_ERROR(
+      ctx_.c.publish(broadcast_channel(ctx_.o.name, room),
+                     encode_broadcast(ctx_.me, incarnation_, seq, options, payload)));
   {
     MutexLock lock(mu_);
     ++sent_count_;

@@ -18,7 +18,8 @@ absl::Status Cleanup::run() {
     if (ctx_.core.live().contains(id)) alive.push_back(id);
   }
   for (auto it = dead_since_.begin(); it != dead_since_.end();) {
-    const bool forget = registered.count(it->first) == 0 || ctx_.core.live().contains(it->first);
+    const bool forget =
+        registered.count(it->first) == 0 || ctx_.core.live().contains(it->first);
     it = forget ? dead_since_.erase(it) : std::next(it);
   }
   std::vector<std::string> to_clean;
@@ -43,8 +44,8 @@ absl::Status Cleanup::run() {
   return first;
 }
 
-absl::Status Cleanup::remove_members(const std::string& dead, std::set<std::string>* rooms,
-                                     std::size_t* removed) {
+absl::Status Cleanup::remove_members(const std::string& dead,
+                                     std::set<std::string>* rooms, std::size_t* removed) {
   const std::string imap = index_map(ctx_.o.name, dead);
   FLEET_ASSIGN_OR_RETURN(auto index, ctx_.c.scan(imap));
   std::map<std::string, std::vector<std::string>> by_room;
@@ -74,8 +75,8 @@ absl::Status Cleanup::remove_members(const std::string& dead, std::set<std::stri
   for (std::size_t i = 0; i < erase_index.size(); i += kMaxMapBatchOps) {
     std::vector<MapOp> chunk(
         erase_index.begin() + static_cast<std::ptrdiff_t>(i),
-        erase_index.begin() +
-            static_cast<std::ptrdiff_t>(std::min(erase_index.size(), i + kMaxMapBatchOps)));
+        erase_index.begin() + static_cast<std::ptrdiff_t>(
+                                  std::min(erase_index.size(), i + kMaxMapBatchOps)));
     FLEET_RETURN_IF_ERROR(ctx_.c.apply(imap, chunk).status());
   }
   return absl::OkStatus();

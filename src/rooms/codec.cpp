@@ -54,7 +54,9 @@ std::string index_map(std::string_view name, std::string_view instance) {
 std::string broadcast_channel(std::string_view name, std::string_view room) {
   return fmt::format("rooms/{}/bc/{}", name, room);
 }
-std::string requests_prefix(std::string_view name) { return fmt::format("rooms/{}", name); }
+std::string requests_prefix(std::string_view name) {
+  return fmt::format("rooms/{}", name);
+}
 
 void apply_state_entry(RoomState* s, const std::string& key, const std::string& value) {
   if (key == kMetadataKey) {

@@ -37,8 +37,9 @@ absl::Status LocalRooms::open(const std::string& room) {
   auto broadcasts = subscribe_(room);
   std::shared_ptr<MapMirror> mirror;
   if (broadcasts.ok()) {
-    mirror = ctx_.core.mirror(room_map(ctx_.o.name, room), "",
-                              [this, room](const MapMirror::Change& ch) { on_change(room, ch); });
+    mirror = ctx_.core.mirror(
+        room_map(ctx_.o.name, room), "",
+        [this, room](const MapMirror::Change& ch) { on_change(room, ch); });
     st = mirror->start();
   } else {
     st = broadcasts.status();
@@ -115,7 +116,8 @@ void LocalRooms::on_change(const std::string& room, const MapMirror::Change& ch)
   if (pe) ctx_.post(ctx_.o.on_participant, std::move(*pe));
 }
 
-absl::Status LocalRooms::write_member(const std::string& room, const std::string& identity,
+absl::Status LocalRooms::write_member(const std::string& room,
+                                      const std::string& identity,
                                       const std::string& metadata) {
   FLEET_RETURN_IF_ERROR(
       ctx_.c.put(index_map(ctx_.o.name, ctx_.me), room + "\n" + identity, "").status());
@@ -130,8 +132,8 @@ void LocalRooms::undo_member(const std::string& room, const std::string& identit
   Undo u{room, identity, metadata};
   absl::Status st = remove_entries(u);
   if (st.ok()) return;
-  ctx_.log().warn("could not remove '{}' from room '{}' yet ({}); retrying", identity, room,
-                  std::string(st.message()));
+  ctx_.log().warn("could not remove '{}' from room '{}' yet ({}); retrying", identity,
+                  room, std::string(st.message()));
   MutexLock lock(mu_);
   undos_.push_back(std::move(u));
 }
@@ -150,7 +152,8 @@ absl::Status LocalRooms::remove_entries(const Undo& u) {
                                                 participant_key(u.identity),
                                                 encode_participant(ctx_.me, u.metadata))
                             .status());
-  return ctx_.c.erase(index_map(ctx_.o.name, ctx_.me), u.room + "\n" + u.identity).status();
+  return ctx_.c.erase(index_map(ctx_.o.name, ctx_.me), u.room + "\n" + u.identity)
+      .status();
 }
 
 absl::Status LocalRooms::retry_undos(std::vector<std::string>* emptied) {
@@ -246,7 +249,8 @@ absl::StatusOr<std::size_t> LocalRooms::republish() {
   std::vector<Copy> copies;
   {
     MutexLock lock(mu_);
-    for (const auto& [room, lr] : rooms_) copies.push_back(Copy{room, lr.copy, lr.members});
+    for (const auto& [room, lr] : rooms_)
+      copies.push_back(Copy{room, lr.copy, lr.members});
   }
   std::vector<MapOp> index;
   for (const auto& c : copies) {

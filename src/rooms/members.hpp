@@ -26,7 +26,8 @@ class LocalRooms {
  public:
   // Subscribes to a room's broadcasts (Broadcasts::subscribe).
   using Subscribe = std::function<absl::StatusOr<Subscription>(const std::string& room)>;
-  LocalRooms(Context& ctx, Subscribe subscribe) : ctx_(ctx), subscribe_(std::move(subscribe)) {}
+  LocalRooms(Context& ctx, Subscribe subscribe)
+      : ctx_(ctx), subscribe_(std::move(subscribe)) {}
   ~LocalRooms();  // stop()
   // Cancels every room's mirror and subscription.
   void stop() ABSL_LOCKS_EXCLUDED(mu_);
@@ -52,7 +53,8 @@ class LocalRooms {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   bool has_members(const std::string& room) const ABSL_LOCKS_EXCLUDED(mu_);
-  std::vector<std::string> members(const std::string& room) const ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<std::string> members(const std::string& room) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The room's members here minus `except`; nullopt when it is not open.
   std::optional<std::vector<std::string>> recipients(
       const std::string& room, const std::vector<std::string>& except) const
@@ -69,8 +71,8 @@ class LocalRooms {
  private:
   struct LocalRoom {
     std::map<std::string, std::string> members;  // identity -> metadata
-    RoomState copy;                               // the room map, as told
-    bool loading = true;                          // the first read: no events
+    RoomState copy;                              // the room map, as told
+    bool loading = true;                         // the first read: no events
     std::shared_ptr<internal::MapMirror> changes;
     Subscription broadcasts;
   };

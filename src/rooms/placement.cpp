@@ -67,8 +67,8 @@ void Placements::on_change(const MapMirror::Change& ch) {
         return;
       }
       cache_[ch.key] = Cached{*p, ch.version};
-      hosted_changed = p->node == ctx_.me ? hosted_.insert(ch.key).second
-                                          : hosted_.erase(ch.key) != 0;
+      hosted_changed =
+          p->node == ctx_.me ? hosted_.insert(ch.key).second : hosted_.erase(ch.key) != 0;
       ev.type = p->previous_node.empty() || p->previous_node == p->node
                     ? RoomEventType::kAssigned
                     : RoomEventType::kMoved;
@@ -93,8 +93,8 @@ void Placements::on_change(const MapMirror::Change& ch) {
   }
   if (quiet) return;
   if (ev.type == RoomEventType::kMoved) {
-    ctx_.log().log(LogLevel::kDebug, "room moved: room={} from={} to={} cause={}", ev.room,
-                   ev.from, ev.to, ev.cause);
+    ctx_.log().log(LogLevel::kDebug, "room moved: room={} from={} to={} cause={}",
+                   ev.room, ev.from, ev.to, ev.cause);
   }
   ctx_.post(ctx_.o.on_room_event, std::move(ev));
 }
@@ -126,9 +126,9 @@ absl::StatusOr<bool> Placements::move(const Placement& cur, const std::string& s
                                       const Node& to, const std::string& cause,
                                       const std::string& why, Placement* next) {
   *next = moved_to(cur, to, cause);
-  FLEET_ASSIGN_OR_RETURN(bool swapped,
-                         ctx_.c.compare_and_set(placement_map(ctx_.o.name), cur.room,
-                                                stored, encode_placement(*next)));
+  FLEET_ASSIGN_OR_RETURN(
+      bool swapped, ctx_.c.compare_and_set(placement_map(ctx_.o.name), cur.room, stored,
+                                           encode_placement(*next)));
   if (!swapped) return false;
   ctx_.log().info("room moved: room={} from={} to={} cause={}{}", cur.room, cur.node,
                   next->node, cause, why.empty() ? std::string() : " why=" + why);
@@ -176,7 +176,8 @@ absl::StatusOr<Placement> Placements::assign(const std::string& room,
       next.address = node.info.address;
       next.generation = 1;
       next.cause = "assigned";
-      FLEET_ASSIGN_OR_RETURN(auto claimed, ctx_.c.claim(map, room, encode_placement(next)));
+      FLEET_ASSIGN_OR_RETURN(auto claimed,
+                             ctx_.c.claim(map, room, encode_placement(next)));
       if (claimed.claimed) {
         ctx_.log().info("room assigned: room={} node={} why={}", room, node.id,
                         choice->second);
@@ -186,8 +187,8 @@ absl::StatusOr<Placement> Placements::assign(const std::string& room,
       continue;  // someone else placed it first: look at theirs
     }
     Placement next;
-    FLEET_ASSIGN_OR_RETURN(bool swapped,
-                           move(*cur, got->value, node, "node-died", choice->second, &next));
+    FLEET_ASSIGN_OR_RETURN(
+        bool swapped, move(*cur, got->value, node, "node-died", choice->second, &next));
     if (swapped) return next;
   }
   return absl::AbortedError(fmt::format(
@@ -220,7 +221,8 @@ absl::StatusOr<Placement> Placements::migrate(const std::string& room,
   }
   if (target->id == cur.node) return cur;
   Placement next;
-  FLEET_ASSIGN_OR_RETURN(bool swapped, move(cur, got->value, *target, "migrated", "", &next));
+  FLEET_ASSIGN_OR_RETURN(bool swapped,
+                         move(cur, got->value, *target, "migrated", "", &next));
   if (!swapped) {
     return absl::AbortedError(
         fmt::format("room '{}' changed while it was being migrated; try again", room));
@@ -256,16 +258,15 @@ absl::StatusOr<bool> Placements::release_if_empty(const std::string& room,
 }
 
 absl::Status Placements::move_rooms_of(const std::string& dead,
-                                       std::set<std::string>* touched,
-                                       std::size_t* moved, std::size_t* released) {
+                                       std::set<std::string>* touched, std::size_t* moved,
+                                       std::size_t* released) {
   FLEET_ASSIGN_OR_RETURN(auto all, ctx_.c.scan(placement_map(ctx_.o.name)));
   for (const auto& e : all) {
     auto p = decode_placement(e.key, e.entry.value);
     if (!p.ok() || p->node != dead) continue;
     touched->erase(e.key);
-    FLEET_ASSIGN_OR_RETURN(
-        auto participants,
-        ctx_.c.scan(room_map(ctx_.o.name, e.key), kParticipantPrefix, 1));
+    FLEET_ASSIGN_OR_RETURN(auto participants, ctx_.c.scan(room_map(ctx_.o.name, e.key),
+                                                          kParticipantPrefix, 1));
     if (participants.empty()) {
       FLEET_ASSIGN_OR_RETURN(bool r, release_if_empty(e.key, "node-died"));
       *released += r ? 1 : 0;
@@ -278,9 +279,8 @@ absl::Status Placements::move_rooms_of(const std::string& dead,
       return choice.status();
     }
     Placement next;
-    FLEET_ASSIGN_OR_RETURN(
-        bool swapped,
-        move(*p, e.entry.value, choice->first, "node-died", choice->second, &next));
+    FLEET_ASSIGN_OR_RETURN(bool swapped, move(*p, e.entry.value, choice->first,
+                                              "node-died", choice->second, &next));
     if (swapped) {
       ++*moved;
       MutexLock lock(mu_);
@@ -322,9 +322,9 @@ absl::StatusOr<std::size_t> Placements::republish(const std::vector<std::string>
     ops.push_back(MapOp::claim(p.room, encode_placement(p)));
   }
   for (std::size_t i = 0; i < ops.size(); i += kMaxMapBatchOps) {
-    std::vector<MapOp> chunk(
-        ops.begin() + static_cast<std::ptrdiff_t>(i),
-        ops.begin() + static_cast<std::ptrdiff_t>(std::min(ops.size(), i + kMaxMapBatchOps)));
+    std::vector<MapOp> chunk(ops.begin() + static_cast<std::ptrdiff_t>(i),
+                             ops.begin() + static_cast<std::ptrdiff_t>(std::min(
+                                               ops.size(), i + kMaxMapBatchOps)));
     FLEET_RETURN_IF_ERROR(ctx_.c.apply(placement_map(ctx_.o.name), chunk).status());
   }
   return placements.size();

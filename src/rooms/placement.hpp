@@ -33,6 +33,10 @@ class Placements {
 
   // Starts the mirror: every placement, then every change.
   absl::Status attach();
+  // Stops the mirror: after it returns no change is applied.
+  void stop() {
+    if (mirror_) mirror_->stop();
+  }
 
   // From the mirror when it is exact and knows the room; else one get().
   absl::StatusOr<std::optional<Placement>> locate(const std::string& room)
@@ -76,13 +80,14 @@ class Placements {
   Context& ctx_;
   NodeRegistry& nodes_;
   const HasLocalMembers has_local_;
-  std::shared_ptr<internal::MapMirror> mirror_;
   mutable internal::Mutex mu_;
   std::map<std::string, Cached, std::less<>> cache_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> hosted_ ABSL_GUARDED_BY(mu_);
   bool loading_ ABSL_GUARDED_BY(mu_) = false;  // the first read: no events
   std::uint64_t hits_ ABSL_GUARDED_BY(mu_) = 0, misses_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t drops_ ABSL_GUARDED_BY(mu_) = 0, moved_here_ ABSL_GUARDED_BY(mu_) = 0;
+  // Last: destroyed (stopped) before the state its listener touches.
+  std::shared_ptr<internal::MapMirror> mirror_;
 };
 
 }  // namespace fleet::rooms::internal_rooms

@@ -126,8 +126,9 @@ absl::StatusOr<std::pair<Node, std::string>> NodeRegistry::select(
           "every live serving node is at max_rooms ({} of them): no room for room '{}'",
           serving, room));
     }
-    return absl::UnavailableError(fmt::format(
-        "no live serving node for room '{}' ({} instances known)", room, registry_.size()));
+    return absl::UnavailableError(
+        fmt::format("no live serving node for room '{}' ({} instances known)", room,
+                    registry_.size()));
   }
   const bool regional = in_region > 0;
   auto load = [](const Node& n) {

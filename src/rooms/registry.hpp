@@ -27,6 +27,10 @@ class NodeRegistry {
 
   // Starts the mirror (every record, then every change) and publishes ours.
   absl::Status attach();
+  // Stops the mirror: after it returns no change is applied.
+  void stop() {
+    if (mirror_) mirror_->stop();
+  }
   // Reads the map again (a node may have started since the last change
   // told), and the live members.
   absl::Status reread();
@@ -72,11 +76,12 @@ class NodeRegistry {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Context& ctx_;
-  std::shared_ptr<internal::MapMirror> mirror_;
   mutable internal::Mutex mu_;
   Node self_ ABSL_GUARDED_BY(mu_);
   std::string published_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Registered, std::less<>> registry_ ABSL_GUARDED_BY(mu_);
+  // Last: destroyed (stopped) before the state its listener touches.
+  std::shared_ptr<internal::MapMirror> mirror_;
 };
 
 }  // namespace fleet::rooms::internal_rooms

@@ -62,7 +62,8 @@ class RoomsImpl final : public Rooms, private internal::ModuleHooks {
         registry_(ctx_),
         placements_(ctx_, registry_,
                     [this](const std::string& room) { return local_.has_members(room); }),
-        local_(ctx_, [this](const std::string& room) { return broadcasts_.subscribe(room); }),
+        local_(ctx_,
+               [this](const std::string& room) { return broadcasts_.subscribe(room); }),
         broadcasts_(ctx_, local_),
         cleanup_(ctx_, registry_, placements_),
         requests_(c, requests_prefix(o_.name), core_.log(),
@@ -70,10 +71,14 @@ class RoomsImpl final : public Rooms, private internal::ModuleHooks {
                     return answer(topic, body);
                   }) {}
 
+  // Everything that calls back into the parts stops before any part goes:
+  // the worker and callback thread, then every change stream.
   ~RoomsImpl() override {
     core_.stop();
     requests_.stop();
     local_.stop();
+    placements_.stop();
+    registry_.stop();
   }
 
   absl::Status start() { return core_.start(this); }
@@ -125,9 +130,8 @@ class RoomsImpl final : public Rooms, private internal::ModuleHooks {
   absl::Status release(std::string_view room) override {
     FLEET_RETURN_IF_ERROR(core_.ready());
     FLEET_RETURN_IF_ERROR(validate_room(room));
-    FLEET_ASSIGN_OR_RETURN(
-        auto participants,
-        ctx_.c.scan(room_map(o_.name, room), kParticipantPrefix, 1));
+    FLEET_ASSIGN_OR_RETURN(auto participants,
+                           ctx_.c.scan(room_map(o_.name, room), kParticipantPrefix, 1));
     if (!participants.empty()) {
       return absl::FailedPreconditionError(
           fmt::format("room '{}' still has participants", room));
@@ -169,7 +173,8 @@ class RoomsImpl final : public Rooms, private internal::ModuleHooks {
     FLEET_RETURN_IF_ERROR(core_.ready());
     FLEET_RETURN_IF_ERROR(validate_room(room));
     FLEET_RETURN_IF_ERROR(validate_identity(identity));
-    FLEET_RETURN_IF_ERROR(check_size("participant metadata", metadata, kMaxMetadataBytes));
+    FLEET_RETURN_IF_ERROR(
+        check_size("participant metadata", metadata, kMaxMetadataBytes));
     const std::string r(room), id(identity), meta(metadata);
     std::lock_guard<std::mutex> join_lock(join_mu_);
     FLEET_ASSIGN_OR_RETURN(Placement placement, placements_.assign(r, {}));
@@ -188,11 +193,13 @@ class RoomsImpl final : public Rooms, private internal::ModuleHooks {
     // read no participant before our write): place it again, where it was.
     auto still = ctx_.c.get(placement_map(o_.name), r);
     if (still.ok() && !still->has_value()) {
-      core_.log().info("room '{}' was released while '{}' joined; placing it again", r, id);
+      core_.log().info("room '{}' was released while '{}' joined; placing it again", r,
+                       id);
       FLEET_ASSIGN_OR_RETURN(placement, placements_.assign(r, placement.node));
     }
-    core_.log().info("participant routed: room={} identity={} instance={} node={} address={}",
-                     r, id, ctx_.me, placement.node, placement.address);
+    core_.log().info(
+        "participant routed: room={} identity={} instance={} node={} address={}", r, id,
+        ctx_.me, placement.node, placement.address);
     return placement;
   }
 
@@ -374,7 +381,8 @@ class RoomsImpl final : public Rooms, private internal::ModuleHooks {
   // and later ones see what it wrote.
   absl::Status republish() override {
     FLEET_RETURN_IF_ERROR(registry_.publish_record(/*force=*/true));
-    FLEET_ASSIGN_OR_RETURN(const std::size_t placed, placements_.republish(local_.rooms()));
+    FLEET_ASSIGN_OR_RETURN(const std::size_t placed,
+                           placements_.republish(local_.rooms()));
     FLEET_ASSIGN_OR_RETURN(const std::size_t rooms, local_.republish());
     core_.log().info(
         "backend lost its data: re-published {} placement(s), {} room(s) with members",
@@ -390,10 +398,11 @@ class RoomsImpl final : public Rooms, private internal::ModuleHooks {
       rooms = local_.rooms();
       broadcasts_.interrupted(rooms);
     }
-    core_.log().info("connection {}: locate cache paused until re-read{}", to_string(st),
-                     rooms.empty() ? std::string()
-                                   : fmt::format("; {} room(s) may have missed broadcasts",
-                                                 rooms.size()));
+    core_.log().info(
+        "connection {}: locate cache paused until re-read{}", to_string(st),
+        rooms.empty()
+            ? std::string()
+            : fmt::format("; {} room(s) may have missed broadcasts", rooms.size()));
   }
 
   void on_member(const MemberEvent& e) override {
@@ -425,7 +434,8 @@ class RoomsImpl final : public Rooms, private internal::ModuleHooks {
     if (topic == kParticipantsTopic) return local_.participants_reply(std::string(body));
     if (topic == kDisconnectTopic) {
       const std::size_t n = o_.on_disconnect ? o_.on_disconnect(body) : 0;
-      if (n > 0) core_.log().info("disconnected {} connection(s) of '{}' on request", n, body);
+      if (n > 0)
+        core_.log().info("disconnected {} connection(s) of '{}' on request", n, body);
       return std::to_string(n);
     }
     if (o_.on_request) return o_.on_request(topic, body);

@@ -82,9 +82,8 @@ void Circuits::forget_closed(Clock::TimePoint now) {
 Clock::TimePoint Circuits::closes_at(const std::string& value) const {
   std::int64_t ms = 0;
   if (!internal::parse_int(value, &ms)) ms = 0;
-  const auto wall_ms = std::chrono::duration_cast<Ms>(
-                           c_.clock()->wall_now().time_since_epoch())
-                           .count();
+  const auto wall_ms =
+      std::chrono::duration_cast<Ms>(c_.clock()->wall_now().time_since_epoch()).count();
   const long long left = std::clamp<long long>(ms - wall_ms, 0, 24LL * 3600 * 1000);
   return c_.clock()->now() + Ms(left);
 }

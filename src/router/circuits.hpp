@@ -31,7 +31,8 @@ class Circuits {
   // A change of the shared map (the mirror's listener).
   void on_change(const internal::MapMirror::Change& ch) ABSL_LOCKS_EXCLUDED(mu_);
   // Time left on the node's open circuit, zero if closed.
-  Ms open_for(const std::string& node, Clock::TimePoint now) const ABSL_LOCKS_EXCLUDED(mu_);
+  Ms open_for(const std::string& node, Clock::TimePoint now) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Every circuit's time left (closed ones included, at zero).
   std::map<std::string, Ms> open_all(Clock::TimePoint now) const ABSL_LOCKS_EXCLUDED(mu_);
   // Opens the node's circuit here unless it is open; true if it opened.

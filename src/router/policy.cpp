@@ -154,8 +154,8 @@ absl::Status compose_request(const RouterOptions& o, const Hints& hints,
     c.capacity = spec->capacity;
     if (hints.priority == Priority::kLow) {
       c.capacity = std::max<std::int64_t>(
-          1, static_cast<std::int64_t>(std::floor(static_cast<double>(spec->capacity) *
-                                                  o.low_priority_share)));
+          1, static_cast<std::int64_t>(
+                 std::floor(static_cast<double>(spec->capacity) * o.low_priority_share)));
     }
     request->candidates.push_back(std::move(c));
   }

@@ -30,7 +30,7 @@ std::optional<double> metric(const NodeAggregate& a, const char* name);
 
 // What the policy reads.
 struct PoolView {
-  const std::map<std::string, NodeSpec>* registry;        // by node id
+  const std::map<std::string, NodeSpec>* registry;         // by node id
   const std::map<std::string, NodeAggregate>* aggregates;  // by node id
   // Time left on each open circuit (absent or zero: closed).
   const std::map<std::string, std::chrono::milliseconds>* open_for;

@@ -318,6 +318,7 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
       out = stats_;
     }
     observations_.fill(&out);
+    out.checks = core_.steps();
     return out;
   }
 
@@ -325,14 +326,15 @@ class RouterImpl final : public Router, private internal::ModuleHooks {
   // ---- module hooks -----------------------------------------------------------
 
   absl::Status attach(const std::string&) override {
-    nodes_mirror_ = core_.mirror(nodes_map_, "",
-                          [this](const MapMirror::Change& ch) { on_registry(ch); });
-    breakers_mirror_ = core_.mirror(circuits_.map(), "", [this](const MapMirror::Change& ch) {
-      circuits_.on_change(ch);
-      pool_changed();
-    });
-    FLEET_RETURN_IF_ERROR(
-        internal::ModuleCore::read_mirrors({nodes_mirror_.get(), breakers_mirror_.get()}, true));
+    nodes_mirror_ = core_.mirror(
+        nodes_map_, "", [this](const MapMirror::Change& ch) { on_registry(ch); });
+    breakers_mirror_ =
+        core_.mirror(circuits_.map(), "", [this](const MapMirror::Change& ch) {
+          circuits_.on_change(ch);
+          pool_changed();
+        });
+    FLEET_RETURN_IF_ERROR(internal::ModuleCore::read_mirrors(
+        {nodes_mirror_.get(), breakers_mirror_.get()}, true));
     auto freed = c_.subscribe(freed_channel_, [this](const Message&) {
       {
         MutexLock lock(mu_);

@@ -111,6 +111,30 @@ TEST_CASE("release or renew of an expired lease is Aborted", "[conformance][lock
   FLEET_REQUIRE_CODE(b->release(*other), kAborted);  // released twice
 }
 
+TEST_CASE("release and renew of a lease never granted are InvalidArgument",
+          "[conformance][locks]") {
+  auto backend = make_backend();
+  auto a = backend->connect();
+  auto lease = unwrap(a->try_lock("L", kLongTtl));
+  REQUIRE(lease.has_value());
+  // A fence above every one granted under the name: never a grant.
+  Lease made_up = *lease;
+  made_up.fence = lease->fence + 1000;
+  auto st = a->release(made_up);
+  FLEET_REQUIRE_CODE(st, kInvalidArgument);
+  CHECK(std::string(st.message()).find("was never granted") != std::string::npos);
+  CHECK(std::string(st.message()).find(std::to_string(lease->fence)) !=
+        std::string::npos);
+  FLEET_REQUIRE_CODE(a->renew(made_up), kInvalidArgument);
+  // A name nothing was ever granted under.
+  Lease nowhere = *lease;
+  nowhere.name = "never-locked";
+  FLEET_REQUIRE_CODE(a->release(nowhere), kInvalidArgument);
+  // The real one is untouched, and once released it is Aborted, not this.
+  FLEET_REQUIRE_OK(a->release(*lease));
+  FLEET_REQUIRE_CODE(a->release(*lease), kAborted);
+}
+
 TEST_CASE("renew extends the lease past its original expiry", "[conformance][locks]") {
   auto backend = make_backend();
   auto a = backend->connect();

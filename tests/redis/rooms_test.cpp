@@ -103,7 +103,8 @@ class Cluster {
           if (it != where.end()) {
             if (rng() % 3 == 0) {
               if (r->leave(it->second, who).ok()) where.erase(it);
-            } else if (r->broadcast(it->second, "hello", BroadcastOptions{who, {}}).ok()) {
+            } else if (r->broadcast(it->second, "hello", BroadcastOptions{who, {}})
+                           .ok()) {
               ++broadcasts_ok_;
             } else {
               ++failures_;
@@ -277,9 +278,10 @@ TEST_CASE("8 instances on Redis assign the same 1000 rooms at once: one node eac
   }
 }
 
-TEST_CASE("on Redis, a rooms callback that blocks holds up no lock grant, membership "
-          "event or router decision on its Coordinator",
-          "[rooms][threads]") {
+TEST_CASE(
+    "on Redis, a rooms callback that blocks holds up no lock grant, membership "
+    "event or router decision on its Coordinator",
+    "[rooms][threads]") {
   RedisServer& redis = shared_redis_server();
   const std::string ns = unique_ns("slow");
   CaptureSink log;
@@ -292,7 +294,8 @@ TEST_CASE("on Redis, a rooms callback that blocks holds up no lock grant, member
   };
   auto a = joined("a");
   auto b = joined("b");
-  slow_callback_holds_nothing_up(*a, *b, [&] { return joined("d"); }, &log);
+  slow_callback_holds_nothing_up(
+      *a, *b, [&] { return joined("d"); }, &log);
 }
 
 TEST_CASE("broadcasts on Redis reach only instances with members, in order, none lost",

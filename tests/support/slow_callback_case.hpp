@@ -47,8 +47,8 @@ class Gate {
 
 // `a` and `b` have joined as "a" and "b"; `join_d` joins a third instance.
 inline void slow_callback_holds_nothing_up(
-    Coordinator& a, Coordinator& b, const std::function<std::unique_ptr<Coordinator>()>& join_d,
-    LogSink* log) {
+    Coordinator& a, Coordinator& b,
+    const std::function<std::unique_ptr<Coordinator>()>& join_d, LogSink* log) {
   using std::chrono::milliseconds;
   Gate gate;
   std::atomic<int> delivered{0};
@@ -82,8 +82,9 @@ inline void slow_callback_holds_nothing_up(
   // waiting on a's Coordinator...
   auto held = unwrap(b.try_lock("l", milliseconds(60000)));
   REQUIRE(held.has_value());
-  auto waiter = std::async(std::launch::async,
-                           [&] { return a.lock("l", milliseconds(60000), milliseconds(60000)); });
+  auto waiter = std::async(std::launch::async, [&] {
+    return a.lock("l", milliseconds(60000), milliseconds(60000));
+  });
   FLEET_REQUIRE_OK(b.release(*held));
   REQUIRE(waiter.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   auto granted = unwrap(waiter.get());

@@ -3,7 +3,10 @@
 
 #include "catch.hpp"
 #include "fleet/clock.hpp"
+#include "fleet/lease_guard.hpp"
+#include "fleet/local_coordinator.hpp"
 #include "recorder.hpp"
+#include "status.hpp"
 
 namespace fleet::testing {
 namespace {
@@ -81,6 +84,71 @@ TEST_CASE("the real clock's wait_until returns after the deadline", "[clock]") {
   const auto deadline = clock->now() + milliseconds(5);
   while (clock->now() < deadline) clock->wait_until(lock, cv, deadline);
   CHECK(clock->now() >= deadline);
+}
+
+TEST_CASE("advance_stepwise stops at every deadline on the way and lets the waiter act",
+          "[clock]") {
+  ManualClock clock;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Clock::TimePoint> woke;  // when the ticker ran, on the clock
+  std::atomic<bool> stop{false};
+  const auto start = clock.now();
+  std::thread ticker([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    auto next = clock.now() + milliseconds(100);
+    while (!stop) {
+      if (clock.now() < next) {
+        clock.wait_until(lock, cv, next);
+        continue;
+      }
+      woke.push_back(clock.now());
+      next = clock.now() + milliseconds(100);
+    }
+  });
+  REQUIRE(eventually([&] { return clock.waiters() == 1; }));
+  const int stops = clock.advance_stepwise(milliseconds(1000));
+  CHECK(stops == 10);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stop = true;
+    cv.notify_all();
+  }
+  clock.advance(milliseconds(100));
+  ticker.join();
+  REQUIRE(woke.size() >= 10);
+  for (std::size_t i = 0; i < 10; ++i) {
+    CHECK(woke[i] - start == milliseconds(100) * static_cast<int>(i + 1));
+  }
+}
+
+TEST_CASE("a LeaseGuard on a ManualClock: advance_stepwise keeps it, a jump loses it",
+          "[clock]") {
+  ManualClock clock;
+  LocalOptions o;
+  o.clock = &clock;
+  o.log_sink = quiet_log_sink();
+  auto c = unwrap(LocalCoordinator::create(o));
+  const milliseconds ttl(3000);
+  {
+    auto lease = unwrap(c->try_lock("job", ttl));
+    REQUIRE(lease.has_value());
+    LeaseGuard guard(*c, *lease);
+    // Ten TTLs of manual time: the guard renews at each third of one.
+    clock.advance_stepwise(ttl * 10);
+    CHECK(guard.held());
+    CHECK(guard.renewals() >= 29);
+  }
+  {
+    auto lease = unwrap(c->try_lock("job", ttl));
+    REQUIRE(lease.has_value());
+    std::atomic<bool> lost{false};
+    LeaseGuard guard(*c, *lease, [&](const absl::Status&) { lost = true; });
+    // One jump past the TTL: the guard wakes after the lease expired.
+    clock.advance(ttl * 2);
+    REQUIRE(eventually([&] { return lost.load(); }));
+    CHECK_FALSE(guard.held());
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // map's ordering and re-reads, the worker on a ManualClock, requests sent
 // from the handler thread, attaching before or after join().
 #include <atomic>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -61,7 +62,9 @@ struct Local {
     o.log_sink = quiet_log_sink();
     store = LocalStore::create(o).value();
   }
-  std::unique_ptr<Coordinator> connect() { return LocalCoordinator::connect(store).value(); }
+  std::unique_ptr<Coordinator> connect() {
+    return LocalCoordinator::connect(store).value();
+  }
 };
 
 TEST_CASE("a mirror tells every entry, then every change, in order",
@@ -148,7 +151,8 @@ TEST_CASE("after a data loss the mirror takes versions that start again",
   Local l;
   auto c = l.connect();
   Told told;
-  for (int i = 0; i < 5; ++i) FLEET_REQUIRE_OK(c->put("m", "x", std::to_string(i)).status());
+  for (int i = 0; i < 5; ++i)
+    FLEET_REQUIRE_OK(c->put("m", "x", std::to_string(i)).status());
   FLEET_REQUIRE_OK(c->put("m", "y", "y").status());
   MapMirror mirror(*c, "m", "", told.listener());
   FLEET_REQUIRE_OK(mirror.start());
@@ -198,7 +202,8 @@ TEST_CASE("a request sent from the handler thread gets every instance's answer",
           RequestResult r = ra->ask("echo", body, {"A", "B"}, milliseconds(5000));
           if (!r.status.ok()) return r.status;
           std::string out;
-          for (const auto& reply : r.replies) out += reply.instance + ":" + reply.body + ";";
+          for (const auto& reply : r.replies)
+            out += reply.instance + ":" + reply.body + ";";
           return out;
         }
         return std::string("a-") + std::string(body);
@@ -226,18 +231,19 @@ TEST_CASE("a request's timeout is measured on the Coordinator's clock",
   CaptureSink sink;
   internal::Logger log(&sink, LogLevel::kInfo, "test");
   internal::Requests ra(
-      *a, "t", log, [](std::string_view, std::string_view) -> absl::StatusOr<std::string> {
+      *a, "t", log,
+      [](std::string_view, std::string_view) -> absl::StatusOr<std::string> {
         return std::string("ok");
       });
   FLEET_REQUIRE_OK(ra.attach("A"));
-  RequestResult r;
-  std::thread asker([&] { r = ra.ask("q", "", {"A", "silent"}, hours(1)); });
+  auto asked = std::async(std::launch::async, [&] {
+    return ra.ask("q", "", {"A", "silent"}, hours(1));
+  });
   // An hour of manual time, not of real time.
-  for (int i = 0; i < 200 && r.replies.empty(); ++i) {
-    std::this_thread::sleep_for(milliseconds(5));
+  while (asked.wait_for(milliseconds(5)) != std::future_status::ready) {
     l.clock.advance(hours(1));
   }
-  asker.join();
+  RequestResult r = asked.get();
   FLEET_REQUIRE_CODE(r.status, kDeadlineExceeded);
   CHECK(r.missing == std::vector<std::string>{"silent"});
   REQUIRE(r.replies.size() == 1);

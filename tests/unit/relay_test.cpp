@@ -109,9 +109,10 @@ class Fleet {
   std::deque<Instance> instances_;
 };
 
-TEST_CASE("the worker's check runs on the ManualClock: sessions whose chosen taker "
-          "is idle are taken once the grace has passed",
-          "[relay][clock]") {
+TEST_CASE(
+    "the worker's check runs on the ManualClock: sessions whose chosen taker "
+    "is idle are taken once the grace has passed",
+    "[relay][clock]") {
   Fleet f;
   auto& a = f.add("a");
   auto& idle = f.add("b");  // run_once() never called: it takes nothing
@@ -125,20 +126,27 @@ TEST_CASE("the worker's check runs on the ManualClock: sessions whose chosen tak
   }
   REQUIRE(eventually([&] { return worker.relay->counts().foreign == kSessions; }));
   f.kill(a);
-  f.expire();
+  // Each step of the clock runs one check at least.
+  auto next_check = [&](std::chrono::nanoseconds step) {
+    const auto before = worker.relay->stats().checks;
+    f.clock().advance(step);
+    REQUIRE(eventually([&] { return worker.relay->stats().checks > before; }));
+  };
   // The expiry wakes c's check at once: it takes the sessions rendezvous
   // gives it; b's wait for the grace.
+  next_check(kTtl * 2);
   REQUIRE(eventually([&] { return worker.relay->counts().own > 0; }));
-  const std::size_t first = worker.relay->counts().own;
-  CHECK(first < static_cast<std::size_t>(kSessions));
-  // An hour: a check, still within the grace. If the worker waited on the
-  // real clock, no further check would come at all.
-  f.clock().advance(std::chrono::hours(1));
-  f.clock().advance(std::chrono::hours(1) + milliseconds(1));
+  // An hour: still within the grace. If the worker waited on the real
+  // clock, no further check would come at all.
+  next_check(std::chrono::hours(1));
+  CHECK(worker.relay->counts().own < static_cast<std::size_t>(kSessions));
+  next_check(std::chrono::hours(1) + milliseconds(1));
   REQUIRE(eventually(
       [&] { return worker.relay->counts().own == static_cast<std::size_t>(kSessions); }));
+  CHECK(worker.relay->stats().taken == kSessions);
   CHECK(idle.relay->counts().own == 0);
-  CHECK(eventually([&] { return worker.seen(SessionEventType::kTaken).size() == kSessions; }));
+  CHECK(eventually(
+      [&] { return worker.seen(SessionEventType::kTaken).size() == kSessions; }));
 }
 
 TEST_CASE("sessions replicate as foreign copies, updated in place, deleted everywhere",

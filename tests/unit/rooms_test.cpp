@@ -581,7 +581,8 @@ TEST_CASE("requests count live instances, a silent one gives a partial DeadlineE
   CHECK(r.replies[1].instance == "b");
   CHECK(std::string(r.status.message()).find("did not answer") != std::string::npos);
   // Application topics go to on_request; without a handler: Unimplemented.
-  auto app = f.advancing([&] { return a.rooms->request("stats", "", milliseconds(2000)); });
+  auto app =
+      f.advancing([&] { return a.rooms->request("stats", "", milliseconds(2000)); });
   CHECK(app.replies.size() == 2);
   CHECK(app.replies[0].status.code() == absl::StatusCode::kUnimplemented);
   CHECK(a.rooms->request("fleet.x", "", milliseconds(10)).status.code() ==
@@ -664,7 +665,8 @@ TEST_CASE("bad input gets InvalidArgument naming the problem", "[rooms]") {
   FLEET_REQUIRE_CODE(big, kInvalidArgument);
   CHECK(std::string(big.message()).find("max_message_bytes") != std::string::npos);
   FLEET_REQUIRE_OK(a.rooms->broadcast("r", std::string(64 * 1024, 'x')));
-  FLEET_REQUIRE_CODE(a.rooms->broadcast("r", "x", BroadcastOptions{"", {"bad\x1fid"}}), kInvalidArgument);
+  FLEET_REQUIRE_CODE(a.rooms->broadcast("r", "x", BroadcastOptions{"", {"bad\x1fid"}}),
+                     kInvalidArgument);
   FLEET_REQUIRE_CODE(a.rooms->set_flag("r", "", "v"), kInvalidArgument);
   FLEET_REQUIRE_CODE(a.rooms->leave("r", "nobody"), kNotFound);
   FLEET_REQUIRE_CODE(a.rooms->report_load(-1, 0), kInvalidArgument);

@@ -76,9 +76,10 @@ std::string bodies(const RequestResult& r) {
   return out;
 }
 
-TEST_CASE("request() sent from on_message and from on_request gets every instance's "
-          "answer",
-          "[rooms][threads]") {
+TEST_CASE(
+    "request() sent from on_message and from on_request gets every instance's "
+    "answer",
+    "[rooms][threads]") {
   Fleet f;
   // Each Rooms' own pointer, for its callbacks (set once created).
   std::map<std::string, std::atomic<Rooms*>> self;
@@ -89,7 +90,7 @@ TEST_CASE("request() sent from on_message and from on_request gets every instanc
     RoomsOptions o;
     o.background = false;
     o.on_request = [&self, id](std::string_view topic,
-                              std::string_view) -> absl::StatusOr<std::string> {
+                               std::string_view) -> absl::StatusOr<std::string> {
       if (topic == "nested" && id == "a") {
         // On a's request thread, which must answer a itself: inline.
         RequestResult r = self[id].load()->request("ping", "", milliseconds(5000));
@@ -129,23 +130,27 @@ TEST_CASE("request() sent from on_message and from on_request gets every instanc
   CHECK(nested.replies[1].body == "pong-b");
 }
 
-TEST_CASE("a callback that blocks holds up no lock grant, membership event or router "
-          "decision on its Coordinator",
-          "[rooms][threads]") {
+TEST_CASE(
+    "a callback that blocks holds up no lock grant, membership event or router "
+    "decision on its Coordinator",
+    "[rooms][threads]") {
   Fleet f;
   auto a = f.joined("a");
   auto b = f.joined("b");
-  slow_callback_holds_nothing_up(*a, *b, [&] { return f.joined("d"); }, quiet_log_sink());
+  slow_callback_holds_nothing_up(
+      *a, *b, [&] { return f.joined("d"); }, quiet_log_sink());
 }
 
-TEST_CASE("the worker's check runs on the ManualClock: a dead node's rooms move once "
-          "the grace has passed",
-          "[rooms][clock]") {
+TEST_CASE(
+    "the worker's check runs on the ManualClock: a dead node's rooms move once "
+    "the grace has passed",
+    "[rooms][clock]") {
   Fleet f;
   // The survivor rendezvous chooses to clean up after "dead" stays idle
   // (no worker, never run): the other one moves the rooms after the grace.
   std::string idle = "s1", busy = "s2";
-  if (internal::rendezvous_weight("dead", "s2") > internal::rendezvous_weight("dead", "s1")) {
+  if (internal::rendezvous_weight("dead", "s2") >
+      internal::rendezvous_weight("dead", "s1")) {
     std::swap(idle, busy);
   }
   RoomsOptions passive;

@@ -521,9 +521,10 @@ TEST_CASE("slot_pool() names the Coordinator pool the in-flight counts live in",
   FLEET_REQUIRE_OK(a.router->release(t, {true}));
 }
 
-TEST_CASE("the worker's check runs on the ManualClock: a gateway's observations "
-          "reach the others when the clock passes check_interval",
-          "[router][clock]") {
+TEST_CASE(
+    "the worker's check runs on the ManualClock: a gateway's observations "
+    "reach the others when the clock passes check_interval",
+    "[router][clock]") {
   Cluster cl;
   auto& b = cl.add(with_policy(Policy::kWeighted));  // background = false
   FLEET_REQUIRE_OK(b.router->add_node(node("n", 4)));
@@ -718,7 +719,8 @@ TEST_CASE("node specs, regions and policies parse, or say what is wrong", "[rout
   CHECK(n.labels == std::set<std::string>{"llama3", "qwen"});
   CHECK(n.state == BackendState::kServing);
   CHECK(unwrap(parse_node_spec("host:80")).id == "host:80");
-  CHECK(unwrap(parse_node_spec("host:80,state=draining")).state == BackendState::kDraining);
+  CHECK(unwrap(parse_node_spec("host:80,state=draining")).state ==
+        BackendState::kDraining);
 
   for (const char* bad : {"", "host", "host:0", "host:70000", ":80", "host:80,capacity=0",
                           "host:80,capacity=x", "host:80,lat=1", "host:80,lat=91,lon=0",

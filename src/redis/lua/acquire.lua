@@ -26,10 +26,10 @@ if ARGV[5] ~= '' then
   -- A previous leadership that expired unswept is announced first, so
   -- observers see "no leader" before the next leader.
   if redis.call('ZSCORE', KEYS[3], ARGV[2]) then
-    redis.call('PUBLISH', ARGV[6], 'x')
-    redis.call('PUBLISH', ARGV[5], '')
+    publish(ARGV[6], 'x')
+    publish(ARGV[5], '')
   end
   redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[2])
-  redis.call('PUBLISH', ARGV[5], record)
+  publish(ARGV[5], record)
 end
 return {1, fence}

@@ -1,6 +1,24 @@
 -- common.lua: prepended to every fleet script; defines shared helpers only.
 -- Liveness and TTLs use Redis server time (TIME), never a client clock.
 
+-- Publishes on one of the namespace's channels: sharded pub/sub in a
+-- cluster (the channel names carry the namespace's hash tag, so the
+-- message stays on the shard of its slot), plain PUBLISH otherwise.
+local function publish(channel, message)
+  return redis.call(fleet_cluster and 'SPUBLISH' or 'PUBLISH', channel, message)
+end
+
+-- release/renew of a grant that is not the current one: 0 when a grant of
+-- `member` did have `fence` (it expired or was released), {-1, last fence
+-- or ''} when none can have (fences only grow: one above the last was
+-- never granted; '' when no grant of `member` is recorded, which after a
+-- data loss the client does not take as "never").
+local function not_granted(fences, member, fence)
+  local last = redis.call('HGET', fences, member)
+  if last and tonumber(fence) <= tonumber(last) then return 0 end
+  return {-1, last or ''}
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -17,9 +35,10 @@ end
 -- reads first names each with want_key() before it writes anything, then
 -- asks missing_keys(): if some were not given, it returns
 -- {'fleet:keys', key...} instead of running, and the client (Scripts::run)
--- calls it again with them. Only in a cluster: the line below is loaded as
--- "strict_keys = true" there (a single server needs no declaration).
-local strict_keys = false
+-- calls it again with them. Only in a cluster (a single server needs no
+-- declaration): fleet_cluster is the first line of every script's body
+-- (Scripts, src/redis/scripts.cpp).
+local strict_keys = fleet_cluster
 local given_keys, wanted_keys = nil, {}
 local function want_key(k)
   if not strict_keys then return end
@@ -73,7 +92,7 @@ end
 
 -- Watch event payload: "<S|D|E>\n<version>\n<key length>\n<key><value>".
 local function watch_event(channel, kind, version, key, value)
-  redis.call('PUBLISH', channel,
+  publish(channel,
     kind .. '\n' .. int(version) .. '\n' .. int(#key) .. '\n' .. key .. (value or ''))
 end
 
@@ -118,7 +137,7 @@ local function drop_member(members, member_session, session_member, sid, channel
     local record = redis.call('HGET', members, id)
     redis.call('HDEL', members, id)
     redis.call('HDEL', member_session, id)
-    if record then redis.call('PUBLISH', channel, kind .. '\n' .. record) end
+    if record then publish(channel, kind .. '\n' .. record) end
   end
   return true
 end

@@ -15,7 +15,7 @@ if holder and holder ~= sid then
   -- The holder died and was not swept yet: announce its expiry, take over.
   local old = redis.call('HGET', KEYS[3], id)
   redis.call('HDEL', KEYS[5], holder)
-  if old then redis.call('PUBLISH', ARGV[5], 'E\n' .. old) end
+  if old then publish(ARGV[5], 'E\n' .. old) end
 end
 if not alive(KEYS[1], sid, now) then redis.call('INCR', KEYS[6]) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), sid)
@@ -24,5 +24,5 @@ redis.call('HSET', KEYS[3], id, ARGV[3])
 redis.call('HSET', KEYS[4], id, sid)
 redis.call('HSET', KEYS[5], sid, id)
 if mine then return {0} end
-redis.call('PUBLISH', ARGV[5], 'J\n' .. ARGV[3])
+publish(ARGV[5], 'J\n' .. ARGV[3])
 return {1}

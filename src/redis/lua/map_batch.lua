@@ -87,6 +87,6 @@ for i = 0, n - 1 do
 end
 if version ~= first then
   redis.call('HSET', rev, map, int(version))
-  redis.call('PUBLISH', channel, 'B\n' .. table.concat(events))
+  publish(channel, 'B\n' .. table.concat(events))
 end
 return out

@@ -13,7 +13,7 @@ local map, key, mode = ARGV[1], ARGV[2], ARGV[6]
 local cur = live_entry(KEYS[1], KEYS[2], KEYS[3], map, key, ARGV[5], now)
 if mode == 'claim' then
   if cur then
-    if ARGV[7] == 'sync' then redis.call('PUBLISH', ARGV[5] .. '#sync', '') end
+    if ARGV[7] == 'sync' then publish(ARGV[5] .. '#sync', '') end
     return {0, cur}
   end
 elseif mode == 'cas' then

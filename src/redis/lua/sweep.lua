@@ -54,9 +54,9 @@ for _, member in ipairs(leases) do
     redis.call('ZADD', KEYS[8], now + left, member)  -- renewed meanwhile
   else
     redis.call('ZREM', KEYS[8], member)
-    redis.call('PUBLISH', prefix .. 'lockev:' .. member, 'x')
+    publish(prefix .. 'lockev:' .. member, 'x')
     if string.sub(member, 1, 2) == 'E:' then
-      redis.call('PUBLISH', prefix .. 'leader:' .. string.sub(member, 3), '')
+      publish(prefix .. 'leader:' .. string.sub(member, 3), '')
     end
   end
 end
