@@ -12,6 +12,11 @@ endmacro()
 
 _fleet_find(absl CONFIG)
 _fleet_find(fmt CONFIG)
-_fleet_find(nlohmann_json CONFIG)
+# nlohmann_json: the examples, tests and benchmarks only (the library writes
+# its records itself, src/internal/record.hpp); consumers never need it.
+if(NOT FLEET_FINDING_FOR_CONSUMER AND
+   (FLEET_BUILD_EXAMPLES OR FLEET_BUILD_TESTS OR FLEET_BUILD_BENCHMARKS))
+  find_package(nlohmann_json CONFIG REQUIRED)
+endif()
 include(FleetFindHiredis)
 _fleet_find(Threads)

@@ -109,7 +109,10 @@ class Coordinator {
   // Live members, ordered by instance id.
   virtual absl::StatusOr<std::vector<Member>> members() = 0;
 
-  // Calls `callback` for every join, leave and expiry from now on.
+  // Calls `callback` for every join, leave and expiry from now on. An
+  // expiry is reported one session TTL after the member's last heartbeat
+  // plus up to one heartbeat interval (Redis: the next sweep; members()
+  // stops listing it at the TTL itself).
   virtual absl::StatusOr<Subscription> watch_members(
       std::function<void(const MemberEvent&)> callback) = 0;
 

@@ -1,7 +1,7 @@
 #include "relay/codec.hpp"
 
 #include "fmt/format.h"
-#include "internal/parse.hpp"
+#include "internal/record.hpp"
 #include "internal/rendezvous.hpp"
 
 namespace fleet::relay {
@@ -9,8 +9,8 @@ namespace {
 
 using std::chrono::milliseconds;
 
-constexpr std::string_view kMagic = "fr1";
-constexpr std::size_t kHeaderFields = 7;
+// The record's kind and version (fr1: newline-separated, before 0.2).
+constexpr std::string_view kMagic = "fr2";
 
 }  // namespace
 
@@ -33,29 +33,30 @@ std::string bucket_map(std::string_view relay_name, std::string_view id) {
 }
 
 std::string encode_session(const Session& s) {
-  return fmt::format("{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}", kMagic, s.owner, s.fence,
-                     s.version, s.ttl.count(), s.group, s.taken_from, s.document);
+  return internal::RecordWriter(kMagic)
+      .add(s.owner)
+      .add(s.fence)
+      .add(s.version)
+      .add(static_cast<std::int64_t>(s.ttl.count()))
+      .add(s.group)
+      .add(s.taken_from)
+      .add(s.document)
+      .str();
 }
 
 absl::StatusOr<Session> decode_session(std::string_view id, std::string_view value) {
-  std::string_view document;
-  auto f = internal::split_lines(value, kHeaderFields, &document);
-  if (f.size() != kHeaderFields) {
-    return absl::DataLossError(fmt::format("session '{}': truncated record", id));
-  }
+  internal::RecordReader r(value, kMagic);
   Session s;
   s.id = std::string(id);
   std::int64_t ttl = 0;
-  if (f[0] != kMagic || f[1].empty() || !internal::parse_int(f[2], &s.fence) ||
-      !internal::parse_int(f[3], &s.version) || !internal::parse_int(f[4], &ttl) ||
-      ttl < 0 || s.version == 0) {
+  if (!r.next(&s.owner) || !r.next(&s.fence) || !r.next(&s.version) || !r.next(&ttl) ||
+      !r.next(&s.group) || !r.next(&s.taken_from) || !r.next(&s.document) || !r.done()) {
+    return absl::DataLossError(fmt::format("session '{}': malformed record", id));
+  }
+  if (s.owner.empty() || s.version == 0 || ttl < 0) {
     return absl::DataLossError(fmt::format("session '{}': malformed record header", id));
   }
-  s.owner = std::string(f[1]);
   s.ttl = milliseconds(ttl);
-  s.group = std::string(f[5]);
-  s.taken_from = std::string(f[6]);
-  s.document = std::string(document);
   return s;
 }
 

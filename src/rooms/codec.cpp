@@ -6,8 +6,8 @@
 #include "fleet/rooms.hpp"
 #include "fmt/format.h"
 #include "internal/parse.hpp"
+#include "internal/record.hpp"
 #include "internal/status.hpp"
-#include "nlohmann/json.hpp"
 #include "rooms/internal.hpp"
 
 namespace fleet::rooms {
@@ -15,27 +15,28 @@ namespace fleet::rooms {
 namespace internal_rooms {
 
 std::string encode_placement(const Placement& p) {
-  return fmt::format("{}\n{}\n{}\n{}\n{}\n{}", kPlacementMagic, p.node, p.generation,
-                     p.cause, p.previous_node, p.address);
+  return internal::RecordWriter(kPlacementMagic)
+      .add(p.node)
+      .add(p.generation)
+      .add(p.cause)
+      .add(p.previous_node)
+      .add(p.address)
+      .str();
 }
 
 std::string encode_node(const Node& n, bool host, std::string_view session) {
-  nlohmann::json j;
-  j["v"] = 1;
-  j["host"] = host;
-  j["session"] = std::string(session);
+  internal::RecordWriter w(kNodeMagic);
+  w.add(host).add(session);
   if (host) {
-    j["address"] = n.info.address;
-    j["region"] = n.info.region;
-    j["max_rooms"] = n.info.max_rooms;
-    j["state"] = std::string(to_string(n.info.state));
-    j["rooms"] = n.stats.rooms;
-    j["clients"] = n.stats.clients;
-    j["cpu"] = n.stats.cpu;
+    w.add(n.info.address)
+        .add(n.info.region)
+        .add(n.info.max_rooms)
+        .add(to_string(n.info.state))
+        .add(n.stats.rooms)
+        .add(n.stats.clients)
+        .add(n.stats.cpu);
   }
-  // Addresses and regions are the application's text: replace invalid UTF-8
-  // rather than throw.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return w.str();
 }
 
 std::string participant_key(std::string_view identity) {
@@ -45,7 +46,7 @@ std::string flag_key(std::string_view flag) {
   return fmt::format("{}{}", kFlagPrefix, flag);
 }
 std::string encode_participant(std::string_view instance, std::string_view metadata) {
-  return fmt::format("{}\n{}", instance, metadata);
+  return internal::RecordWriter(kParticipantMagic).add(instance).add(metadata).str();
 }
 
 std::string index_map(std::string_view name, std::string_view instance) {
@@ -189,46 +190,40 @@ absl::Status validate_identity(std::string_view identity) {
 
 absl::StatusOr<Placement> decode_placement(std::string_view room,
                                            std::string_view value) {
-  std::string_view rest;
-  auto f = internal::split_lines(value, 5, &rest);
+  internal::RecordReader r(value, kPlacementMagic);
   Placement p;
-  if (f.size() != 5 || f[0] != kPlacementMagic || f[1].empty() ||
-      !internal::parse_u64(f[2], &p.generation) || p.generation == 0) {
+  p.room = std::string(room);
+  if (!r.next(&p.node) || !r.next(&p.generation) || !r.next(&p.cause) ||
+      !r.next(&p.previous_node) || !r.next(&p.address) || !r.done() || p.node.empty() ||
+      p.generation == 0) {
     return absl::DataLossError(
         fmt::format("room '{}': malformed placement record", room));
   }
-  p.room = std::string(room);
-  p.node = std::string(f[1]);
-  p.cause = std::string(f[3]);
-  p.previous_node = std::string(f[4]);
-  p.address = std::string(rest);
   return p;
 }
 
 absl::StatusOr<Node> decode_node(std::string_view id, std::string_view value) {
-  auto j = nlohmann::json::parse(value, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("host") ||
-      !j["host"].is_boolean()) {
-    return absl::DataLossError(fmt::format("node '{}': malformed record", id));
-  }
+  internal::RecordReader r(value, kNodeMagic);
   Node n;
   n.id = std::string(id);
-  if (!j["host"].get<bool>()) {
-    return absl::NotFoundError(fmt::format("instance '{}' does not host rooms", id));
-  }
-  try {
-    n.info.address = j.at("address").get<std::string>();
-    n.info.region = j.at("region").get<std::string>();
-    n.info.max_rooms = j.at("max_rooms").get<std::int64_t>();
-    auto state = parse_node_state(j.at("state").get<std::string>());
-    if (!state.ok()) throw std::runtime_error("state");
-    n.info.state = *state;
-    n.stats.rooms = j.at("rooms").get<std::int64_t>();
-    n.stats.clients = j.at("clients").get<std::int64_t>();
-    n.stats.cpu = j.at("cpu").get<double>();
-  } catch (const std::exception&) {
+  bool host = false;
+  std::string_view session, state;
+  if (!r.next(&host) || !r.next(&session)) {
     return absl::DataLossError(fmt::format("node '{}': malformed record", id));
   }
+  if (!host) {
+    if (!r.done())
+      return absl::DataLossError(fmt::format("node '{}': malformed record", id));
+    return absl::NotFoundError(fmt::format("instance '{}' does not host rooms", id));
+  }
+  auto parsed = absl::StatusOr<NodeState>(absl::UnknownError(""));
+  if (!r.next(&n.info.address) || !r.next(&n.info.region) || !r.next(&n.info.max_rooms) ||
+      !r.next(&state) || !(parsed = parse_node_state(state)).ok() ||
+      !r.next(&n.stats.rooms) || !r.next(&n.stats.clients) || !r.next(&n.stats.cpu) ||
+      !r.done()) {
+    return absl::DataLossError(fmt::format("node '{}': malformed record", id));
+  }
+  n.info.state = *parsed;
   return n;
 }
 
@@ -237,15 +232,14 @@ absl::StatusOr<Participant> decode_participant(std::string_view key,
   if (key.substr(0, kParticipantPrefix.size()) != kParticipantPrefix) {
     return absl::InvalidArgumentError("not a participant key");
   }
-  const std::size_t nl = value.find('\n');
   Participant p;
   p.identity = std::string(key.substr(kParticipantPrefix.size()));
-  if (nl == std::string_view::npos || nl == 0 || !validate_identity(p.identity).ok()) {
+  internal::RecordReader r(value, kParticipantMagic);
+  if (!r.next(&p.instance) || !r.next(&p.metadata) || !r.done() || p.instance.empty() ||
+      !validate_identity(p.identity).ok()) {
     return absl::DataLossError(
         fmt::format("participant '{}': malformed record", p.identity));
   }
-  p.instance = std::string(value.substr(0, nl));
-  p.metadata = std::string(value.substr(nl + 1));
   return p;
 }
 

@@ -12,7 +12,12 @@
 
 namespace fleet::rooms::internal_rooms {
 
-inline constexpr std::string_view kPlacementMagic = "rp1";
+// Record kinds and versions (src/internal/record.hpp). Before 0.2:
+// placements "rp1" (newline-separated), node records JSON, participants
+// "<instance>\n<metadata>".
+inline constexpr std::string_view kPlacementMagic = "rp2";
+inline constexpr std::string_view kNodeMagic = "rn1";
+inline constexpr std::string_view kParticipantMagic = "rm1";
 inline constexpr std::string_view kBroadcastMagic = "rb1";
 // Keys of a room map.
 inline constexpr std::string_view kParticipantPrefix = "p\n";

@@ -11,7 +11,7 @@
 #include "fleet/router.hpp"
 #include "fmt/format.h"
 #include "internal/parse.hpp"
-#include "nlohmann/json.hpp"
+#include "internal/record.hpp"
 
 namespace fleet::router {
 namespace {
@@ -215,43 +215,48 @@ absl::StatusOr<BackendState> parse_backend_state(std::string_view name) {
 
 namespace internal_router {
 
+// The record's kind and version (before 0.2: a JSON object).
+constexpr std::string_view kNodeMagic = "gn1";
+
 std::string encode_spec(const NodeSpec& n) {
-  nlohmann::json j;
-  j["address"] = n.address;
-  j["region"] = n.region.name;
-  if (n.region.latitude) {
-    j["lat"] = *n.region.latitude;
-    j["lon"] = *n.region.longitude;
-  }
-  j["capacity"] = n.capacity;
-  j["labels"] = n.labels;
-  j["state"] = std::string(to_string(n.state));
-  // Addresses, regions and labels are the application's text: replace
-  // invalid UTF-8 rather than throw.
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  internal::RecordWriter w(kNodeMagic);
+  w.add(n.address).add(n.region.name).add(n.region.latitude.has_value());
+  if (n.region.latitude) w.add(*n.region.latitude).add(*n.region.longitude);
+  w.add(n.capacity).add(to_string(n.state)).add(n.labels.size());
+  for (const auto& label : n.labels) w.add(label);
+  return w.str();
 }
 
 std::optional<NodeSpec> decode_spec(const std::string& id, const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  try {
-    NodeSpec n;
-    n.id = id;
-    n.address = j.at("address").get<std::string>();
-    n.region.name = j.value("region", std::string());
-    if (j.contains("lat") && j.contains("lon")) {
-      n.region.latitude = j.at("lat").get<double>();
-      n.region.longitude = j.at("lon").get<double>();
-    }
-    n.capacity = j.at("capacity").get<std::int64_t>();
-    n.labels = j.value("labels", std::set<std::string>());
-    auto st = parse_backend_state(j.value("state", std::string("serving")));
-    if (!st.ok() || n.capacity < 1) return std::nullopt;
-    n.state = *st;
-    return n;
-  } catch (const nlohmann::json::exception&) {
+  internal::RecordReader r(text, kNodeMagic);
+  NodeSpec n;
+  n.id = id;
+  bool located = false;
+  std::string_view state;
+  std::size_t labels = 0;
+  if (!r.next(&n.address) || !r.next(&n.region.name) || !r.next(&located)) {
     return std::nullopt;
   }
+  if (located) {
+    double lat = 0, lon = 0;
+    if (!r.next(&lat) || !r.next(&lon)) return std::nullopt;
+    n.region.latitude = lat;
+    n.region.longitude = lon;
+  }
+  if (!r.next(&n.capacity) || n.capacity < 1 || !r.next(&state) || !r.next(&labels) ||
+      labels > 1024) {
+    return std::nullopt;
+  }
+  auto st = parse_backend_state(state);
+  if (!st.ok()) return std::nullopt;
+  n.state = *st;
+  for (std::size_t i = 0; i < labels; ++i) {
+    std::string label;
+    if (!r.next(&label)) return std::nullopt;
+    n.labels.insert(std::move(label));
+  }
+  if (!r.done()) return std::nullopt;
+  return n;
 }
 
 }  // namespace internal_router

@@ -1,6 +1,7 @@
-// The registry's record of a node: the router's nodes map holds one JSON
-// object per node id ("address", "region", "lat", "lon", "capacity",
-// "labels", "state"; docs/redis-keys.md).
+// The registry's record of a node: the router's nodes map holds one record
+// per node id (src/internal/record.hpp, kind "gn1": address, region name,
+// whether it has coordinates, lat and lon if so, capacity, state, the
+// number of labels, the labels; docs/redis-keys.md).
 #ifndef FLEET_SRC_ROUTER_SPEC_HPP_
 #define FLEET_SRC_ROUTER_SPEC_HPP_
 

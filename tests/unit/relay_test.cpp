@@ -450,7 +450,7 @@ TEST_CASE("bad input: ids, documents, options, malformed records, no membership"
   FLEET_REQUIRE_OK(
       a.coordinator->put(bucket_map("default", "junk"), "junk", "not a record"));
   FLEET_REQUIRE_OK(a.coordinator->put(bucket_map("default", "junk2"), "junk2",
-                                      "fr1\nb\nNaN\n1\n0\n\n\n{}"));
+                                      "fr2\n1:b3:NaN1:11:00:0:2:{}"));
   FLEET_REQUIRE_OK(a.relay->create_session("good", "{}"));
   auto& b = f.add("b");
   CHECK(b.relay->restore_report().malformed == 2);
@@ -485,12 +485,31 @@ TEST_CASE("bad input: ids, documents, options, malformed records, no membership"
   o.check_interval = milliseconds(0);
   FLEET_REQUIRE_CODE(Relay::create(*lone, o), kInvalidArgument);
 
-  CHECK(decode_session("x", "fr1\na\n1\n1\n0\n\n\n").ok());
-  FLEET_REQUIRE_CODE(decode_session("x", "fr1\na\n1\n0\n0\n\n\n"),
+  // The record: "fr2\n" and length-prefixed owner, fence, version, ttl,
+  // group, taken_from, document.
+  auto good = unwrap(decode_session("x", "fr2\n1:a1:71:11:00:0:2:{}"));
+  CHECK(good.owner == "a");
+  CHECK(good.fence == 7u);
+  CHECK(good.document == "{}");
+  Session round;
+  round.owner = "own\ner";  // any bytes survive
+  round.fence = 3;
+  round.version = 4;
+  round.document = std::string("\0\n\x01", 3);
+  auto back = unwrap(decode_session("y", encode_session(round)));
+  CHECK(back.owner == round.owner);
+  CHECK(back.document == round.document);
+  FLEET_REQUIRE_CODE(decode_session("x", "fr2\n1:a1:71:01:00:0:2:{}"),
                      kDataLoss);  // version 0
-  FLEET_REQUIRE_CODE(decode_session("x", "fr1\na\n1\n1\n-5\n\n\n"), kDataLoss);
-  FLEET_REQUIRE_CODE(decode_session("x", "fr2\na\n1\n1\n0\n\n\n"), kDataLoss);
-  FLEET_REQUIRE_CODE(decode_session("x", "fr1\na\n1"), kDataLoss);
+  FLEET_REQUIRE_CODE(decode_session("x", "fr2\n1:a1:71:12:-50:0:2:{}"),
+                     kDataLoss);  // negative ttl
+  FLEET_REQUIRE_CODE(decode_session("x", "fr1\na\n1\n1\n0\n\n\n"),
+                     kDataLoss);                                      // the old format
+  FLEET_REQUIRE_CODE(decode_session("x", "fr2\n1:a1:7"), kDataLoss);  // truncated
+  FLEET_REQUIRE_CODE(decode_session("x", "fr2\n1:a1:71:11:00:0:2:{}x"),
+                     kDataLoss);  // trailing bytes
+  FLEET_REQUIRE_CODE(decode_session("x", "fr2\n1:a1:71:11:00:0:9:{}"),
+                     kDataLoss);  // a length beyond the end
 }
 
 }  // namespace
