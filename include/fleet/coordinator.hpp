@@ -254,6 +254,9 @@ class Coordinator {
 
   // Sets key to value only if absent, atomically: of many concurrent claims
   // exactly one returns claimed == true; all return the winning entry.
+  // Unavailable or DeadlineExceeded (fleet::outcome_unknown) means the
+  // claim may have been stored: claim again with the same value; if the
+  // entry returned holds that value, the caller owns it.
   virtual absl::StatusOr<ClaimResult> claim(std::string_view map, std::string_view key,
                                             std::string_view value,
                                             Ttl ttl = Ttl::zero()) = 0;

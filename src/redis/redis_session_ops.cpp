@@ -322,25 +322,25 @@ absl::StatusOr<ClaimResult> RedisSession::claim(std::string_view map,
                                                 std::string_view value, Ttl ttl) {
   FLEET_RETURN_IF_ERROR(validate_entry(map, key, value, ttl));
   const std::string ttl_ms = std::to_string(ttl.count());
+  // When the call waits for replicas, a lost claim rewrites the winner's
+  // entry as it is, so that WAIT covers it (map_write.lua).
+  const char* sync = acks_wanted() > 0 ? "sync" : "";
   absl::Status durable;
   auto r = run_acked(
       Script::kMapWrite, {keys_.map(map), keys_.entry_ttl, keys_.map_revisions},
-      {map, key, value, ttl_ms, keys_.watch_channel(map), "claim", ""}, &durable);
+      {map, key, value, ttl_ms, keys_.watch_channel(map), "claim", sync}, &durable);
   if (!r.ok()) return r.status();
   if (r->elements.size() == 2 && r->elements[0].integer == 1) {
     if (!durable.ok()) {
-      // Not reported as claimed: take it back (exactly what we stored).
-      auto undone = compare_and_delete(map, key, value);
-      if (undone.ok()) {
-        return absl::UnavailableError(
-            fmt::format("claim of '{}' in map '{}': {}; taken back", key, map,
-                        std::string(durable.message())));
-      }
-      return absl::DeadlineExceededError(fmt::format(
-          "claim of '{}' in map '{}': {}; taking it back failed too ({}): re-read the "
-          "entry",
-          key, map, std::string(durable.message()),
-          std::string(undone.status().message())));
+      // Not taken back: from the moment it was stored, another claimer may
+      // have read it, had it confirmed by the replicas and been told it is
+      // the owner; deleting it would let a third claimer win the key too.
+      // The outcome is unknown to the caller, as after a timeout: claiming
+      // again with the same value tells (the entry returned is its own).
+      return absl::UnavailableError(fmt::format(
+          "claim of '{}' in map '{}' was stored but {}; it may or may not stand: claim "
+          "again with the same value to learn",
+          key, map, std::string(durable.message())));
     }
     return ClaimResult{true, Entry{std::string(value),
                                    static_cast<std::uint64_t>(r->elements[1].integer)}};

@@ -144,6 +144,8 @@ void Workload::claim_loop(Instance& in, int index) {
     note(Op::kClaim, index, r.status());
     if (r.ok()) {
       history_.claim("rooms", key, in.name, r->claimed, r->entry.value, History::now());
+    } else {
+      history_.claim_failed("rooms", key, in.name, r.status().ToString(), History::now());
     }
     std::this_thread::sleep_for(milliseconds(2));
   }

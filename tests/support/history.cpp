@@ -44,6 +44,13 @@ void History::claim(const std::string& map, const std::string& key,
   claims_.push_back(Claim{map, key, claimer, claimed, winner, at});
 }
 
+void History::claim_failed(const std::string& map, const std::string& key,
+                           const std::string& claimer, const std::string& error,
+                           Time at) {
+  std::lock_guard<std::mutex> l(mu_);
+  failed_claims_.push_back(Claim{map, key, claimer, false, error, at});
+}
+
 void History::slot_granted(const std::string& pool, const std::string& target,
                            std::int64_t capacity, const std::string& holder,
                            std::uint64_t ticket, Time at) {
@@ -137,8 +144,23 @@ std::vector<std::string> History::check(bool none_held_at_end) const {
     std::set<std::string> told;
     for (const Claim* c : cs) told.insert(c->winner);
     if (told.size() > 1) {
+      // Every answer, in time order: who asked, what it was told, when.
+      std::vector<const Claim*> in_order = cs;
+      for (const auto& f : failed_claims_) {
+        if (f.map == std::get<0>(k) && f.key == std::get<1>(k)) in_order.push_back(&f);
+      }
+      std::sort(in_order.begin(), in_order.end(),
+                [](const Claim* x, const Claim* y) { return x->at < y->at; });
+      std::string answers;
+      for (const Claim* c : in_order) {
+        const bool failed = c >= failed_claims_.data() &&
+                            c < failed_claims_.data() + failed_claims_.size();
+        answers += (answers.empty() ? "" : "; ") + c->claimer +
+                   (failed ? " failed (" : " told ") + c->winner + (failed ? ")" : "") +
+                   (c->claimed ? " (claimed)" : "") + " at " + ms_since(c->at, origin);
+      }
       out.push_back("claim '" + key + "': claimers were told " +
-                    std::to_string(told.size()) + " different owners");
+                    std::to_string(told.size()) + " different owners: " + answers);
     }
   }
 

@@ -40,6 +40,10 @@ class History {
   // `winner`: the value the claim returned (the claimer's own if claimed).
   void claim(const std::string& map, const std::string& key, const std::string& claimer,
              bool claimed, const std::string& winner, Time at);
+  // A claim that returned an error (its outcome unknown): not checked, only
+  // shown with a violation on the same key, to explain it.
+  void claim_failed(const std::string& map, const std::string& key,
+                    const std::string& claimer, const std::string& error, Time at);
   void slot_granted(const std::string& pool, const std::string& target,
                     std::int64_t capacity, const std::string& holder,
                     std::uint64_t ticket, Time at);
@@ -78,6 +82,7 @@ class History {
   mutable std::mutex mu_;
   std::vector<LockGrant> locks_;
   std::vector<Claim> claims_;
+  std::vector<Claim> failed_claims_;  // winner: the error
   std::vector<Slot> slots_;
   std::vector<std::string> errors_;  // found while recording
   std::vector<Time> losses_;

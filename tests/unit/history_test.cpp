@@ -63,10 +63,16 @@ TEST_CASE("two owners of one claimed key are found, and disagreeing claimers",
   History h;
   h.claim("rooms", "r1", "a", true, "a", at(0));
   h.claim("rooms", "r1", "b", true, "b", at(1));
+  h.claim_failed("rooms", "r1", "c", "UNAVAILABLE: x", at(2));
+  h.claim_failed("rooms", "r2", "c", "UNAVAILABLE: y", at(2));
   auto v = h.check();
   REQUIRE(v.size() == 2);
   CHECK(v[0].find("2 owners") != std::string::npos);
-  CHECK(v[1].find("2 different owners") != std::string::npos);
+  // Every answer on the key, failures included, in time order.
+  CHECK(v[1] ==
+        "claim 'rooms/r1': claimers were told 2 different owners: a told a (claimed) at "
+        "0.000000 ms; b told b (claimed) at 1.000000 ms; c failed (UNAVAILABLE: x) at "
+        "2.000000 ms");
 }
 
 TEST_CASE("more slots than capacity, a double release and a leak are found",
