@@ -38,14 +38,10 @@ void MapMirror::forget_versions() {
   exact_ = false;
 }
 
-bool MapMirror::exact() const {
-  MutexLock lock(mu_);
-  return exact_;
-}
+bool MapMirror::exact() const { return exact_.load(std::memory_order_acquire); }
 
 std::uint64_t MapMirror::generation() const {
-  MutexLock lock(mu_);
-  return generation_;
+  return generation_.load(std::memory_order_acquire);
 }
 
 std::size_t MapMirror::size() const {
@@ -139,7 +135,7 @@ absl::Status MapMirror::read(bool first) {
 bool MapMirror::offer(const std::string& key, const std::string& value,
                       std::uint64_t version, std::uint64_t generation) {
   MutexLock lock(mu_);
-  if (generation != generation_ || forgotten_) return false;
+  if (generation != generation_.load() || forgotten_) return false;
   auto known = versions_.find(key);
   if (known != versions_.end() && known->second >= version) return false;
   versions_[key] = version;

@@ -33,6 +33,7 @@
 #ifndef FLEET_SRC_MODULE_MAP_MIRROR_HPP_
 #define FLEET_SRC_MODULE_MAP_MIRROR_HPP_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -114,9 +115,10 @@ class MapMirror {
   // version of the change; the read does not override them.
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::uint64_t> changed_while_reading_ ABSL_GUARDED_BY(mu_);
-  bool exact_ ABSL_GUARDED_BY(mu_) = false;
+  // Written under mu_; read without it (locate()'s hot path asks both).
+  std::atomic<bool> exact_{false};
+  std::atomic<std::uint64_t> generation_{0};
   bool forgotten_ ABSL_GUARDED_BY(mu_) = false;  // versions restart
-  std::uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   Mutex read_mu_;  // one read at a time
   Subscription watch_;
 };
