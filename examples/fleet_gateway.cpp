@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "client_errors.hpp"
 #include "fleet/fleet.hpp"
 #include "nlohmann/json.hpp"
 #include "serve.hpp"
@@ -284,7 +285,8 @@ class Gateway {
     if (absl::IsNotFound(st)) code = 404;
     if (absl::IsResourceExhausted(st)) res.set_header("Retry-After", "1");
     res.status = code;
-    res.set_content(Json{{"error", std::string(st.message())},
+    errors_.note("a routing decision", st);
+    res.set_content(Json{{"error", client_message(st)},
                          {"code", absl::StatusCodeToString(st.code())}}
                         .dump(),
                     "application/json");
@@ -497,6 +499,7 @@ class Gateway {
   fleet::Coordinator& c_;
   Router& r_;
   Counters counters_;
+  ErrorLog errors_{"fleet-gateway"};
 };
 
 }  // namespace

@@ -42,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "client_errors.hpp"
 #include "flags.hpp"
 #include "fleet/fleet.hpp"
 #include "fleet/rooms.hpp"
@@ -322,7 +323,7 @@ class Server {
         fleet::rooms::BroadcastOptions sender;
         sender.from = from;  // the sender sees its own message too (the chat's echo)
         absl::Status st = rooms_->broadcast(room, payload, sender);
-        if (!st.ok()) reply_error(cl, std::string(st.message()));
+        if (!st.ok()) reply_error(cl, "broadcast", st);
       });
     } else if (type == "leave") {
       left(cl);
@@ -363,7 +364,7 @@ class Server {
     if (o_.redirect) {
       auto p = rooms_->assign(room);
       if (!p.ok()) {
-        reply_error(cl, std::string(p.status().message()));
+        reply_error(cl, "assign", p.status());
         return;
       }
       if (p->node != o_.id) {
@@ -380,7 +381,7 @@ class Server {
     }
     auto p = rooms_->join(room, id);
     if (!p.ok()) {
-      reply_error(cl, std::string(p.status().message()));
+      reply_error(cl, "join", p.status());
       asio::post(io_, [this, cl] { left(cl); });
       return;
     }
@@ -401,8 +402,12 @@ class Server {
     asio::post(io_, [cl, text] { cl->send(text); });
   }
 
-  void reply_error(const std::shared_ptr<Client>& cl, std::string message) {
-    auto text = std::make_shared<const std::string>(error_json(message));
+  // The client gets client_message(st) (nothing that names Redis); the log
+  // gets the whole status.
+  void reply_error(const std::shared_ptr<Client>& cl, const std::string& what,
+                   const absl::Status& st) {
+    errors_.note(what, st);
+    auto text = std::make_shared<const std::string>(error_json(client_message(st)));
     asio::post(io_, [cl, text] { cl->send(text); });
   }
 
@@ -466,6 +471,7 @@ class Server {
       members_;
   std::mutex count_mu_;
   std::map<std::string, std::size_t> identities_;  // connections per identity
+  ErrorLog errors_{"fleet-room-server"};
 };
 
 // An HTTP connection: the page, /info, or the upgrade to /ws.

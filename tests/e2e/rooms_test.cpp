@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -45,14 +46,14 @@ bool within(milliseconds limit, F f) {
 class RoomServer {
  public:
   RoomServer(const std::string& redis_url, const std::string& ns, const std::string& id,
-             std::vector<std::string> extra = {}) {
+             std::vector<std::string> extra = {}, bool with_stderr = false) {
     std::vector<std::string> args{
         "--redis-url",    redis_url, "--namespace",      ns,
         "--id",           id,        "--session-ttl-ms", std::to_string(kTtlMs),
         "--heartbeat-ms", "200",     "--max-seconds",    "120"};
     if (std::getenv("FLEET_TEST_VERBOSE") == nullptr) args.push_back("--quiet");
     args.insert(args.end(), extra.begin(), extra.end());
-    child_ = spawn(FLEET_ROOM_SERVER_BINARY, args);
+    child_ = spawn(FLEET_ROOM_SERVER_BINARY, args, with_stderr);
     const std::string line = read_line_with(child_, "listening on ", milliseconds(30000));
     REQUIRE(!line.empty());
     const auto at = line.find("listening on ") + 13;
@@ -62,11 +63,13 @@ class RoomServer {
     if (child_.pid > 0) stop(SIGKILL);
   }
   const std::string& address() const { return address_; }
-  void stop(int sig) {
+  // Returns what it printed.
+  std::string stop(int sig) {
     signal_child(child_, sig);
     int code = 0;
-    finish(child_, &code, std::chrono::seconds(20));
+    std::string out = finish(child_, &code, std::chrono::seconds(20));
     child_.pid = -1;
+    return out;
   }
 
  private:
@@ -179,6 +182,40 @@ TEST_CASE("a chat message from a client on A reaches clients on B, with who is w
   CHECK(alice.wait_for(
       [](const Json& m) { return has_type(m, "chat") && m["text"] == "still here"; },
       kWait));
+}
+
+TEST_CASE("while Redis is down, the error frame a client gets does not name it",
+          "[rooms-e2e]") {
+  auto started = RedisServer::start();
+  REQUIRE(started.ok());
+  RedisServer& redis = **started;
+  RoomServer a(redis.url(), unique_ns("outage"), "a", {}, true);
+  WsClient alice(a.address());
+  alice.send({{"type", "join"}, {"room", "lobby"}, {"identity", "alice"}});
+  REQUIRE(alice.wait_type("joined", kWait));
+  redis.kill();
+  // The first call finds the connection closed; later ones cannot connect
+  // ("cannot connect to Redis at redis://127.0.0.1:PORT/0: ...").
+  for (int i = 0; i < 12; ++i) {
+    alice.send({{"type", "chat"}, {"text", "anyone?"}});
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  auto errors = [&] {
+    const auto all = alice.received();
+    return std::count_if(all.begin(), all.end(),
+                         [](const Json& m) { return has_type(m, "error"); });
+  };
+  REQUIRE(within(kWait, [&] { return errors() == 12; }));
+  for (const auto& m : alice.received()) {
+    if (has_type(m, "error")) {
+      CHECK(m["message"] == "the service cannot do this right now; try again");
+    }
+  }
+  // The server's log has the whole story (it names Redis; the client may not).
+  const std::string log = a.stop(SIGTERM);
+  INFO(log);
+  CHECK(log.find("fleet-room-server: broadcast failed: ") != std::string::npos);
+  CHECK(log.find("127.0.0.1:" + std::to_string(redis.port())) != std::string::npos);
 }
 
 TEST_CASE("redirect mode answers a join with the hosting node's address", "[rooms-e2e]") {

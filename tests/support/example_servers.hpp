@@ -102,11 +102,14 @@ inline std::unique_ptr<Server> gateway_on(const std::string& redis_url,
 }
 
 // POSTs a generate request; the HTTP status, or -1 if there was no answer.
-inline int post(int port, const std::string& path = "/api/generate") {
+// The status of one request (-1: no response); its body into `body`.
+inline int post(int port, std::string* body = nullptr,
+                const std::string& path = "/api/generate") {
   httplib::Client cli("127.0.0.1", port);
   cli.set_read_timeout(std::chrono::seconds(20));
   auto res =
       cli.Post(path.c_str(), R"({"model":"llama3","prompt":"hi"})", "application/json");
+  if (res && body != nullptr) *body = res->body;
   return res ? res->status : -1;
 }
 

@@ -10,7 +10,8 @@
 
 namespace fleet::testing {
 
-Child spawn(const std::string& binary, const std::vector<std::string>& args) {
+Child spawn(const std::string& binary, const std::vector<std::string>& args,
+            bool with_stderr) {
   int fds[2];
   if (::pipe(fds) != 0) return {};
   Child c;
@@ -19,6 +20,7 @@ Child spawn(const std::string& binary, const std::vector<std::string>& args) {
   if (c.pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
     ::dup2(fds[1], 1);
+    if (with_stderr) ::dup2(fds[1], 2);
     ::close(fds[0]);
     ::close(fds[1]);
     std::vector<std::string> copy = args;

@@ -18,7 +18,10 @@ struct Child {
 };
 
 // Starts `binary` with `args`; its stdout is captured.
-Child spawn(const std::string& binary, const std::vector<std::string>& args);
+// `with_stderr`: its standard error goes to the same pipe (read what it
+// logs; only for a child that logs little, as the pipe is read at the end).
+Child spawn(const std::string& binary, const std::vector<std::string>& args,
+            bool with_stderr = false);
 
 // Reads the child's stdout up to the first line containing `needle` and
 // returns that line; empty if the child closed stdout or `limit` passed.
