@@ -134,7 +134,10 @@ class RedisCoordinator {
   // InvalidArgument for bad options or URL, for rediss:// on a build
   // without TLS, and for TLS files that cannot be read or do not match;
   // Unavailable when Redis cannot be reached within connect_timeout (a TLS
-  // handshake that fails for want of a TLS port, say); Unauthenticated for
+  // handshake that fails for want of a TLS port, say), when the server
+  // accepts the connection but does not answer within command_timeout, or
+  // answers with something that is not RESP (the message names the URL,
+  // password redacted, and which of these it was); Unauthenticated for
   // a wrong password, a server certificate that fails verification, or a
   // client certificate the server requires and did not get;
   // PermissionDenied when the ACL user may not run what fleet needs.
@@ -143,7 +146,8 @@ class RedisCoordinator {
 };
 
 // RedisCoordinator::connect(), or — when options.fallback_to_local is set
-// and Redis is unreachable — a LocalCoordinator with the same session_ttl,
+// and Redis is unreachable (Unavailable above: a stalled or non-Redis
+// server too) — a LocalCoordinator with the same session_ttl,
 // clock and log sink, after logging a warning. Errors other than
 // Unavailable (bad URL, wrong password) are returned in both cases.
 absl::StatusOr<std::unique_ptr<Coordinator>> create_coordinator(

@@ -57,6 +57,34 @@ Reply convert(const redisReply* r) {
 
 }  // namespace
 
+namespace {
+
+// What a failed first exchange says about the peer, with its (redacted)
+// address: it never answered, it answered with something that is not RESP,
+// or it failed otherwise. Nothing ran yet: Unavailable, not "may have run".
+absl::Status handshake_failed(const RedisEndpoint& ep, const std::string& host, int port,
+                              const absl::Status& st, std::chrono::milliseconds timeout) {
+  if (!absl::IsDeadlineExceeded(st) && !absl::IsUnavailable(st)) return st;
+  const std::string where =
+      ep.directory ? fmt::format("{}:{} ({})", host, port, ep.redacted()) : ep.redacted();
+  const std::string why(st.message());
+  if (absl::IsDeadlineExceeded(st)) {
+    return absl::UnavailableError(fmt::format(
+        "Redis at {} accepted the connection but did not answer within {} ms (stopped, "
+        "overloaded, or not a Redis server)",
+        where, timeout.count()));
+  }
+  if (why.find("Protocol error") != std::string::npos) {
+    return absl::UnavailableError(fmt::format(
+        "the server at {} answered with something that is not the Redis protocol (RESP): "
+        "is this a Redis port? ({})",
+        where, why));
+  }
+  return absl::UnavailableError(fmt::format("Redis at {}: {}", where, why));
+}
+
+}  // namespace
+
 // ---- RedisConnection ------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
@@ -114,7 +142,7 @@ absl::StatusOr<std::unique_ptr<RedisConnection>> RedisConnection::open(
     // reset that hides the alert.
     return missing_client_certificate(ep.redacted(), std::string(st.message()));
   }
-  if (!st.ok()) return st;
+  if (!st.ok()) return handshake_failed(ep, host, port, st, timeouts.command);
   return conn;
 }
 

@@ -1,7 +1,11 @@
 // The Redis backend beyond the shared contract: unreachable Redis,
 // fallback, restarts, malformed data, authentication, binary-safe names.
 // Every case runs against a real redis-server started by the harness.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -68,6 +72,87 @@ TEST_CASE("unreachable Redis: Unavailable within the connect timeout, or fallbac
   // Fallback is only for an unreachable Redis, never for a bad URL.
   options.url = "redis://127.0.0.1:notaport";
   FLEET_REQUIRE_CODE(create_coordinator(options), kInvalidArgument);
+}
+
+// A loopback listener that is not Redis: it accepts and says nothing (the
+// kernel completes the handshake from the backlog), or answers every
+// connection with `reply` and closes. Stopped (closed) by its destructor.
+class NotRedis {
+ public:
+  explicit NotRedis(std::string reply = {}) : reply_(std::move(reply)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd_ >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd_, 16) == 0);
+    socklen_t len = sizeof a;
+    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    port_ = ntohs(a.sin_port);
+    if (reply_.empty()) return;
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;  // closed
+        (void)!::write(c, reply_.data(), reply_.size());
+        ::close(c);
+      }
+    });
+  }
+  ~NotRedis() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    if (thread_.joinable()) thread_.join();
+  }
+  int port() const { return port_; }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+
+ private:
+  const std::string reply_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST_CASE("a server that accepts and never answers: Unavailable in time, or fallback",
+          "[redis]") {
+  NotRedis stalled;
+  CaptureSink sink;
+  auto options = fast_options(stalled.url(), &sink, "stalled");
+  auto start = std::chrono::steady_clock::now();
+  auto c = create_coordinator(options);
+  FLEET_REQUIRE_CODE(c, kUnavailable);
+  CHECK(std::chrono::steady_clock::now() - start <
+        options.connect_timeout + std::chrono::seconds(1));
+  CHECK(std::string(c.status().message()) ==
+        "Redis at " + stalled.url() +
+            " accepted the connection but did not answer within " +
+            std::to_string(options.command_timeout.count()) +
+            " ms (stopped, overloaded, or not a Redis server)");
+
+  options.fallback_to_local = true;
+  start = std::chrono::steady_clock::now();
+  auto local = create_coordinator(options);
+  REQUIRE(local.ok());
+  CHECK(std::chrono::steady_clock::now() - start <
+        options.connect_timeout + std::chrono::seconds(1));
+  CHECK((*local)->backend_name() == "local");
+  CHECK(sink.contains("did not answer within"));
+}
+
+TEST_CASE("a server that answers with something else than RESP is named and described",
+          "[redis]") {
+  NotRedis web("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+  auto options = fast_options(web.url(), quiet_log_sink(), "not-resp");
+  options.url.insert(std::string("redis://").size(), "u:topsecret@");
+  auto c = create_coordinator(options);
+  FLEET_REQUIRE_CODE(c, kUnavailable);
+  const std::string m(c.status().message());
+  CHECK(m.find("answered with something that is not the Redis protocol (RESP)") !=
+        std::string::npos);
+  CHECK(m.find("127.0.0.1:" + std::to_string(web.port())) != std::string::npos);
+  CHECK(m.find("topsecret") == std::string::npos);
 }
 
 TEST_CASE("invalid Redis options are InvalidArgument", "[redis]") {
