@@ -86,6 +86,12 @@ class LocalStore {
   // announced for what was lost (no watch or leader events), as on Redis.
   virtual void lose_data() = 0;
 
+  // Blocks until every event posted so far (watch changes, member events,
+  // pub/sub messages, connection states) has been delivered to its
+  // subscriber. For tests: after it, a change one session made is in every
+  // other session's mirrored views. Returns at once on the event thread.
+  virtual void drain_events() = 0;
+
  protected:
   LocalStore() = default;
 };

@@ -49,6 +49,7 @@ class LocalStoreImpl final : public LocalStore,
   // faults (LocalStore's API) and what a session sees of them
   absl::Status set_reachable(std::string_view session_id, bool reachable) override;
   void lose_data() override;
+  void drain_events() override { dispatcher_.drain(); }
   // Unavailable while the session is cut off.
   absl::Status reachable(const std::string& sid);
   ConnectionState connection_state(const std::string& sid);

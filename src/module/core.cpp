@@ -87,6 +87,9 @@ absl::Status ModuleCore::attach_locked() {
           kind_));
     }
   }
+  // The live instances as they are now, before the module looks at them:
+  // the watch (subscribed in start()) only tells of changes after it.
+  if (names_instance_) FLEET_RETURN_IF_ERROR(live_.refresh());
   FLEET_RETURN_IF_ERROR(hooks_->attach(id));
   instance_id_ = id;
   attached_.store(true, std::memory_order_release);

@@ -8,7 +8,7 @@
 //              step: attach, re-publish after a data loss, re-read after an
 //              interruption, the module's check; run_once() runs it by hand
 //   mirrors    the maps the module follows (MapMirror), re-read together
-//   members    the live instances (LiveMembers), read at every check
+//   members    the live instances (LiveMembers), read at attach and at every check
 //   callbacks  one queue and thread per module for application callbacks
 //   connection one hook where a module reacts to CONNECTED / SUSPENDED /
 //              LOST / RECONNECTED

@@ -92,10 +92,14 @@ class Fleet {
     }
   }
 
+  // Every instance's check, with the store's events delivered before and
+  // after (what one instance changed is then in every other's views).
   void run_all() {
+    store_->drain_events();
     for (auto& in : instances_) {
       if (in.relay) FLEET_REQUIRE_OK(in.relay->run_once());
     }
+    store_->drain_events();
   }
 
   ManualClock& clock() { return clock_; }

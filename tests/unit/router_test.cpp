@@ -45,10 +45,14 @@ class Cluster {
     return gateways_.back();
   }
 
+  // Every gateway's check, with the store's events delivered before and
+  // after: what one gateway changed is then in every other's views.
   void refresh_all() {
+    store_->drain_events();
     for (auto& g : gateways_) {
       if (g.router) FLEET_REQUIRE_OK(g.router->run_once());
     }
+    store_->drain_events();
   }
 
   ManualClock& clock() { return clock_; }
