@@ -323,7 +323,15 @@ class Server {
         fleet::rooms::BroadcastOptions sender;
         sender.from = from;  // the sender sees its own message too (the chat's echo)
         absl::Status st = rooms_->broadcast(room, payload, sender);
-        if (!st.ok()) reply_error(cl, "broadcast", st);
+        if (fleet::rooms::reached_local_members_only(st)) {
+          errors_.note("broadcast", st);
+          auto text = std::make_shared<const std::string>(
+              error_json("your message reached the members on this server only; the "
+                         "others will be told they missed it"));
+          asio::post(io_, [cl, text] { cl->send(text); });
+        } else if (!st.ok()) {
+          reply_error(cl, "broadcast", st);
+        }
       });
     } else if (type == "leave") {
       left(cl);

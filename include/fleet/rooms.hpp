@@ -7,12 +7,16 @@
 //
 //   fleet::rooms::RoomsOptions o;                  // a fleet::ModuleOptions
 //   o.host = fleet::rooms::NodeInfo{"10.0.0.7:7880"};
-//   o.on_message = [&](const fleet::rooms::Delivery& d) { send(d.recipients, d.payload);
-//   }; auto rooms = fleet::rooms::Rooms::create(*coordinator, o).value(); auto where =
-//   rooms->join("standup", "alice", R"({"name":"Alice"})");  // assigns if (!where.ok())
-//   return where.status(); fleet::rooms::BroadcastOptions from_alice; from_alice.from =
-//   "alice";           // Delivery::from from_alice.except = {"alice"};       // everyone
-//   but her if (auto st = rooms->broadcast("standup", "hello", from_alice); !st.ok()) ...
+//   o.on_message = [&](const fleet::rooms::Delivery& d) {
+//     send(d.recipients, d.payload);
+//   };
+//   auto rooms = fleet::rooms::Rooms::create(*coordinator, o).value();
+//   auto where = rooms->join("standup", "alice", R"({"name":"Alice"})");
+//   if (!where.ok()) return where.status();          // join assigns the room
+//   fleet::rooms::BroadcastOptions from_alice;
+//   from_alice.from = "alice";                     // Delivery::from
+//   from_alice.except = {"alice"};                 // everyone but her
+//   if (auto st = rooms->broadcast("standup", "hello", from_alice); !st.ok()) ...
 //
 // The Rooms names this instance (and node) by the Coordinator's instance id,
 // so it starts once the Coordinator has joined — created before join(), its
@@ -196,6 +200,9 @@ struct RoomsStats {
   // re-read (the stream may have missed changes).
   std::uint64_t cache_drops = 0;
   std::uint64_t broadcasts_sent = 0;
+  // Broadcasts the backend did not take (unreachable): delivered to this
+  // instance's members only; the other instances report them as a gap.
+  std::uint64_t broadcasts_local_only = 0;
   std::uint64_t broadcasts_received = 0;  // from the backend (other instances)
   std::uint64_t gaps = 0;
   std::uint64_t rooms_moved_here = 0;  // moves this instance made
@@ -288,6 +295,11 @@ class Rooms {
   // options.except (the sender too, unless listed there). Only instances
   // with members of the room receive it; this instance's own members get it
   // through on_message like everyone else.
+  // When the backend does not take it (unreachable: Unavailable, or
+  // DeadlineExceeded when it may have), this instance's members still get
+  // it and the error says "reached this instance's members only"; the other
+  // instances report the broadcasts they missed as a Gap of exactly that
+  // many when the sender's next broadcast reaches them.
   virtual absl::Status broadcast(std::string_view room, std::string_view payload,
                                  const BroadcastOptions& options = {}) = 0;
 
@@ -327,6 +339,10 @@ absl::StatusOr<Participant> decode_participant(std::string_view key,
                                                std::string_view value);
 absl::Status validate_room(std::string_view room);
 absl::Status validate_identity(std::string_view identity);
+
+// True for an error of Rooms::broadcast() whose broadcast this instance's
+// members did get (the backend did not take it for the other instances).
+bool reached_local_members_only(const absl::Status& status);
 
 }  // namespace fleet::rooms
 

@@ -33,25 +33,40 @@ absl::Status Broadcasts::send(const std::string& room, std::string_view payload,
     MutexLock lock(mu_);
     seq = ++sent_[room];
   }
-  FLEET_RETURN_IF_ERROR(
+  const absl::Status published =
       ctx_.c.publish(broadcast_channel(ctx_.o.name, room),
-                     encode_broadcast(ctx_.me, incarnation_, seq, options, payload)));
-  {
+                     encode_broadcast(ctx_.me, incarnation_, seq, options, payload));
+  if (published.ok()) {
     MutexLock lock(mu_);
     ++sent_count_;
   }
+  // This instance's members get it whether or not the backend took it: an
+  // outage must not silence a room for the members beside the sender. The
+  // other instances see the sequence number this one used and skipped, and
+  // report it as a gap of exactly those broadcasts.
   auto recipients = local_.recipients(room, options.except);
-  if (!recipients || recipients->empty()) return absl::OkStatus();
-  Delivery d;
-  d.room = room;
-  d.sender = ctx_.me;
-  d.from = options.from;
-  d.sequence = seq;
-  d.payload = std::string(payload);
-  d.recipients = std::move(*recipients);
-  // Still under send_mu_: the callback queue gets them in sequence order.
-  ctx_.post(ctx_.o.on_message, std::move(d));
-  return absl::OkStatus();
+  if (recipients && !recipients->empty()) {
+    Delivery d;
+    d.room = room;
+    d.sender = ctx_.me;
+    d.from = options.from;
+    d.sequence = seq;
+    d.payload = std::string(payload);
+    d.recipients = std::move(*recipients);
+    // Still under send_mu_: the callback queue gets them in sequence order.
+    ctx_.post(ctx_.o.on_message, std::move(d));
+  }
+  if (published.ok()) return absl::OkStatus();
+  {
+    MutexLock lock(mu_);
+    ++local_only_;
+  }
+  absl::Status st(
+      published.code(),
+      fmt::format("broadcast {} to room '{}' reached this instance's members only: {}",
+                  seq, room, std::string(published.message())));
+  st.SetPayload(kLocalOnlyPayload, absl::Cord("1"));
+  return st;
 }
 
 void Broadcasts::on_message(const std::string& room, const Message& m) {
@@ -117,6 +132,7 @@ void Broadcasts::forget(const std::string& room) {
 void Broadcasts::fill(RoomsStats* stats) const {
   MutexLock lock(mu_);
   stats->broadcasts_sent = sent_count_;
+  stats->broadcasts_local_only = local_only_;
   stats->broadcasts_received = received_count_;
   stats->gaps = gaps_;
 }

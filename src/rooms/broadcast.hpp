@@ -49,6 +49,7 @@ class Broadcasts {
   std::map<std::string, std::map<std::string, std::uint64_t>> received_
       ABSL_GUARDED_BY(mu_);
   std::uint64_t sent_count_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t local_only_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t received_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t gaps_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -169,6 +169,10 @@ std::string room_map(std::string_view name, std::string_view room) {
   return fmt::format("rooms/{}/r/{}", name, room);
 }
 
+bool reached_local_members_only(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(internal_rooms::kLocalOnlyPayload).has_value();
+}
+
 absl::Status validate_room(std::string_view room) {
   FLEET_RETURN_IF_ERROR(validate_name("room name", room));
   if (room.size() > kMaxRoomNameBytes) {

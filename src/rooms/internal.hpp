@@ -29,6 +29,9 @@ inline constexpr char kListSeparator = '\x1f';
 // Requests the Rooms answer itself.
 inline constexpr std::string_view kParticipantsTopic = "fleet.participants";
 inline constexpr std::string_view kDisconnectTopic = "fleet.disconnect";
+// The absl::Status payload that marks a broadcast delivered here only
+// (reached_local_members_only()).
+inline constexpr char kLocalOnlyPayload[] = "fleet.rooms/local-only";
 
 // "rooms/<name>/at/<instance>": "<room>\n<identity>" -> "" for each member
 // an instance holds (what to clean up when it dies).

@@ -126,10 +126,14 @@ class Fleet {
     }
   }
 
+  // Every instance's check, with the store's events delivered before and
+  // after (what one instance changed is then in every other's views).
   void run_all() {
+    store_->drain_events();
     for (auto& in : instances_) {
       if (in.rooms) FLEET_REQUIRE_OK(in.rooms->run_once());
     }
+    store_->drain_events();
   }
 
   // Runs `call` — a request that waits for its timeout on the manual clock
@@ -162,6 +166,17 @@ TEST_CASE("8 instances assigning the same 1000 rooms at once agree on one node e
   std::vector<Instance*> all;
   for (int i = 0; i < 4; ++i) all.push_back(&f.add_node("node" + std::to_string(i)));
   for (int i = 0; i < 4; ++i) all.push_back(&f.add("edge" + std::to_string(i), {}));
+  // Every instance knows the 4 nodes before the race: those live when it
+  // started (read then, not only at its first check: found by this test
+  // under load) and the later ones from the change stream.
+  for (auto* in : all) {
+    const bool four = eventually([&] { return in->rooms->nodes().size() == 4; });
+    if (!four) {
+      std::string seen;
+      for (const auto& n : in->rooms->nodes()) seen += n.id + " ";
+      FAIL_CHECK(in->id << " sees " << seen);
+    }
+  }
   std::vector<std::map<std::string, std::string>> got(all.size());
   std::vector<std::thread> threads;
   std::atomic<int> errors{0};
@@ -264,10 +279,12 @@ TEST_CASE("the chosen survivor moves the rooms, the others wait out the grace",
   auto& c = f.add_node("c");
   FLEET_REQUIRE_OK(b.rooms->set_node_state(NodeState::kDraining));
   FLEET_REQUIRE_OK(c.rooms->set_node_state(NodeState::kDraining));
+  // a sees b and c, both draining (not merely not yet).
   REQUIRE(eventually([&] {
+    int draining = 0;
     for (const auto& n : a.rooms->nodes())
-      if (n.id != "a" && n.info.state != NodeState::kDraining) return false;
-    return true;
+      draining += n.id != "a" && n.info.state == NodeState::kDraining;
+    return draining == 2;
   }));
   for (int i = 0; i < 5; ++i) CHECK(unwrap(a.rooms->join(room_name(i), "u")).node == "a");
   FLEET_REQUIRE_OK(b.rooms->set_node_state(NodeState::kServing));
@@ -530,6 +547,54 @@ TEST_CASE("a receiver reports gaps, and after a reconnect the rooms that may hav
   }
 }
 
+TEST_CASE("cut off from the backend, a sender's own instance still delivers, the others "
+          "are told exactly what they missed",
+          "[rooms]") {
+  Fleet f;
+  auto& a = f.add_node("a");
+  auto& b = f.add("b", {});
+  unwrap(a.rooms->join("r", "alice"));
+  unwrap(a.rooms->join("r", "anna"));
+  unwrap(b.rooms->join("r", "bob"));
+  const BroadcastOptions from_alice{"alice", {}};
+  FLEET_REQUIRE_OK(a.rooms->broadcast("r", "1", from_alice));
+  REQUIRE(eventually([&] { return a.seen->delivered() == 1 && b.seen->delivered() == 1; }));
+
+  FLEET_REQUIRE_OK(f.store().set_reachable(a.coordinator->session_id(), false));
+  for (const char* text : {"2", "3", "4"}) {
+    const absl::Status st = a.rooms->broadcast("r", text, from_alice);
+    FLEET_REQUIRE_CODE(st, kUnavailable);
+    CHECK(std::string(st.message()).find("reached this instance's members only") !=
+          std::string::npos);
+    CHECK(reached_local_members_only(st));
+  }
+  CHECK_FALSE(reached_local_members_only(absl::UnavailableError("down")));
+  CHECK_FALSE(reached_local_members_only(absl::OkStatus()));
+  REQUIRE(eventually([&] { return a.seen->delivered() == 4; }));
+  CHECK(a.rooms->stats().broadcasts_local_only == 3u);
+  FLEET_REQUIRE_OK(f.store().set_reachable(a.coordinator->session_id(), true));
+  FLEET_REQUIRE_OK(a.rooms->broadcast("r", "5", from_alice));
+  REQUIRE(eventually([&] { return a.seen->delivered() == 5 && b.seen->delivered() == 2; }));
+  {
+    // alice and anna: every message, in order, through the outage.
+    std::lock_guard<std::mutex> lock(a.seen->mu);
+    for (std::size_t i = 0; i < 5; ++i) {
+      CHECK(a.seen->deliveries[i].payload == std::to_string(i + 1));
+      CHECK(a.seen->deliveries[i].sequence == i + 1);
+      CHECK(a.seen->deliveries[i].recipients ==
+            std::vector<std::string>{"alice", "anna"});
+    }
+  }
+  std::lock_guard<std::mutex> lock(b.seen->mu);
+  CHECK(b.seen->deliveries[0].payload == "1");
+  CHECK(b.seen->deliveries[1].payload == "5");
+  // bob is told he missed exactly 3 of a's broadcasts.
+  REQUIRE(b.seen->gaps.size() == 1);
+  CHECK(b.seen->gaps[0].sender == "a");
+  CHECK(b.seen->gaps[0].missed == 3u);
+  CHECK(b.seen->gaps[0].reason == "sequence jumped from 1 to 5");
+}
+
 TEST_CASE("a sequence gap from one sender is reported with its size", "[rooms]") {
   Fleet f;
   auto& a = f.add_node("a");
@@ -560,8 +625,13 @@ TEST_CASE("requests count live instances, a silent one gives a partial DeadlineE
   unwrap(a.rooms->join("r", "alice"));
   unwrap(b.rooms->join("r", "bob", "m"));
   unwrap(c.rooms->join("r", "carol"));
-  auto all = unwrap(a.rooms->participants_everywhere("r", milliseconds(2000)));
-  REQUIRE(all.size() == 3);
+  // a asks the instances whose Rooms record it has seen (from the change
+  // stream: under load, b's and c's may come a moment later).
+  std::vector<Participant> all;
+  REQUIRE(eventually([&] {
+    all = unwrap(a.rooms->participants_everywhere("r", milliseconds(2000)));
+    return all.size() == 3;
+  }));
   CHECK(all[0].identity == "alice");
   CHECK(all[1].identity == "bob");
   CHECK(all[1].instance == "b");
@@ -599,7 +669,13 @@ TEST_CASE("a member whose instance vanishes is removed, an empty room is release
   unwrap(a.rooms->join("shared", "alice"));
   f.kill(b);
   f.expire();
-  f.run_all();
+  // The check, as the worker would run it, until a cleans up after b: under
+  // load b's record may reach a's mirror (from the change stream) only after
+  // the first one.
+  REQUIRE(eventually([&] {
+    f.run_all();
+    return unwrap(a.rooms->state("lonely")).participants.empty();
+  }));
   auto lonely = unwrap(a.rooms->state("lonely"));
   CHECK(lonely.participants.empty());
   CHECK_FALSE(lonely.placement.has_value());
