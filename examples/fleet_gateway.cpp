@@ -286,10 +286,10 @@ class Gateway {
     if (absl::IsResourceExhausted(st)) res.set_header("Retry-After", "1");
     res.status = code;
     errors_.note("a routing decision", st);
-    res.set_content(Json{{"error", client_message(st)},
-                         {"code", absl::StatusCodeToString(st.code())}}
-                        .dump(),
-                    "application/json");
+    res.set_content(
+        Json{{"error", client_message(st)}, {"code", absl::StatusCodeToString(st.code())}}
+            .dump(),
+        "application/json");
   }
 
   void start_upstream(const std::shared_ptr<Exchange>& ex, const fleet::router::Ticket& t,

@@ -323,15 +323,7 @@ class Server {
         fleet::rooms::BroadcastOptions sender;
         sender.from = from;  // the sender sees its own message too (the chat's echo)
         absl::Status st = rooms_->broadcast(room, payload, sender);
-        if (fleet::rooms::reached_local_members_only(st)) {
-          errors_.note("broadcast", st);
-          auto text = std::make_shared<const std::string>(
-              error_json("your message reached the members on this server only; the "
-                         "others will be told they missed it"));
-          asio::post(io_, [cl, text] { cl->send(text); });
-        } else if (!st.ok()) {
-          reply_error(cl, "broadcast", st);
-        }
+        if (!st.ok()) reply_error(cl, "broadcast", st);
       });
     } else if (type == "leave") {
       left(cl);
@@ -410,12 +402,17 @@ class Server {
     asio::post(io_, [cl, text] { cl->send(text); });
   }
 
-  // The client gets client_message(st) (nothing that names Redis); the log
-  // gets the whole status.
+  // The client gets client_message(st) (nothing that names Redis), or for a
+  // broadcast that reached this server's members only, that; the log gets
+  // the whole status.
   void reply_error(const std::shared_ptr<Client>& cl, const std::string& what,
                    const absl::Status& st) {
     errors_.note(what, st);
-    auto text = std::make_shared<const std::string>(error_json(client_message(st)));
+    auto text = std::make_shared<const std::string>(error_json(
+        fleet::rooms::reached_local_members_only(st)
+            ? "your message reached the members on this server only; the others will be "
+              "told they missed it"
+            : client_message(st)));
     asio::post(io_, [cl, text] { cl->send(text); });
   }
 

@@ -119,7 +119,7 @@ class MapMirror {
   std::atomic<bool> exact_{false};
   std::atomic<std::uint64_t> generation_{0};
   bool forgotten_ ABSL_GUARDED_BY(mu_) = false;  // versions restart
-  Mutex read_mu_;  // one read at a time
+  Mutex read_mu_;                                // one read at a time
   Subscription watch_;
 };
 

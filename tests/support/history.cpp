@@ -41,14 +41,14 @@ void History::claim(const std::string& map, const std::string& key,
                     const std::string& claimer, bool claimed, const std::string& winner,
                     Time at) {
   std::lock_guard<std::mutex> l(mu_);
-  claims_.push_back(Claim{map, key, claimer, claimed, winner, at});
+  claims_.push_back(Claim{map, key, claimer, claimed, winner, at, {}});
 }
 
 void History::claim_failed(const std::string& map, const std::string& key,
                            const std::string& claimer, const std::string& error,
                            Time at) {
   std::lock_guard<std::mutex> l(mu_);
-  failed_claims_.push_back(Claim{map, key, claimer, false, error, at});
+  failed_claims_.push_back(Claim{map, key, claimer, false, "", at, error});
 }
 
 void History::slot_granted(const std::string& pool, const std::string& target,
@@ -153,11 +153,10 @@ std::vector<std::string> History::check(bool none_held_at_end) const {
                 [](const Claim* x, const Claim* y) { return x->at < y->at; });
       std::string answers;
       for (const Claim* c : in_order) {
-        const bool failed = c >= failed_claims_.data() &&
-                            c < failed_claims_.data() + failed_claims_.size();
-        answers += (answers.empty() ? "" : "; ") + c->claimer +
-                   (failed ? " failed (" : " told ") + c->winner + (failed ? ")" : "") +
-                   (c->claimed ? " (claimed)" : "") + " at " + ms_since(c->at, origin);
+        answers +=
+            (answers.empty() ? "" : "; ") + c->claimer +
+            (c->error.empty() ? " told " + c->winner : " failed (" + c->error + ")") +
+            (c->claimed ? " (claimed)" : "") + " at " + ms_since(c->at, origin);
       }
       out.push_back("claim '" + key + "': claimers were told " +
                     std::to_string(told.size()) + " different owners: " + answers);

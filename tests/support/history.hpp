@@ -70,6 +70,7 @@ class History {
     bool claimed;
     std::string winner;
     Time at;
+    std::string error;  // a failed claim's (claim_failed)
   };
   struct Slot {
     std::string pool, target, holder;
@@ -82,7 +83,7 @@ class History {
   mutable std::mutex mu_;
   std::vector<LockGrant> locks_;
   std::vector<Claim> claims_;
-  std::vector<Claim> failed_claims_;  // winner: the error
+  std::vector<Claim> failed_claims_;  // error set, winner empty
   std::vector<Slot> slots_;
   std::vector<std::string> errors_;  // found while recording
   std::vector<Time> losses_;

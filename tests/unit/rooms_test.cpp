@@ -547,9 +547,10 @@ TEST_CASE("a receiver reports gaps, and after a reconnect the rooms that may hav
   }
 }
 
-TEST_CASE("cut off from the backend, a sender's own instance still delivers, the others "
-          "are told exactly what they missed",
-          "[rooms]") {
+TEST_CASE(
+    "cut off from the backend, a sender's own instance still delivers, the others "
+    "are told exactly what they missed",
+    "[rooms]") {
   Fleet f;
   auto& a = f.add_node("a");
   auto& b = f.add("b", {});
@@ -558,7 +559,8 @@ TEST_CASE("cut off from the backend, a sender's own instance still delivers, the
   unwrap(b.rooms->join("r", "bob"));
   const BroadcastOptions from_alice{"alice", {}};
   FLEET_REQUIRE_OK(a.rooms->broadcast("r", "1", from_alice));
-  REQUIRE(eventually([&] { return a.seen->delivered() == 1 && b.seen->delivered() == 1; }));
+  REQUIRE(
+      eventually([&] { return a.seen->delivered() == 1 && b.seen->delivered() == 1; }));
 
   FLEET_REQUIRE_OK(f.store().set_reachable(a.coordinator->session_id(), false));
   for (const char* text : {"2", "3", "4"}) {
@@ -574,7 +576,8 @@ TEST_CASE("cut off from the backend, a sender's own instance still delivers, the
   CHECK(a.rooms->stats().broadcasts_local_only == 3u);
   FLEET_REQUIRE_OK(f.store().set_reachable(a.coordinator->session_id(), true));
   FLEET_REQUIRE_OK(a.rooms->broadcast("r", "5", from_alice));
-  REQUIRE(eventually([&] { return a.seen->delivered() == 5 && b.seen->delivered() == 2; }));
+  REQUIRE(
+      eventually([&] { return a.seen->delivered() == 5 && b.seen->delivered() == 2; }));
   {
     // alice and anna: every message, in order, through the outage.
     std::lock_guard<std::mutex> lock(a.seen->mu);
