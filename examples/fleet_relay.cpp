@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -233,10 +234,12 @@ class Forwarder {
     sockaddr_in a{}, b{};
   };
 
-  static void close_session(Served& s) {
+  // Under mu_.
+  void close_session(Served& s) {
     if (s.fd_a >= 0) ::close(s.fd_a);
     if (s.fd_b >= 0) ::close(s.fd_b);
     s.fd_a = s.fd_b = -1;
+    ++closed_;
   }
 
   static absl::StatusOr<int> bind_udp(const std::string& address, int port) {
@@ -268,9 +271,11 @@ class Forwarder {
     std::vector<std::pair<int, sockaddr_in>> route;
     char buf[65536];
     while (!stop_) {
+      std::uint64_t closed_before;
       {
         // Rebuilt every round: sessions and endpoints change under us.
         std::lock_guard<std::mutex> lock(mu_);
+        closed_before = closed_;
         fds.clear();
         route.clear();
         for (const auto& [id, s] : sessions_) {
@@ -287,6 +292,10 @@ class Forwarder {
       // A short timeout: sockets closed meanwhile are dropped next round.
       if (::poll(fds.data(), fds.size(), 5) <= 0) continue;
       std::lock_guard<std::mutex> lock(mu_);  // no socket is closed while we use it
+      // A socket closed during poll() may have had its number reused (by an
+      // accepted control connection, say): reading it would steal that
+      // connection's bytes. Poll again with the current sockets instead.
+      if (closed_ != closed_before) continue;
       for (std::size_t i = 0; i < fds.size(); ++i) {
         if ((fds[i].revents & POLLIN) == 0) continue;
         for (;;) {
@@ -303,6 +312,7 @@ class Forwarder {
 
   mutable std::mutex mu_;
   std::map<std::string, Served> sessions_;
+  std::uint64_t closed_ = 0;  // sessions closed so far (under mu_)
   std::atomic<bool> stop_{false};
   std::atomic<long> forwarded_{0};
   std::thread thread_;
